@@ -1,0 +1,139 @@
+"""Image-quality metrics with the conventions of the SR literature.
+
+Conventions (each is what published tables use; change one and numbers shift):
+
+- Images are float tensors in ``[0, 1]``, ``(B, 3, H, W)`` or ``(3, H, W)``, RGB.
+- SR output is clipped to ``[0, 1]`` and rounded to 8 bits before any metric, as if
+  saved to PNG (:func:`quantize`, MATLAB's ``im2uint8`` rounding: half away from zero).
+- PSNR-Y and SSIM-Y use the luma of MATLAB's ``rgb2ycbcr`` (ITU-R BT.601, studio
+  swing): ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` with RGB in ``[0, 1]``, so Y is in
+  ``[16, 235]``, rounded to integer levels as MATLAB's ``rgb2ycbcr`` returns for the
+  uint8 images that the published evaluation scripts feed it. (BasicSR keeps Y in
+  float; on Set5 x2 bicubic that reads 33.68 dB instead of the published 33.66.)
+- ``crop`` pixels (the scale, by convention) are removed from every border first.
+- PSNR peak is 255 on Y; SSIM is Wang et al.'s with an 11x11 Gaussian window
+  (sigma 1.5), K1 = 0.01, K2 = 0.03, data range 255, averaged over the valid region,
+  computed by scikit-image with those settings.
+- LR-PSNR (consistency): PSNR in RGB, peak 1, between ``D(SR)`` (unquantised) and the
+  quantised LR input; no crop. It is high when the SR image explains its input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+
+from srlib.resize import BicubicDegradation
+
+_Y_WEIGHTS = (65.481, 128.553, 24.966)
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Clip to ``[0, 1]`` and round to the 8-bit grid (``k/255``), as a saved PNG."""
+    return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5) / 255.0
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """MATLAB ``rgb2ycbcr`` luma of 8-bit RGB in ``[0, 1]``: ``(..., 3, H, W)`` ->
+    ``(..., H, W)``, float64 integer levels in ``[16, 235]`` (rounded as MATLAB's uint8)."""
+    _check(x, "x")
+    w = torch.tensor(_Y_WEIGHTS, dtype=torch.float64, device=x.device)
+    return torch.floor(16.0 + torch.einsum("...chw,c->...hw", x.double(), w) + 0.5)
+
+
+def _check(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4) or x.shape[-3] != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be an RGB tensor (B, 3, H, W) or (3, H, W), got {shape}")
+
+
+def _crop(x: torch.Tensor, crop: int) -> torch.Tensor:
+    if crop < 0:
+        raise ValueError(f"crop must be >= 0, got {crop}")
+    if crop == 0:
+        return x
+    if 2 * crop >= min(x.shape[-2:]):
+        raise ValueError(f"crop {crop} leaves nothing of an image of size {tuple(x.shape[-2:])}")
+    return x[..., crop:-crop, crop:-crop]
+
+
+def _pair(a: torch.Tensor, b: torch.Tensor) -> None:
+    _check(a, "sr")
+    _check(b, "hr")
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: sr {tuple(a.shape)} vs hr {tuple(b.shape)}")
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor, peak: float, dims: tuple[int, ...]) -> torch.Tensor:
+    mse = (a.double() - b.double()).pow(2).mean(dim=dims)
+    return 10.0 * torch.log10(peak**2 / mse)  # inf for identical images
+
+
+def psnr_y(sr: torch.Tensor, hr: torch.Tensor, crop: int = 0) -> torch.Tensor:
+    """PSNR (dB) on the Y channel, peak 255, ``crop`` px off each border.
+
+    Returns ``(B,)`` for batched input, a scalar for ``(3, H, W)``."""
+    _pair(sr, hr)
+    ys, yh = _crop(rgb_to_y(sr), crop), _crop(rgb_to_y(hr), crop)
+    return _psnr(ys, yh, 255.0, (-2, -1))
+
+
+def psnr_rgb(x: torch.Tensor, y: torch.Tensor, crop: int = 0) -> torch.Tensor:
+    """PSNR (dB) over the three RGB channels, peak 1 (images in ``[0, 1]``)."""
+    _pair(x, y)
+    return _psnr(_crop(x, crop), _crop(y, crop), 1.0, (-3, -2, -1))
+
+
+def ssim_y(sr: torch.Tensor, hr: torch.Tensor, crop: int = 0) -> torch.Tensor:
+    """SSIM on the Y channel (Gaussian window sigma 1.5, K1 0.01, K2 0.03, range 255)."""
+    _pair(sr, hr)
+    ys = _crop(rgb_to_y(sr), crop).detach().double().cpu().numpy()
+    yh = _crop(rgb_to_y(hr), crop).detach().double().cpu().numpy()
+    flat_s, flat_h = ys.reshape(-1, *ys.shape[-2:]), yh.reshape(-1, *yh.shape[-2:])
+    vals = [
+        structural_similarity(
+            a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            data_range=255.0, K1=0.01, K2=0.03,
+        )
+        for a, b in zip(flat_s, flat_h, strict=True)
+    ]
+    return torch.tensor(np.array(vals).reshape(ys.shape[:-2]), dtype=torch.float64)
+
+
+def lr_psnr(sr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation) -> torch.Tensor:
+    """Consistency: RGB PSNR (peak 1) between ``op.down(sr)`` and ``lr``."""
+    return psnr_rgb(op.down(sr), lr)
+
+
+def range_null_mse(
+    sr: torch.Tensor, hr: torch.Tensor, op: BicubicDegradation
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared range and null-space parts of ``sr - hr`` (RGB, ``[0, 1]`` units).
+
+    The two add up to the RGB MSE exactly: the part a downsampled-space loss controls
+    and the part it leaves free."""
+    _pair(sr, hr)
+    rng, null = op.split(sr.double() - hr.double())
+    dims = (-3, -2, -1)
+    return rng.pow(2).mean(dim=dims), null.pow(2).mean(dim=dims)
+
+
+def image_metrics(
+    sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation
+) -> dict[str, float]:
+    """All distortion metrics of one ``(3, H, W)`` SR image against its HR and LR.
+
+    ``sr`` is quantised here (clip + 8 bits) so that no caller can forget it; ``hr``
+    and ``lr`` are the 8-bit images of the evaluation pair; crop = the scale."""
+    sr = quantize(sr)
+    s = op.scale
+    rng, null = range_null_mse(sr, hr, op)
+    return {
+        "psnr_y": float(psnr_y(sr, hr, crop=s)),
+        "ssim_y": float(ssim_y(sr, hr, crop=s)),
+        "psnr_rgb": float(psnr_rgb(sr, hr, crop=s)),
+        "lr_psnr": float(lr_psnr(sr, lr, op)),
+        "range_mse": float(rng),
+        "null_mse": float(null),
+    }
