@@ -51,7 +51,10 @@ def summary(table: pd.DataFrame, data: str, scale: int, model: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m srlib.evaluate", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m srlib.evaluate", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--model", required=True, help=f"one of {', '.join(MODELS)}")
     ap.add_argument(
         "--data", default="default",
