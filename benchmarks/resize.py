@@ -70,7 +70,9 @@ def median_seconds(fn, repeats: int, sync=lambda: None) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--scale", type=int, default=4)
@@ -93,8 +95,10 @@ def main() -> None:
             return torch.stack([basicsr.imresize(img, 1 / args.scale) for img in x])
 
         diff = (run_basicsr() - op.down(x)).abs().max().item()
-        print(f"max |srlib - BasicSR| = {diff:.2e} ({'agree' if diff < 1e-5 else 'DISAGREE'} to 1e-5)")
-        rows.append(("(a) BasicSR imresize", median_seconds(run_basicsr, max(3, args.repeats // 5))))
+        verdict = "agree" if diff < 1e-5 else "DISAGREE"
+        print(f"max |srlib - BasicSR| = {diff:.2e} ({verdict} to 1e-5)")
+        slow = median_seconds(run_basicsr, max(3, args.repeats // 5))
+        rows.append(("(a) BasicSR imresize", slow))
     ours = rows[0][1]
     print(f"{'CPU':32s} {'median ms':>10s} {'GB/s':>8s} {'time / srlib':>13s}")
     for name, sec in rows:
@@ -105,7 +109,8 @@ def main() -> None:
         sync = torch.cuda.synchronize
         gpu = [
             ("srlib (matmul)", median_seconds(lambda: op.down(xg), args.repeats * 5, sync)),
-            ("(b) F.interpolate antialias", median_seconds(lambda: interp(xg), args.repeats * 5, sync)),
+            ("(b) F.interpolate antialias",
+             median_seconds(lambda: interp(xg), args.repeats * 5, sync)),
         ]
         print(f"{'GPU ' + torch.cuda.get_device_name():32s} {'median ms':>10s} {'GB/s':>8s}")
         for name, sec in gpu:
