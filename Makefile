@@ -2,13 +2,16 @@
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 CONFIG ?= configs/quick.yaml
+# LPIPS weights only: both packages import torchvision, so they are installed without
+# their dependencies and never imported (srlib.lpips reads their weight files).
+WEIGHT_PACKAGES := lpips==0.1.4 stlpips-pytorch==0.0.2
 VENV := .venv
 PY := $(VENV)/bin/python
 # The stamp is keyed on the dependency files and the torch requirement: a second
 # `make setup` with nothing changed does nothing.
 STAMP := $(VENV)/.setup-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)-$(shell echo '$(TORCH)' | sha1sum | cut -c1-8)
 
-.PHONY: setup test report bench lint clean
+.PHONY: setup test report bench lint clean lpips-reference
 
 setup: $(STAMP)
 
@@ -16,6 +19,7 @@ $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)" -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps $(WEIGHT_PACKAGES)
 	@rm -f $(VENV)/.setup-*
 	@touch $@
 	@echo "setup done: $(VENV)"
@@ -29,6 +33,16 @@ report: setup
 
 bench: setup
 	$(PY) benchmarks/resize.py
+	$(PY) benchmarks/lpips.py
+
+# The LPIPS reference comparison: the reference packages need torchvision, which does
+# not import beside our torch, so they get an environment of their own (several GB).
+REF_VENV := .venv-ref
+lpips-reference:
+	@test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 \
+	  $(WEIGHT_PACKAGES) torchsummary ipython pytest scikit-image imageio tifffile pillow
+	PYTHONPATH=. $(REF_VENV)/bin/python -m pytest -p no:cacheprovider -rs tests/test_lpips.py
 
 lint: setup
 	$(PY) -m ruff check srlib tests benchmarks notebooks
