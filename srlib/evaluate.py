@@ -1,11 +1,13 @@
 """Evaluate a model on a data set with the literature's conventions.
 
     python -m srlib.evaluate --model bicubic --data Set5 --scale 4 [--json]
+    python -m srlib.evaluate --model reports/runs/down/pixelshuffle/seed0 --data Set5
 
 Per image: HR mod-cropped to a multiple of s, ``LR = quantize(D(HR))``, ``SR = model(LR)``
-quantised to 8 bits, then PSNR-Y / SSIM-Y (crop s), LR-PSNR and the range / null-space
-split of the error (see ``srlib.metrics``). Prints a per-image table and the mean; with
-``--json``, one JSON object instead.
+quantised to 8 bits, then PSNR-Y / SSIM-Y (crop s), LR-PSNR, the range / null-space split
+of the error (see ``srlib.metrics``) and, with ``--lpips KIND``, LPIPS. A trained run is
+given by its folder (``srlib.train`` writes it). Prints a per-image table and the mean;
+with ``--json``, one JSON object instead.
 """
 
 from __future__ import annotations
@@ -14,32 +16,57 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 
+from srlib import lpips
 from srlib.data import dataset_name, eval_pair, load_dataset
-from srlib.metrics import image_metrics
+from srlib.metrics import image_metrics, quantize
 from srlib.resize import BicubicDegradation
-
-MODELS = ("bicubic",)
 
 Upscaler = Callable[[torch.Tensor], torch.Tensor]  # LR (1, 3, h, w) -> SR (1, 3, sh, sw)
 
 
+def save_png(img: torch.Tensor, path: Path) -> None:
+    """Write a ``(3, H, W)`` image in ``[0, 1]`` as an 8-bit PNG (atomically)."""
+    a = (quantize(img.detach().float().cpu()) * 255).round().byte().permute(1, 2, 0).numpy()
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
+    tmp.replace(path)
+
+
 def evaluate(
-    upscale: Upscaler, data: str, scale: int, split: str = "test", device: str = "cpu"
+    upscale: Upscaler,
+    data: str,
+    scale: int,
+    split: str = "test",
+    device: str | torch.device = "cpu",
+    lpips_model: lpips.LPIPS | None = None,
+    save_dir: Path | None = None,
 ) -> pd.DataFrame:
-    """One row per image: ``image`` and the metrics of ``srlib.metrics.image_metrics``."""
+    """One row per image: ``image`` and the metrics of ``srlib.metrics.image_metrics``,
+    plus ``lpips`` when ``lpips_model`` is given; SR PNGs go to ``save_dir`` if given."""
     op = BicubicDegradation(scale)
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, img in load_dataset(data, split=split):
         hr, lr = eval_pair(img.to(device), op)
         with torch.no_grad():
-            sr = upscale(lr[None])[0]
+            sr = upscale(lr[None])[0].float()
         if sr.shape != hr.shape:
             raise ValueError(f"{name}: model output {tuple(sr.shape)} != HR {tuple(hr.shape)}")
-        rows.append({"image": name, **image_metrics(sr, hr, lr, op)})
+        row = {"image": name, **image_metrics(sr, hr, lr, op)}
+        if lpips_model is not None:
+            with torch.no_grad():
+                row["lpips"] = float(lpips_model(quantize(sr)[None], hr[None]))
+        if save_dir is not None:
+            save_png(sr, save_dir / f"{name}.png")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -50,35 +77,54 @@ def summary(table: pd.DataFrame, data: str, scale: int, model: str) -> dict:
     return out
 
 
+def load_upscaler(model: str, scale: int, device: str) -> tuple[Upscaler, int]:
+    """``bicubic`` or a run folder -> (LR -> SR function, its scale)."""
+    if model == "bicubic":
+        return BicubicDegradation(scale).up, scale
+    from srlib.train import load_generator  # here: evaluate stays light for bicubic
+
+    g = load_generator(Path(model), device)
+    return g, g.scale
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m srlib.evaluate", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--model", required=True, help=f"one of {', '.join(MODELS)}")
+    ap.add_argument("--model", required=True, help="'bicubic' or the folder of a trained run")
     ap.add_argument(
         "--data", default="default",
         help="'default', a name under data/ or $SRLIB_DATA, or a folder of HR images",
     )
-    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--scale", type=int, default=4, help="for bicubic; a run has its own")
     ap.add_argument("--split", default="test", help="split of the default data set")
+    ap.add_argument("--lpips", default=None, metavar="KIND",
+                    help=f"add LPIPS of this kind ({', '.join(lpips.KINDS)}, or 'default')")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true", help="print one JSON object of the means")
     args = ap.parse_args(argv)
-    if args.model not in MODELS:
-        ap.error(f"--model {args.model!r}: expected one of {', '.join(MODELS)}")
+    if args.model != "bicubic" and not Path(args.model).is_dir():
+        ap.error(f"--model {args.model!r}: expected 'bicubic' or the folder of a trained run")
     if args.scale < 1:
         ap.error(f"--scale must be an integer >= 1, got {args.scale}")
-    op = BicubicDegradation(args.scale)
     try:
-        table = evaluate(op.up, args.data, args.scale, split=args.split)
+        upscale, scale = load_upscaler(args.model, args.scale, args.device)
+        kind = lpips.default_kind() if args.lpips == "default" else args.lpips
+        metric = lpips.load(kind, args.device) if kind else None
+        table = evaluate(upscale, args.data, scale, split=args.split, device=args.device,
+                         lpips_model=metric)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = summary(table, args.data, args.scale, args.model)
+    result = summary(table, args.data, scale, args.model)
+    if kind:
+        result["lpips_kind"] = kind
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"{args.model} x{args.scale} on {result['dataset']} ({len(table)} images)")
+        print(f"{args.model} x{scale} on {result['dataset']} ({len(table)} images)"
+              + (f"; lpips = {kind}" if kind else ""))
         means = pd.DataFrame([{"image": "mean", **table.mean(numeric_only=True).to_dict()}])
         fmt = {k: "{:.3e}".format for k in ("range_mse", "null_mse")}
         full = pd.concat([table, means])

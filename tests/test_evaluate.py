@@ -63,4 +63,4 @@ def test_cli_bad_input(capsys):
     assert "'NoSuchSet' not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--model", "edsr"])
-    assert "expected one of bicubic" in capsys.readouterr().err
+    assert "expected 'bicubic' or the folder of a trained run" in capsys.readouterr().err

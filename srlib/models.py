@@ -1,0 +1,238 @@
+"""Generators and discriminators of the study.
+
+- ``RRDBNet``: ESRGAN's generator (Wang et al., ECCV-W 2018): residual-in-residual dense
+  blocks with residual scaling 0.2, then one of four upsamplers (the study's variable):
+
+  ============  ===============================================================
+  pixelshuffle  sub-pixel convolution (ESPCN): conv to r^2 x channels, shuffle
+  nearest       nearest-neighbour x r + conv per step (ESRGAN's own)
+  deconv        transposed convolution (kernel r + 2*(r//2), stride r)
+  pre           MATLAB bicubic x s first, the network at HR size, output =
+                bicubic + residual (VDSR-style pre-upsampling)
+  ============  ===============================================================
+
+  x4 runs as two x2 steps, x2 as one, x3 as a single x3 step.
+- ``VGGDiscriminator``: ESRGAN's VGG-style discriminator, its depth adapted to the patch.
+- ``UNetDiscriminator``: Real-ESRGAN's U-Net discriminator with spectral normalisation,
+  a per-pixel realness map.
+
+Tensors are ``(B, 3, H, W)`` in roughly ``[0, 1]``; the generator's output is not clipped
+(metrics clip and quantise).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+from srlib.resize import BicubicDegradation
+
+UPSAMPLERS = ("pixelshuffle", "nearest", "deconv", "pre")
+SCALES = (2, 3, 4)
+
+# Generator sizes. `esrgan` is the paper's; `quick` is sized so the report's whole grid
+# trains on a 2-core CPU in its budget (see benchmarks/train_throughput.py).
+PRESETS: dict[str, dict] = {
+    "quick": {"nf": 32, "nb": 2, "gc": 16, "patch": 48, "batch": 16, "lr": 2e-4},
+    "esrgan": {"nf": 64, "nb": 23, "gc": 32, "patch": 128, "batch": 16, "lr": 1e-4},
+}
+
+
+def _lrelu() -> nn.LeakyReLU:
+    return nn.LeakyReLU(0.2, inplace=True)
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five densely connected 3x3 convs (growth ``gc``), output scaled by 0.2 + input."""
+
+    def __init__(self, nf: int, gc: int):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv2d(nf + i * gc, gc if i < 4 else nf, 3, padding=1) for i in range(5)
+        )
+        for conv in self.convs:  # ESRGAN's init: Kaiming scaled by 0.1 for stable training
+            nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
+            conv.weight.data.mul_(0.1)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [x]
+        for i, conv in enumerate(self.convs):
+            out = conv(torch.cat(feats, dim=1))
+            if i < 4:
+                feats.append(F.leaky_relu(out, 0.2))
+        return x + 0.2 * out
+
+
+class RRDB(nn.Module):
+    """Residual in residual dense block: three dense blocks, scaled 0.2, plus input."""
+
+    def __init__(self, nf: int, gc: int):
+        super().__init__()
+        self.blocks = nn.Sequential(*(ResidualDenseBlock(nf, gc) for _ in range(3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.2 * self.blocks(x)
+
+
+def _steps(scale: int) -> list[int]:
+    """Upsampling steps: x4 = x2 x2, x2, x3 (a single step where x2 steps do not fit)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    return [2, 2] if scale == 4 else [scale]
+
+
+def _deconv(nf: int, r: int) -> nn.ConvTranspose2d:
+    # Output size (n-1) r - 2p + k = r n needs k = r + 2p; p = r // 2 gives the usual
+    # k=4, s=2, p=1 at x2 (overlapping kernels) and k=5, s=3, p=1 at x3.
+    p = r // 2
+    return nn.ConvTranspose2d(nf, nf, r + 2 * p, stride=r, padding=p)
+
+
+class _Nearest(nn.Module):
+    def __init__(self, r: int):
+        super().__init__()
+        self.r = r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.r, mode="nearest")
+
+
+def _upsampler(kind: str, nf: int, scale: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for r in _steps(scale):
+        if kind == "pixelshuffle":
+            layers += [nn.Conv2d(nf, nf * r * r, 3, padding=1), nn.PixelShuffle(r)]
+        elif kind == "nearest":
+            layers += [_Nearest(r), nn.Conv2d(nf, nf, 3, padding=1)]
+        elif kind == "deconv":
+            layers += [_deconv(nf, r)]
+        layers.append(_lrelu())
+    return nn.Sequential(*layers)
+
+
+class RRDBNet(nn.Module):
+    """ESRGAN's generator: LR ``(B, 3, h, w)`` -> SR ``(B, 3, s*h, s*w)``.
+
+    Args:
+        scale: 2, 3 or 4. upsampler: one of ``UPSAMPLERS``.
+        nf: features; nb: RRDB blocks; gc: dense-block growth channels.
+    """
+
+    def __init__(self, scale: int = 4, upsampler: str = "nearest", nf: int = 64,
+                 nb: int = 23, gc: int = 32):
+        super().__init__()
+        if upsampler not in UPSAMPLERS:
+            raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, got {upsampler!r}")
+        _steps(scale)  # validates scale
+        for name, v in (("nf", nf), ("nb", nb), ("gc", gc)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        self.scale, self.upsampler = scale, upsampler
+        self.conv_first = nn.Conv2d(3, nf, 3, padding=1)
+        self.body = nn.Sequential(*(RRDB(nf, gc) for _ in range(nb)))
+        self.conv_body = nn.Conv2d(nf, nf, 3, padding=1)
+        self.upsample = nn.Identity() if upsampler == "pre" else _upsampler(upsampler, nf, scale)
+        self.conv_hr = nn.Conv2d(nf, nf, 3, padding=1)
+        self.conv_last = nn.Conv2d(nf, 3, 3, padding=1)
+        self.bicubic = BicubicDegradation(scale) if upsampler == "pre" else None
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        # Under bf16 autocast, the image-valued ends run in float32: a bf16 image would
+        # carry rounding errors of about one 8-bit level.
+        fp32 = torch.autocast(lr.device.type, enabled=False)
+        if self.bicubic is not None:
+            with fp32:
+                x = self.bicubic.up(lr.float())
+        else:
+            x = lr
+        feat = self.conv_first(x)
+        feat = feat + self.conv_body(self.body(feat))
+        feat = F.leaky_relu(self.conv_hr(self.upsample(feat)), 0.2)
+        with fp32:
+            out = self.conv_last(feat.float())
+        return x + out if self.bicubic is not None else out
+
+
+class VGGDiscriminator(nn.Module):
+    """ESRGAN's VGG-style discriminator: (conv, BN, lrelu) pairs halving the size per
+    stage, then two linear layers. Five stages at 128 px (the paper); fewer on smaller
+    patches, so the last feature map stays 4 x 4 at powers of two. ``(B, 3, p, p)`` ->
+    ``(B, 1)`` logits."""
+
+    def __init__(self, patch: int, nf: int = 64):
+        super().__init__()
+        stages = min(5, int(math.log2(patch)) - 2)
+        if stages < 1 or patch % 2**stages:
+            raise ValueError(f"discriminator patch must be a multiple of 8 and >= 8, got {patch}")
+        layers: list[nn.Module] = [nn.Conv2d(3, nf, 3, 1, 1), _lrelu()]
+        cin = nf
+        for i in range(stages):
+            cout = nf * min(2**i, 8)
+            if i > 0:
+                layers += [nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+                           _lrelu()]
+                cin = cout
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), _lrelu()]
+        self.features = nn.Sequential(*layers)
+        side = patch // 2**stages
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(cin * side * side, 100), _lrelu(), nn.Linear(100, 1)
+        )
+        self.patch = patch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.patch, self.patch):
+            raise ValueError(f"discriminator expects {self.patch}x{self.patch} patches, "
+                             f"got {tuple(x.shape[-2:])}")
+        return self.classifier(self.features(x))
+
+
+class UNetDiscriminator(nn.Module):
+    """Real-ESRGAN's U-Net discriminator with spectral normalisation: ``(B, 3, H, W)`` ->
+    ``(B, 1, H, W)`` per-pixel logits (H, W multiples of 8)."""
+
+    def __init__(self, nf: int = 64):
+        super().__init__()
+        sn = spectral_norm
+        self.conv0 = nn.Conv2d(3, nf, 3, 1, 1)
+        self.down = nn.ModuleList([
+            sn(nn.Conv2d(nf, nf * 2, 4, 2, 1, bias=False)),
+            sn(nn.Conv2d(nf * 2, nf * 4, 4, 2, 1, bias=False)),
+            sn(nn.Conv2d(nf * 4, nf * 8, 4, 2, 1, bias=False)),
+        ])
+        self.up = nn.ModuleList([
+            sn(nn.Conv2d(nf * 8, nf * 4, 3, 1, 1, bias=False)),
+            sn(nn.Conv2d(nf * 4, nf * 2, 3, 1, 1, bias=False)),
+            sn(nn.Conv2d(nf * 2, nf, 3, 1, 1, bias=False)),
+        ])
+        self.head = nn.Sequential(
+            sn(nn.Conv2d(nf, nf, 3, 1, 1, bias=False)), _lrelu(),
+            sn(nn.Conv2d(nf, nf, 3, 1, 1, bias=False)), _lrelu(),
+            nn.Conv2d(nf, 1, 3, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 8 or x.shape[-2] % 8:
+            raise ValueError(f"U-Net discriminator needs sides that are multiples of 8, "
+                             f"got {tuple(x.shape[-2:])}")
+        skips = [F.leaky_relu(self.conv0(x), 0.2)]
+        for conv in self.down:
+            skips.append(F.leaky_relu(conv(skips[-1]), 0.2))
+        h = skips.pop()
+        for conv in self.up:
+            h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
+            h = F.leaky_relu(conv(h), 0.2) + skips.pop()
+        return self.head(h)
+
+
+def build_generator(preset: str, scale: int, upsampler: str, **overrides) -> RRDBNet:
+    """The generator of a preset (``quick`` or ``esrgan``), sizes overridable."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    sizes = {k: PRESETS[preset][k] for k in ("nf", "nb", "gc")} | overrides
+    return RRDBNet(scale=scale, upsampler=upsampler, **sizes)
