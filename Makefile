@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 # `make setup` with nothing changed does nothing.
 STAMP := $(VENV)/.setup-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)-$(shell echo '$(TORCH)' | sha1sum | cut -c1-8)
 
-.PHONY: setup test report bench lint clean lpips-reference
+.PHONY: setup test report lab bench lint clean lpips-reference
 
 setup: $(STAMP)
 
@@ -29,7 +29,14 @@ test: setup
 	$(PY) -m pytest
 
 report: setup
-	@echo "make report: the report is not built yet (the notebooks and runner land with the report issue)."
+	$(PY) -m srlib.ablate $(CONFIG)
+
+# JupyterLab with jupytext: notebooks/*.py open as notebooks (double-click).
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+lab: setup
+	@mkdir -p $(LAB_SETTINGS)
+	@echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' > $(LAB_SETTINGS)/overrides.json
+	$(VENV)/bin/jupyter lab notebooks
 
 bench: setup
 	$(PY) benchmarks/resize.py
@@ -48,4 +55,4 @@ lint: setup
 	$(PY) -m ruff check srlib tests benchmarks notebooks
 
 clean:
-	rm -rf reports/runs reports/*.html reports/*.csv .pytest_cache
+	rm -rf reports/runs reports/*.html reports/*.csv reports/*.json reports/*.ipynb .pytest_cache

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from srlib import lpips
 from srlib.data import PatchSampler, dataset_name, load_dataset
