@@ -22,14 +22,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
+import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
 import yaml
 
 from srlib.report import collect, run_dir
@@ -113,6 +118,10 @@ def execute(notebook: str, output: Path, params: dict, cwd: Path) -> None:
     import nbformat
     import papermill as pm
 
+    # papermill warns of every parameter missing from a notebook's parameters cell; the
+    # Config fields beyond the common ones are passed that way on purpose.
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+
     nb = jupytext.read(NOTEBOOKS / notebook)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
@@ -181,8 +190,6 @@ def provenance(stages: dict[str, float], grid_path: Path) -> dict:
     """Git commit, package versions, device, date and the wall time of each stage."""
     import importlib.metadata as md
 
-    import torch
-
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, cwd=NOTEBOOKS.parent, timeout=10).stdout.strip()
@@ -217,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, help="override the grid's seeds")
     ap.add_argument("--force", action="store_true", help="rerun finished runs")
     ap.add_argument("--out", default="reports", help="output folder (default: reports)")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="runs at a time (default: 2 on a CPU machine, 1 with CUDA)")
     a = ap.parse_args(argv)
     t_start = time.perf_counter()
     try:
@@ -229,21 +238,37 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--only: unknown variant(s) {bad}; the grid has {names}")
             names = a.only
         names = _ordered(names, grid)
+        if a.jobs is not None and a.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(v, s) for v in names for s in seeds]
-    print(f"{grid['name']}: {len(names)} variants x {len(seeds)} seeds -> {out}", flush=True)
-    spent, ran = 0.0, 0
-    for i, (variant, seed) in enumerate(jobs, 1):
+    jobs_n = a.jobs or (1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
+    print(f"{grid['name']}: {len(names)} variants x {len(seeds)} seeds -> {out} "
+          f"({jobs_n} at a time)", flush=True)
+    # CPU: several runs side by side with a share of the cores each (small convolutions
+    # scale poorly across threads); GPU: one run at a time.
+    threads = max(1, (os.cpu_count() or 1) // jobs_n)
+    saved_env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    lock, progress = threading.Lock(), {"done": 0, "spent": 0.0, "ran": 0}
+
+    def run_one(variant: str, seed: int) -> None:
         d = run_dir(out, variant, seed)
         params = run_params(grid, variant, seed, out)
+        src = grid["variants"][variant].get("init_from")
+        if src and (src, seed) in futures:
+            futures[(src, seed)].result()  # the run it starts from: submitted earlier
         t0 = time.perf_counter()
         if not a.force and variant != "bicubic" and is_finished(d, params):
-            status = "finished earlier, skipped"
+            status, ran = "finished earlier, skipped", False
         else:
+            ran = True
             if a.force and d.exists():
                 for f in ("metrics.json", "checkpoint.pt", "config.json", "losses.csv"):
                     (d / f).unlink(missing_ok=True)
@@ -253,7 +278,6 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == "bicubic":
                     _bicubic_run(grid, seed, out)
                 else:
-                    src = grid["variants"][variant].get("init_from")
                     if src and not (run_dir(out, src, seed) / "generator.pt").is_file():
                         raise RuntimeError(f"init_from {src!r} seed {seed} did not finish")
                     execute("02_train.py", d / "train.ipynb", params, NOTEBOOKS)
@@ -262,12 +286,32 @@ def main(argv: list[str] | None = None) -> int:
                 (d / "error.txt").write_text(
                     "".join(traceback.format_exception_only(type(err), err)))
                 status = f"FAILED ({type(err).__name__}; see {d / 'error.txt'})"
-            dt = time.perf_counter() - t0
-            spent, ran = spent + dt, ran + 1
-        left = (len(jobs) - i) * (spent / ran) if ran else 0.0
-        print(f"[{i}/{len(jobs)}] {variant} seed {seed}: {status} in "
-              f"{_fmt(time.perf_counter() - t0)} (elapsed {_fmt(time.perf_counter() - t_start)},"
-              f" ~{_fmt(left)} left)", flush=True)
+        dt = time.perf_counter() - t0
+        with lock:
+            progress["done"] += 1
+            if ran:
+                progress["spent"] += dt
+                progress["ran"] += 1
+            left = len(jobs) - progress["done"]
+            per_run = progress["spent"] / progress["ran"] if progress["ran"] else 0.0
+            print(f"[{progress['done']}/{len(jobs)}] {variant} seed {seed}: {status} in "
+                  f"{_fmt(dt)} (elapsed {_fmt(time.perf_counter() - t_start)}, "
+                  f"~{_fmt(left * per_run / jobs_n)} left)", flush=True)
+
+    futures: dict = {}
+    try:
+        with ThreadPoolExecutor(max_workers=jobs_n) as pool:
+            for variant, seed in jobs:  # sources before their users: FIFO, no deadlock
+                futures[(variant, seed)] = pool.submit(run_one, variant, seed)
+        for f in futures.values():
+            f.result()
+    finally:
+        torch.set_num_threads(torch_threads)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     stages = {"runs": time.perf_counter() - t_start}
 
     results = collect(out, {v: grid["variants"][v] for v in grid["variants"]}, seeds)

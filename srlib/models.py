@@ -36,9 +36,10 @@ SCALES = (2, 3, 4)
 
 # Generator sizes. `esrgan` is the paper's; `quick` is sized so the report's whole grid
 # trains on a 2-core CPU in its budget (see benchmarks/train_throughput.py).
+# d_nf: discriminator width.
 PRESETS: dict[str, dict] = {
-    "quick": {"nf": 32, "nb": 2, "gc": 16, "patch": 48, "batch": 16, "lr": 2e-4},
-    "esrgan": {"nf": 64, "nb": 23, "gc": 32, "patch": 128, "batch": 16, "lr": 1e-4},
+    "quick": {"nf": 32, "nb": 1, "gc": 16, "patch": 32, "batch": 16, "lr": 1e-3, "d_nf": 32},
+    "esrgan": {"nf": 64, "nb": 23, "gc": 32, "patch": 128, "batch": 16, "lr": 2e-4, "d_nf": 64},
 }
 
 

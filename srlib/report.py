@@ -61,6 +61,7 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     out = g[METRICS].agg(["mean", "std"])
     out.columns = [f"{m}_{s}" for m, s in out.columns]
     out["seeds"] = g.size()
+    out["iters"] = g["iters"].first()
     out["lpips_kind"] = g["lpips_kind"].first()
     return out.reset_index()
 
@@ -78,6 +79,7 @@ def format_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
         mean, std = s[f"{m}_mean"].values, s[f"{m}_std"].values
         table[head] = [f.format(a) + ("" if np.isnan(b) else f" ± {f.format(b)}")
                        for a, b in zip(mean, std, strict=True)]
+    table["iters"] = s["iters"].values
     table["seeds"] = s.seeds.values
     return table
 
@@ -145,6 +147,12 @@ def findings(results: pd.DataFrame, dataset: str) -> list[str]:
             f"{len(above)} of {len(trained)} trained variants score higher"
             + (f" ({', '.join(f'`{v}`' for v in above)})." if above else ".")
         )
+    iters = {v: int(x) for v, x in summ[summ.dataset == dataset].set_index("variant")["iters"]
+             .items() if v != "bicubic"}
+    if len(set(iters.values())) > 1:
+        parts = ", ".join(f"`{v}` {n}" for v, n in iters.items())
+        out.append(f"**Training length differs** between variants (iterations: {parts}); "
+                   "compare those variants with that in mind.")
     failed = results[results.status != "done"]
     for _, r in failed.iterrows():
         out.append(f"**{r.status.capitalize()}**: `{r.variant}` seed {r.seed}"

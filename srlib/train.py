@@ -57,6 +57,7 @@ class Config:
     nf: int | None = None
     nb: int | None = None
     gc: int | None = None
+    d_nf: int | None = None
     discriminator: str = "vgg"  # or "unet"
     init_from: str | None = None
     ckpt_every: int = 500
@@ -70,10 +71,10 @@ class Config:
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         c = dataclasses.replace(self, test_data=list(self.test_data))
-        for k in ("batch", "patch", "lr", "nf", "nb", "gc"):
+        for k in ("batch", "patch", "lr", "nf", "nb", "gc", "d_nf"):
             if getattr(c, k) is None:
                 setattr(c, k, PRESETS[c.preset][k])
-        for k in ("iters", "batch", "patch", "nf", "nb", "gc", "ckpt_every", "log_every"):
+        for k in ("iters", "batch", "patch", "nf", "nb", "gc", "d_nf", "ckpt_every", "log_every"):
             v = getattr(c, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
@@ -170,7 +171,9 @@ def train(config: Config) -> dict:
     loss = Loss(c.loss, sampler.op).to(dev)
     d = None
     if loss.needs_discriminator:
-        d = (VGGDiscriminator(c.patch) if c.discriminator == "vgg" else UNetDiscriminator()).to(dev)
+        d = VGGDiscriminator(c.patch, c.d_nf) if c.discriminator == "vgg" else \
+            UNetDiscriminator(c.d_nf)
+        d = d.to(dev)
     if cuda:
         g, d = (m.to(memory_format=torch.channels_last) if m is not None else m for m in (g, d))
     adam = {"betas": (0.9, 0.99), "fused": cuda}

@@ -1,0 +1,121 @@
+"""The runner end to end on a micro grid: papermill runs, results.csv, index.html."""
+
+import json
+from pathlib import Path
+
+import jupytext
+import pandas as pd
+import pytest
+import yaml
+
+from srlib.ablate import load_grid, main
+from srlib.report import COLUMNS
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    """A micro grid (bicubic, two trained variants, one made to fail) on small images."""
+    from PIL import Image
+
+    from srlib.data import load_dataset
+
+    root = tmp_path_factory.mktemp("micro")
+    for split, n in (("train", 2), ("test", 2)):
+        (root / split).mkdir()
+        for name, img in load_dataset("default", split)[:n]:
+            Image.fromarray(img[:, 40:104, 60:124].permute(1, 2, 0).numpy()).save(
+                root / split / f"{name}.png")
+    grid = {
+        "name": "micro",
+        "defaults": {"preset": "quick", "iters": 4, "batch": 2, "patch": 16, "nf": 8, "nb": 1,
+                     "gc": 4, "log_every": 2, "device": "cpu", "data": str(root / "train"),
+                     "test_data": [str(root / "test")]},
+        "seeds": [0],
+        "variants": {
+            "bicubic": {},
+            "pixel/pixelshuffle": {"loss": "pixel", "upsampler": "pixelshuffle"},
+            "down/pixelshuffle": {"loss": "down", "upsampler": "pixelshuffle"},
+            "broken": {"loss": "down", "upsampler": "bilinear"},
+        },
+        "notebook_params": {"01_manifold": {"toy_steps": 10}, "03_artifacts": {"crop": 32}},
+    }
+    cfg = root / "micro.yaml"
+    cfg.write_text(yaml.safe_dump(grid))
+    out = root / "reports"
+    rc = main([str(cfg), "--out", str(out)])
+    return cfg, out, rc
+
+
+def test_runner_builds_the_report(micro):
+    _, out, rc = micro
+    assert rc == 0
+    results = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert list(results.columns) == COLUMNS
+    done = results[results.status == "done"]
+    assert set(done.variant) == {"bicubic", "pixel/pixelshuffle", "down/pixelshuffle"}
+    assert (done.dataset == "test").all()
+    assert done.loc[done.variant == "bicubic", "train_seconds"].astype(float).iloc[0] == 0
+    assert (done.psnr_y.astype(float) > 0).all() and (done.lpips_kind != "").all()
+    for v in ("pixel/pixelshuffle", "down/pixelshuffle"):
+        run = out / "runs" / v / "seed0"
+        assert (run / "train.ipynb").is_file() and (run / "train.html").is_file()
+        assert json.loads((run / "metrics.json").read_text())["iters"] == 4
+    html = (out / "index.html").read_text()
+    assert "Findings" in html and "data:image/png;base64" in html
+    assert "seed&#39;s failure" in html or "seed's failure" in html
+    assert "import pandas" not in html and "from srlib" not in html  # no code cells
+    assert (out / "03_artifacts.html").is_file() and (out / "manifold.json").is_file()
+
+
+def test_failed_variant_is_reported(micro):
+    _, out, _ = micro
+    results = pd.read_csv(out / "results.csv", keep_default_na=False)
+    broken = results[results.variant == "broken"].iloc[0]
+    assert broken.status == "failed" and "upsampler must be one of" in broken.error
+    assert "broken" in (out / "index.html").read_text()
+
+
+def test_second_invocation_skips_finished_runs(micro, capsys):
+    cfg, out, _ = micro
+    before = (out / "runs" / "down/pixelshuffle" / "seed0" / "metrics.json").stat().st_mtime
+    assert main([str(cfg), "--out", str(out), "--only", "down/pixelshuffle"]) == 0
+    assert "finished earlier, skipped" in capsys.readouterr().out
+    after = (out / "runs" / "down/pixelshuffle" / "seed0" / "metrics.json").stat().st_mtime
+    assert before == after
+
+
+def test_bad_grids(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"variants": {"x": {"loss": "down", "colour": 3}}}))
+    with pytest.raises(ValueError, match="unknown field.*colour"):
+        load_grid(bad)
+    bad.write_text(yaml.safe_dump({"variants": {"x": {"upsampler": "nearest"}}}))
+    with pytest.raises(ValueError, match="needs a 'loss'"):
+        load_grid(bad)
+    bad.write_text(yaml.safe_dump({"variants": {"x": {"loss": "down", "init_from": "y"}}}))
+    with pytest.raises(ValueError, match="init_from 'y' is not a variant"):
+        load_grid(bad)
+    assert main([str(tmp_path / "missing.yaml")]) == 2
+    assert "grid file not found" in capsys.readouterr().err
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"variants": {"x": {"loss": "down"}}}))
+    assert main([str(good), "--only", "y"]) == 2
+    assert "unknown variant" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["quick", "full", "benchmark"])
+def test_shipped_grids_load(name):
+    grid = load_grid(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    names = {"bicubic", "pixel/pixelshuffle", "down/pixelshuffle", "down/nearest",
+             "down/deconv", "down/pre", "down+adv/pixelshuffle", "esrgan"}
+    assert names <= set(grid["variants"])
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.py")), ids=lambda p: p.name)
+def test_notebooks_parse_with_a_parameters_cell(path):
+    nb = jupytext.read(path)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "one cell tagged 'parameters' for papermill"
+    compile("\n".join(c.source for c in nb.cells if c.cell_type == "code"), str(path), "exec")
