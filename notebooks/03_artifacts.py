@@ -25,7 +25,7 @@ runs = "../reports/runs"
 grid = "../configs/quick.yaml"
 image = ""          # a test image name; empty: the first image of the first test set
 crop = 96           # HR px; the crop is placed where the HR image is most textured
-out = "../reports/artifacts.csv"
+out = "../reports/artifacts.csv"   # the figures go beside it, for the report page
 
 # %%
 from pathlib import Path
@@ -68,8 +68,9 @@ srs = {v: load_sr(runs / v / f"seed{seed}", dataset, image) for v in variants}
 # %%
 box = busiest_box(images[image], crop, scale)
 panel = artifact_panel(images[image], srs, scale, box)
-show_images({f"{name}: {part}": img for name, parts in panel.items()
-             for part, img in parts.items()}, ncols=3, size=2.6)
+fig = show_images({f"{name}: {part}": img for name, parts in panel.items()
+                   for part, img in parts.items()}, ncols=3, size=2.6)
+fig.savefig(Path(out).with_name("artifacts_crops.png"), dpi=80)
 
 # %% [markdown]
 # ## Spectrum of SR - bicubic (log magnitude, centred)
@@ -100,6 +101,7 @@ for ax, v in zip(axes.flat, variants, strict=False):
     share = energy[(energy.variant == v) & (energy.image == image)].lr_grid_energy.iloc[0]
     ax.set_title(f"{v}\nLR-grid energy {share:.1%}", fontsize=8)
 fig.tight_layout()
+fig.savefig(Path(out).with_name("artifacts_spectra.png"), dpi=80)
 
 # %%
 summary = energy.groupby("variant", sort=False).lr_grid_energy.mean().rename("lr_grid_energy")

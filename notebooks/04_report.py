@@ -40,7 +40,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from IPython.display import HTML, Markdown, display
+from IPython.display import HTML, Image, Markdown, display
 
 from srlib.ablate import load_grid
 from srlib.analysis import plot_losses
@@ -147,8 +147,18 @@ if curves:
 
 # %% [markdown]
 # ## Artifacts
-# Crops, `D(SR) - LR`, the null-space part of each SR image and their spectra are in
-# [the artifacts notebook](03_artifacts.html).
+# The same crop of one test image for every variant (first seed). Columns: the SR crop;
+# `D(SR) - LR`, what the downsampled loss sees (x10, grey = 0); the null-space part of SR,
+# what it cannot see (x5, grey = 0). Then the spectrum of `SR - bicubic` per variant: a
+# grid of peaks at multiples of the LR sampling frequency is the signature of periodic
+# tiling. More in [the artifacts notebook](03_artifacts.html).
+
+# %%
+for name in ("artifacts_crops.png", "artifacts_spectra.png"):
+    if (reports / name).is_file():
+        display(Image(filename=str(reports / name)))
+
+# %% [markdown]
 #
 # ## Runs
 # Each run's executed notebook (loss curves, crops, its metrics):

@@ -38,10 +38,11 @@ import torch
 import yaml
 
 from srlib.report import collect, run_dir
-from srlib.train import Config
+from srlib.train import RESUMABLE_CHANGES, Config
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)}
+_SAME = CONFIG_FIELDS - RESUMABLE_CHANGES  # what must match for a run to count as the same
 
 
 def load_grid(path: str | Path) -> dict:
@@ -106,10 +107,15 @@ def is_finished(d: Path, params: dict) -> bool:
     """A run is finished when its metrics exist and its config is the one asked for."""
     if not (d / "metrics.json").is_file() or not (d / "config.json").is_file():
         return False
+    return same_config(d, params)
+
+
+def same_config(d: Path, params: dict) -> bool:
+    """Whether the run folder ``d`` holds a run of the config asked for (so it may resume,
+    or, finished, be skipped)."""
     cfg = Config(**{k: v for k, v in params.items() if k in CONFIG_FIELDS}).resolved()
     old = json.loads((d / "config.json").read_text())
-    keep = CONFIG_FIELDS - {"out", "ckpt_every", "log_every", "device", "compile", "progress"}
-    return all(old.get(k) == getattr(cfg, k) for k in keep)
+    return all(old.get(k) == getattr(cfg, k) for k in _SAME)
 
 
 def execute(notebook: str, output: Path, params: dict, cwd: Path) -> None:
@@ -222,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("config", help="grid file, e.g. configs/quick.yaml")
     ap.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     ap.add_argument("--seeds", nargs="+", type=int, help="override the grid's seeds")
-    ap.add_argument("--force", action="store_true", help="rerun finished runs")
+    ap.add_argument("--force", action="store_true",
+                    help="rerun the variants asked for even if finished (not the runs they "
+                         "start from)")
     ap.add_argument("--out", default="reports", help="output folder (default: reports)")
     ap.add_argument("--jobs", type=int, default=None,
                     help="runs at a time (default: 2 on a CPU machine, 1 with CUDA)")
@@ -237,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             if bad:
                 raise ValueError(f"--only: unknown variant(s) {bad}; the grid has {names}")
             names = a.only
+        forced = set(names) if a.force else set()  # not the sources _ordered adds
         names = _ordered(names, grid)
         if a.jobs is not None and a.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
@@ -265,11 +274,17 @@ def main(argv: list[str] | None = None) -> int:
         if src and (src, seed) in futures:
             futures[(src, seed)].result()  # the run it starts from: submitted earlier
         t0 = time.perf_counter()
-        if not a.force and variant != "bicubic" and is_finished(d, params):
+        force = variant in forced
+        if not force and variant != "bicubic" and is_finished(d, params):
             status, ran = "finished earlier, skipped", False
+        elif not force and variant != "bicubic" and (d / "config.json").is_file() \
+                and not same_config(d, params):
+            msg = f"{d} holds a run of another config; rerun with --force to replace it"
+            (d / "error.txt").write_text(msg + "\n")
+            status, ran = f"NOT RUN ({msg})", False
         else:
             ran = True
-            if a.force and d.exists():
+            if force and d.exists():
                 for f in ("metrics.json", "checkpoint.pt", "config.json", "losses.csv"):
                     (d / f).unlink(missing_ok=True)
             d.mkdir(parents=True, exist_ok=True)

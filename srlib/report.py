@@ -36,7 +36,8 @@ def collect(root: Path, variants: dict[str, dict], seeds: list[int]) -> pd.DataF
             d = run_dir(root, variant, seed)
             base = {"variant": variant, "loss": spec.get("loss", variant),
                     "upsampler": spec.get("upsampler", ""), "seed": seed}
-            if (d / "metrics.json").is_file():
+            err = d / "error.txt"  # written on failure, removed when a run starts anew
+            if (d / "metrics.json").is_file() and not err.is_file():
                 m = json.loads((d / "metrics.json").read_text())
                 for name, ds in m["datasets"].items():
                     rows.append({**base, "dataset": name, "status": "done",
@@ -45,7 +46,6 @@ def collect(root: Path, variants: dict[str, dict], seeds: list[int]) -> pd.DataF
                                  "lpips_kind": m["lpips_kind"], "iters": m["iters"],
                                  "device": m["device"], "error": ""})
             else:
-                err = d / "error.txt"
                 status = "failed" if err.is_file() else "missing"
                 rows.append({**base, "dataset": "", "status": status,
                              "error": err.read_text().strip()[-2000:] if err.is_file() else ""})
@@ -62,6 +62,7 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     out.columns = [f"{m}_{s}" for m, s in out.columns]
     out["seeds"] = g.size()
     out["iters"] = g["iters"].first()
+    out["loss"] = g["loss"].first()
     out["lpips_kind"] = g["lpips_kind"].first()
     return out.reset_index()
 
@@ -74,7 +75,7 @@ def format_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
            "lpips": (f"LPIPS ({kind})", "{:.3f}"), "lr_psnr": ("LR-PSNR (dB)", "{:.2f}"),
            "range_mse": ("range MSE", "{:.2e}"), "null_mse": ("null MSE", "{:.2e}"),
            "train_seconds": ("train s", "{:.0f}")}
-    table = pd.DataFrame({"variant": s.variant.values})
+    table = pd.DataFrame({"variant": s.variant.values, "loss": s["loss"].values})
     for m, (head, f) in fmt.items():
         mean, std = s[f"{m}_mean"].values, s[f"{m}_std"].values
         table[head] = [f.format(a) + ("" if np.isnan(b) else f" ± {f.format(b)}")

@@ -119,3 +119,24 @@ def test_notebooks_parse_with_a_parameters_cell(path):
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "one cell tagged 'parameters' for papermill"
     compile("\n".join(c.source for c in nb.cells if c.cell_type == "code"), str(path), "exec")
+
+
+def test_changed_config_is_not_mixed_up_with_old_results(micro, tmp_path, capsys):
+    import shutil
+
+    cfg, out, _ = micro
+    copy = tmp_path / "reports"
+    shutil.copytree(out, copy)
+    grid = yaml.safe_load(cfg.read_text())
+    grid["variants"]["down/pixelshuffle"]["loss"] = "l1:down"
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(grid))
+    assert main([str(changed), "--out", str(copy), "--only", "down/pixelshuffle"]) == 0
+    assert "holds a run of another config" in capsys.readouterr().out
+    row = pd.read_csv(copy / "results.csv", keep_default_na=False).set_index("variant")
+    assert row.loc["down/pixelshuffle", "status"] == "failed"
+    assert main([str(changed), "--out", str(copy), "--only", "down/pixelshuffle", "--force"]) == 0
+    row = pd.read_csv(copy / "results.csv", keep_default_na=False).set_index("variant")
+    assert row.loc["down/pixelshuffle", "status"] == "done"
+    m = json.loads((copy / "runs" / "down/pixelshuffle" / "seed0" / "metrics.json").read_text())
+    assert m["config"]["loss"] == "l1:down"
