@@ -101,7 +101,9 @@ display(Markdown("\n".join(f"- {s}" for s in lines)))
 # ## Results
 # Mean ± standard deviation over seeds. PSNR-Y and SSIM-Y on the Y channel (BT.601) with
 # the scale cropped from each border, SR rounded to 8 bits; LR-PSNR between `D(SR)` and
-# the LR input (RGB); range and null MSE: the two parts of the RGB error (in [0, 1] units).
+# the LR input (RGB); "raw": the same before SR is clipped to [0, 1] and rounded, and
+# "clipped": the share of raw SR values outside [0, 1]; range and null MSE: the two parts
+# of the RGB error (in [0, 1] units).
 
 # %%
 for d in datasets:

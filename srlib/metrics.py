@@ -14,8 +14,10 @@ Conventions (each is what published tables use; change one and numbers shift):
 - PSNR peak is 255 on Y; SSIM is Wang et al.'s with an 11x11 Gaussian window
   (sigma 1.5), K1 = 0.01, K2 = 0.03, data range 255, averaged over the valid region,
   computed by scikit-image with those settings.
-- LR-PSNR (consistency): PSNR in RGB, peak 1, between ``D(SR)`` (unquantised) and the
-  quantised LR input; no crop. It is high when the SR image explains its input.
+- LR-PSNR (consistency): PSNR in RGB, peak 1, between ``D(SR)`` and the quantised LR
+  input; no crop. It is high when the SR image explains its input. ``image_metrics``
+  also reports it for the raw network output (``lr_psnr_raw``, before clipping and
+  rounding) and the share of raw values outside ``[0, 1]`` (``clipped``).
 """
 
 from __future__ import annotations
@@ -126,10 +128,15 @@ def image_metrics(
 
     ``sr`` is quantised here (clip + 8 bits) so that no caller can forget it; ``hr``
     and ``lr`` are the 8-bit images of the evaluation pair; crop = the scale."""
+    raw = sr
     sr = quantize(sr)
     s = op.scale
     rng, null = range_null_mse(sr, hr, op)
     return {
+        # before clipping: how consistent the network's own output is, and how much of
+        # it the valid range cuts off (clipping can undo consistency)
+        "lr_psnr_raw": float(lr_psnr(raw, lr, op)),
+        "clipped": float(((raw < 0) | (raw > 1)).float().mean()),
         "psnr_y": float(psnr_y(sr, hr, crop=s)),
         "ssim_y": float(ssim_y(sr, hr, crop=s)),
         "psnr_rgb": float(psnr_rgb(sr, hr, crop=s)),

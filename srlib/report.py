@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-METRICS = ["psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse", "train_seconds"]
+METRICS = ["psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse", "lr_psnr_raw",
+           "clipped", "train_seconds"]
 COLUMNS = ["variant", "loss", "upsampler", "seed", "dataset", "status", *METRICS,
            "lpips_kind", "iters", "device", "error"]
 # what each metric's better direction is, for rankings
@@ -73,6 +74,7 @@ def format_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     kind = s.lpips_kind.iloc[0] if len(s) else "lpips"
     fmt = {"psnr_y": ("PSNR-Y (dB)", "{:.2f}"), "ssim_y": ("SSIM-Y", "{:.4f}"),
            "lpips": (f"LPIPS ({kind})", "{:.3f}"), "lr_psnr": ("LR-PSNR (dB)", "{:.2f}"),
+           "lr_psnr_raw": ("LR-PSNR raw (dB)", "{:.2f}"), "clipped": ("clipped", "{:.1%}"),
            "range_mse": ("range MSE", "{:.2e}"), "null_mse": ("null MSE", "{:.2e}"),
            "train_seconds": ("train s", "{:.0f}")}
     table = pd.DataFrame({"variant": s.variant.values, "loss": s["loss"].values})
@@ -121,6 +123,11 @@ def findings(results: pd.DataFrame, dataset: str) -> list[str]:
             f"{'higher' if dl >= 0 else 'lower'} ({m[a]['lr_psnr']:.2f} vs "
             f"{m[b]['lr_psnr']:.2f} dB). The seed's finding (at least 2 dB below, at least "
             f"3 times the null MSE, LR-PSNR at least as high) holds {holds}."
+            + (f" Before clipping to [0, 1] and rounding, the LR-PSNR of `{a}` is "
+               f"{m[a]['lr_psnr_raw']:.2f} dB (`{b}`: {m[b]['lr_psnr_raw']:.2f} dB); "
+               f"{m[a]['clipped']:.1%} of its raw values lie outside [0, 1] "
+               f"(`{b}`: {m[b]['clipped']:.1%})."
+               if not np.isnan(m[a]["lr_psnr_raw"]) else "")
         )
     downs = {v: x for v, x in m.items() if v.startswith("down/")}
     if len(downs) >= 2:
