@@ -158,9 +158,8 @@ def to_html(notebook: Path, html: Path, code: bool) -> None:
 
 def _bicubic_run(grid: dict, seed: int, out: Path) -> None:
     """The bicubic baseline as a run folder (metrics.json in the runs' schema)."""
-    from srlib import lpips
     from srlib.data import dataset_name
-    from srlib.evaluate import evaluate, summary
+    from srlib.evaluate import evaluate_sets
     from srlib.resize import BicubicDegradation
 
     spec = {**grid["defaults"], **grid["variants"]["bicubic"]}
@@ -168,15 +167,8 @@ def _bicubic_run(grid: dict, seed: int, out: Path) -> None:
                loss="bicubic", upsampler="", out=str(run_dir(out, "bicubic", seed)))
     d = Path(c.out)
     d.mkdir(parents=True, exist_ok=True)
-    op = BicubicDegradation(c.scale)
-    kind = lpips.default_kind()
-    metric = lpips.load(kind)
-    per_set = {}
-    for data in c.test_data:
-        name = dataset_name(data)
-        table = evaluate(op.up, data, c.scale, lpips_model=metric, save_dir=d / "eval" / name)
-        table.to_csv(d / "eval" / name / "per_image.csv", index=False)
-        per_set[name] = summary(table, data, c.scale, "bicubic")
+    per_set, kind = evaluate_sets(BicubicDegradation(c.scale).up, c.test_data, c.scale, d,
+                                  model="bicubic")
     (d / "config.json").write_text(json.dumps(dataclasses.asdict(c), indent=1))
     result = {**per_set[dataset_name(c.test_data[0])], "datasets": per_set,
               "lpips_kind": kind, "iters": 0, "train_seconds": 0.0, "device": "cpu",

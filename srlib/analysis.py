@@ -6,7 +6,6 @@ numbers or matplotlib figures; notebooks only call these.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,7 +14,7 @@ import pandas as pd
 import torch
 
 from srlib.data import eval_pair, load_image, to_float
-from srlib.metrics import psnr_rgb, quantize
+from srlib.metrics import quantize
 from srlib.resize import BicubicDegradation
 
 
@@ -45,10 +44,6 @@ def show_images(images: dict[str, torch.Tensor], ncols: int | None = None,
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def run_config(run: Path) -> dict:
-    return json.loads((Path(run) / "config.json").read_text())
 
 
 def load_sr(run: Path, dataset: str, image: str) -> torch.Tensor:
@@ -137,8 +132,3 @@ def busiest_box(hr_u8: torch.Tensor, size: int, scale: int) -> tuple[int, int, i
     idx = int(pooled.argmax())
     top, left = divmod(idx, pooled.shape[1])
     return top * scale, left * scale, size
-
-
-def consistent_psnr(sr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation) -> float:
-    """LR-PSNR of ``sr`` without quantisation (for checks on unclipped images)."""
-    return float(psnr_rgb(op.down(sr), lr))

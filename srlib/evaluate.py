@@ -77,6 +77,24 @@ def summary(table: pd.DataFrame, data: str, scale: int, model: str) -> dict:
     return out
 
 
+def evaluate_sets(
+    upscale: Upscaler, test_data: list[str], scale: int, out: Path,
+    device: str | torch.device = "cpu", lpips_kind: str | None = None, model: str = "",
+) -> tuple[dict[str, dict], str]:
+    """Evaluate on each test set into ``out/eval/<set>/`` (per-image CSV and SR PNGs);
+    returns ``({set: summary}, lpips kind)``. LPIPS: ``lpips_kind`` or the default."""
+    kind = lpips_kind or lpips.default_kind()
+    metric = lpips.load(kind, device)
+    per_set = {}
+    for data in test_data:
+        name = dataset_name(data)
+        table = evaluate(upscale, data, scale, device=device, lpips_model=metric,
+                         save_dir=out / "eval" / name)
+        table.to_csv(out / "eval" / name / "per_image.csv", index=False)
+        per_set[name] = summary(table, data, scale, model)
+    return per_set, kind
+
+
 def load_upscaler(model: str, scale: int, device: str) -> tuple[Upscaler, int]:
     """``bicubic`` or a run folder -> (LR -> SR function, its scale)."""
     if model == "bicubic":

@@ -16,7 +16,6 @@ import argparse
 import csv
 import dataclasses
 import json
-import math
 import os
 import signal
 import sys
@@ -27,9 +26,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from srlib import lpips
 from srlib.data import PatchSampler, dataset_name, load_dataset
-from srlib.evaluate import evaluate, summary
+from srlib.evaluate import evaluate_sets
 from srlib.losses import Loss
 from srlib.models import PRESETS, UNetDiscriminator, VGGDiscriminator, build_generator
 
@@ -286,22 +284,15 @@ def train(config: Config) -> dict:
     # ---- evaluation on the test sets, with the literature's conventions ---------------
     _save_atomic(g.state_dict(), out / "generator.pt")
     g.eval()
-    kind = lpips.default_kind()
-    metric = lpips.load(kind, dev)
-    per_set = {}
-    for data in c.test_data:
-        name = dataset_name(data)
-        table = evaluate(g, data, c.scale, device=dev, lpips_model=metric,
-                         save_dir=out / "eval" / name)
-        table.to_csv(out / "eval" / name / "per_image.csv", index=False)
-        per_set[name] = summary(table, data, c.scale, f"{c.loss} / {c.upsampler}")
+    per_set, kind = evaluate_sets(g, c.test_data, c.scale, out, dev,
+                                  model=f"{c.loss} / {c.upsampler}")
     results = {
         **per_set[dataset_name(c.test_data[0])],
         "lpips_kind": kind,
         "datasets": per_set,
         "iters": c.iters,
         "train_seconds": train_seconds,
-        "its_per_second": session_iters / session_seconds if session_iters else math.nan,
+        "its_per_second": session_iters / session_seconds if session_iters else None,
         "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
         "resumed_from_iter": resumed_from,
         "perc_backend": loss.perc_backend,

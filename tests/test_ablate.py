@@ -7,6 +7,7 @@ import jupytext
 import pandas as pd
 import pytest
 import yaml
+from conftest import write_small_sets
 
 from srlib.ablate import load_grid, main
 from srlib.report import COLUMNS
@@ -17,21 +18,12 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory):
     """A micro grid (bicubic, two trained variants, one made to fail) on small images."""
-    from PIL import Image
-
-    from srlib.data import load_dataset
-
     root = tmp_path_factory.mktemp("micro")
-    for split, n in (("train", 2), ("test", 2)):
-        (root / split).mkdir()
-        for name, img in load_dataset("default", split)[:n]:
-            Image.fromarray(img[:, 40:104, 60:124].permute(1, 2, 0).numpy()).save(
-                root / split / f"{name}.png")
+    train, test = write_small_sets(root, n_train=2, n_test=2)
     grid = {
         "name": "micro",
         "defaults": {"preset": "quick", "iters": 4, "batch": 2, "patch": 16, "nf": 8, "nb": 1,
-                     "gc": 4, "log_every": 2, "device": "cpu", "data": str(root / "train"),
-                     "test_data": [str(root / "test")]},
+                     "gc": 4, "log_every": 2, "device": "cpu", "data": train, "test_data": [test]},
         "seeds": [0],
         "variants": {
             "bicubic": {},

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_small_sets
 
 from srlib.data import PatchSampler
 from srlib.evaluate import main as evaluate_main
@@ -22,17 +23,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_sets(tmp_path_factory) -> tuple[str, str]:
     """Small train / test folders cut from the embedded images (fast evaluation)."""
-    from PIL import Image
-
-    from srlib.data import load_dataset
-
-    root = tmp_path_factory.mktemp("data")
-    for split, n in (("train", 3), ("test", 2)):
-        (root / split).mkdir()
-        for name, img in load_dataset("default", split)[:n]:
-            crop = img[:, 40:104, 60:124].permute(1, 2, 0).numpy()
-            Image.fromarray(crop).save(root / split / f"{name}.png")
-    return str(root / "train"), str(root / "test")
+    return write_small_sets(tmp_path_factory.mktemp("data"))
 
 
 def tiny_config(tmp_path, sets, **kw) -> Config:
