@@ -199,8 +199,8 @@ def train(config: Config) -> dict:
     def save(it: int) -> None:
         _save_atomic({
             "iter": it, "train_seconds": train_seconds, "g": g.state_dict(),
-            "opt_g": opt_g.state_dict(), "d": d.state_dict() if d else None,
-            "opt_d": opt_d.state_dict() if opt_d else None,
+            "opt_g": opt_g.state_dict(), "d": d.state_dict() if d is not None else None,
+            "opt_d": opt_d.state_dict() if opt_d is not None else None,
             "sched": [s.state_dict() for s in sched], "sampler_rng": sampler.gen.get_state(),
         }, ckpt)
 
