@@ -1,0 +1,1 @@
+"""srlib: the library behind the report, one module per concern (see README.md)."""
