@@ -39,8 +39,8 @@ lab: setup
 	$(VENV)/bin/jupyter lab notebooks
 
 bench: setup
-	$(PY) benchmarks/resize.py
-	$(PY) benchmarks/lpips.py
+	$(PY) benchmarks/resize_speed.py
+	$(PY) benchmarks/lpips_speed.py
 
 # The LPIPS reference comparison: the reference packages need torchvision, which does
 # not import beside our torch, so they get an environment of their own (several GB).

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import platform
@@ -38,11 +37,10 @@ import torch
 import yaml
 
 from srlib.report import collect, run_dir
-from srlib.train import RESUMABLE_CHANGES, Config
+from srlib.train import Config, config_differences, save_atomic
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)}
-_SAME = CONFIG_FIELDS - RESUMABLE_CHANGES  # what must match for a run to count as the same
 
 
 def load_grid(path: str | Path) -> dict:
@@ -114,8 +112,7 @@ def same_config(d: Path, params: dict) -> bool:
     """Whether the run folder ``d`` holds a run of the config asked for (so it may resume,
     or, finished, be skipped)."""
     cfg = Config(**{k: v for k, v in params.items() if k in CONFIG_FIELDS}).resolved()
-    old = json.loads((d / "config.json").read_text())
-    return all(old.get(k) == getattr(cfg, k) for k in _SAME)
+    return not config_differences(d, cfg)
 
 
 def execute(notebook: str, output: Path, params: dict, cwd: Path) -> None:
@@ -169,14 +166,12 @@ def _bicubic_run(grid: dict, seed: int, out: Path) -> None:
     d.mkdir(parents=True, exist_ok=True)
     per_set, kind = evaluate_sets(BicubicDegradation(c.scale).up, c.test_data, c.scale, d,
                                   model="bicubic")
-    (d / "config.json").write_text(json.dumps(dataclasses.asdict(c), indent=1))
+    save_atomic(dataclasses.asdict(c), d / "config.json")
     result = {**per_set[dataset_name(c.test_data[0])], "datasets": per_set,
               "lpips_kind": kind, "iters": 0, "train_seconds": 0.0, "device": "cpu",
               "its_per_second": None, "resumed_from_iter": None,
               "config": dataclasses.asdict(c)}
-    tmp = d / "metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(d / "metrics.json")
+    save_atomic(result, d / "metrics.json")
 
 
 def _fmt(seconds: float) -> str:
@@ -336,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         if stem == "04_report":
             meta = provenance(stages, Path(a.config))
-            (out / "provenance.json").write_text(json.dumps(meta, indent=1))
+            save_atomic(meta, out / "provenance.json")
         try:
             execute(nb, out / f"{stem}.ipynb", params, NOTEBOOKS)
         except Exception as err:

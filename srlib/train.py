@@ -95,7 +95,8 @@ def _device(c: Config) -> torch.device:
     return torch.device(c.device)
 
 
-def _save_atomic(obj, path: Path) -> None:
+def save_atomic(obj, path: Path) -> None:
+    """Write JSON (``.json``) or a torch object to a temporary file, then rename it."""
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".json":
         tmp.write_text(json.dumps(obj, indent=1, default=str))
@@ -104,11 +105,17 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _check_same_config(out: Path, c: Config) -> None:
+def config_differences(out: Path, c: Config) -> list[str]:
+    """What differs (``'field: old -> new'``) between the run in ``out`` and the resolved
+    config ``c``, ignoring the fields a resumed run may change."""
     old = json.loads((out / "config.json").read_text())
     new = dataclasses.asdict(c)
-    diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
+    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
             if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+
+
+def _check_same_config(out: Path, c: Config) -> None:
+    diff = config_differences(out, c)
     if diff:
         raise ValueError(
             f"{out} holds a run with another config ({'; '.join(diff)}); "
@@ -152,7 +159,7 @@ def train(config: Config) -> dict:
         return json.loads((out / "metrics.json").read_text())
     if c.init_from:
         _check_init_from(Path(c.init_from), c)
-    _save_atomic(dataclasses.asdict(c), out / "config.json")
+    save_atomic(dataclasses.asdict(c), out / "config.json")
     dev = _device(c)
     cuda = dev.type == "cuda"
     if cuda:
@@ -197,7 +204,7 @@ def train(config: Config) -> dict:
         resumed_from = start
 
     def save(it: int) -> None:
-        _save_atomic({
+        save_atomic({
             "iter": it, "train_seconds": train_seconds, "g": g.state_dict(),
             "opt_g": opt_g.state_dict(), "d": d.state_dict() if d is not None else None,
             "opt_d": opt_d.state_dict() if opt_d is not None else None,
@@ -282,7 +289,7 @@ def train(config: Config) -> dict:
         _restore(handlers)
 
     # ---- evaluation on the test sets, with the literature's conventions ---------------
-    _save_atomic(g.state_dict(), out / "generator.pt")
+    save_atomic(g.state_dict(), out / "generator.pt")
     g.eval()
     per_set, kind = evaluate_sets(g, c.test_data, c.scale, out, dev,
                                   model=f"{c.loss} / {c.upsampler}")
@@ -299,7 +306,7 @@ def train(config: Config) -> dict:
         "torch": torch.__version__,
         "config": dataclasses.asdict(c),
     }
-    _save_atomic(results, out / "metrics.json")
+    save_atomic(results, out / "metrics.json")
     ckpt.unlink(missing_ok=True)  # generator.pt holds the result; optimiser state is done
     return results
 

@@ -1,6 +1,6 @@
 """Time LPIPS per kind on a batch of 16 x 3 x 256 x 256, and its peak memory.
 
-    python benchmarks/lpips.py [--batch 16] [--size 256] [--repeats 3] [--kinds ...]
+    python benchmarks/lpips_speed.py [--batch 16] [--size 256] [--repeats 3] [--kinds ...]
 
 Per kind: median seconds of the metric (``no_grad``) and of forward + backward to the
 inputs (LPIPS as a loss), and peak memory: on the CPU the growth of the process's peak
@@ -16,14 +16,13 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from resize_speed import median_seconds  # this folder: the one timing loop of the benchmarks
 
 from srlib import lpips
 
@@ -58,17 +57,9 @@ def measure(kind: str, batch: int, size: int, repeats: int, device: str) -> dict
 
     out = {"kind": kind, "device": device}
     for name, fn in (("metric_s", metric), ("loss_s", loss)):
-        fn()
-        sync()
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times.append(time.perf_counter() - t0)
-        out[name] = statistics.median(times)
+        out[name] = median_seconds(fn, repeats, sync)
         if device == "cuda":
             out[name.replace("_s", "_peak_mib")] = torch.cuda.max_memory_allocated() / 2**20
     if device == "cpu":

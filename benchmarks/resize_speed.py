@@ -1,6 +1,6 @@
 """Time the bicubic operator: ``down`` x4 on a batch of 16 x 3 x 256 x 256 float32.
 
-    python benchmarks/resize.py [--batch 16] [--size 256] [--scale 4] [--repeats 20]
+    python benchmarks/resize_speed.py [--batch 16] [--size 256] [--scale 4] [--repeats 20]
 
 Compares ``srlib.resize`` (two matmuls with cached MATLAB matrices) with
 (a) BasicSR's ``imresize`` (``basicsr/utils/matlab_functions.py`` of the basicsr 1.4.2
@@ -58,6 +58,7 @@ def load_basicsr_matlab_functions():
 
 
 def median_seconds(fn, repeats: int, sync=lambda: None) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
     fn()  # warm-up: builds and caches the matrices, allocator, kernels
     sync()
     times = []
