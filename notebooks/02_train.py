@@ -14,59 +14,81 @@
 # %% [markdown]
 # # One run: train a generator with one loss and one upsampler, then evaluate it
 #
-# This notebook is executed once per variant and seed by `python -m srlib.ablate`, with
-# the parameters below replaced by papermill. Run it by hand to train a single variant;
-# running it again resumes an interrupted run (or shows a finished one).
+# The runner (`python -m srlib.ablate GRID`) executes this notebook once per variant and
+# seed, with the `parameters` cell below replaced by papermill. Run it by hand to train a
+# single variant; running it again resumes an interrupted run, or shows a finished one.
+#
+# **What a run is.** A generator `G` (ESRGAN's RRDBNet, with the upsampler under study)
+# maps a low-resolution patch `LR = quantize(D(HR))` to `SR = G(LR)`, where `D` is MATLAB's
+# bicubic downsampling, the operator that made the LR images of every standard benchmark.
+# The loss spec says what `G` is trained to do. The two losses this study compares are
+#
+# - the usual content loss, `pixel`: `L_pixel = mean (SR - HR)^2`, which asks `G` for the
+#   one HR image of the training pair;
+# - the proposal's loss, `down`: `L_down = mean (D(SR) - LR)^2`, which asks only that `SR`
+#   explain its input, and leaves free every detail that `D` cannot see (its null space).
+#
+# A spec adds weighted terms: `down+0.005*adv` adds ESRGAN's relativistic adversarial term
+# `L_adv`, for which a discriminator is trained in the same step; ESRGAN's own mix is
+# `0.01*l1:pixel + perc + 0.005*adv`, with `perc` a distance between VGG features.
 
 # %% tags=["parameters"]
-variant = "down/pixelshuffle"
-loss = "down"
-upsampler = "pixelshuffle"
-preset = "quick"
-iters = 200
-seed = 0
-data = "default"
-test_data = ["default"]
-device = "auto"
-out = "../reports/runs/example/seed0"
-scale = 4
-progress = True
-# any other field of srlib.train.Config may be passed too (batch, patch, lr, init_from, ...)
+variant = "example"  # the label of this run in the report's tables
+# Any field of srlib.train.Config; the fields not given take Config's defaults, the same
+# defaults as `python -m srlib.train --help`.
+config = {"loss": "down", "upsampler": "pixelshuffle", "iters": 200,
+          "out": "../reports/runs/example/seed0"}
 
 # %%
+import inspect
+
 import pandas as pd
 from IPython.display import Markdown, display
 
-from srlib.analysis import load_sr, plot_losses, show_images
+from srlib.analysis import plot_losses, show_images
 from srlib.data import dataset_name, load_dataset
-from srlib.train import Config, train
+from srlib.runs import load_sr
+from srlib.train import Config, train, train_step
 
-extra = {k: v for k, v in dict(globals()).items() if k in Config.__dataclass_fields__}
-config = Config(**extra)
+cfg = Config(**config).resolved()
+pd.Series({k: v for k, v in vars(cfg).items()}, name=variant).to_frame()
 
 # %% [markdown]
-# ## Training
-# The whole step (generator, and discriminator for adversarial losses) is in
-# `srlib/train.py`; the loss spec is parsed by `srlib/losses.py`.
+# ## The training step
+# This is the whole optimisation step, as `srlib/train.py` runs it at every iteration: the
+# generator's loss (the spec above) and its update, then, for adversarial specs, one
+# update of the discriminator on the same batch. Everything else in `srlib.train.train`
+# is bookkeeping: data, checkpoints, resumption, logging, evaluation.
 
 # %%
-results = train(config)
+display(Markdown(f"```python\n{inspect.getsource(train_step)}```"))
+
+# %%
+results = train(cfg)
 display(Markdown(
-    f"**{variant}**, seed {seed}: {results['iters']} iterations in "
+    f"**{variant}**, seed {cfg.seed}: {results['iters']} iterations in "
     f"{results['train_seconds']:.0f} s on {results['device']}"
     + (f", resumed from iteration {results['resumed_from_iter']}"
        if results["resumed_from_iter"] else "")
 ))
 
+# %% [markdown]
+# ## The loss terms during training
+# Each term unweighted, on a log scale. With `down` alone, the term falls far below the
+# `pixel` loss of a comparable run: the generator can explain its input almost exactly
+# while its output is far from HR. That gap is the study's subject.
+
 # %%
-curves = pd.read_csv(f"{out}/losses.csv")
-terms = [c for c in curves.columns if c not in ("iter", "total", "d_loss", "lr", "seconds")]
+curves = pd.read_csv(f"{cfg.out}/losses.csv")
+terms = [c for c in curves.columns
+         if c not in ("iter", "total", "d_loss", "learning_rate", "seconds")]
 plot_losses({variant: curves}, terms + ["d_loss"], f"{variant}: loss terms (unweighted)")
 
 # %% [markdown]
 # ## Metrics on the test sets
-# PSNR-Y / SSIM-Y on the Y channel with the scale cropped from each border, LR-PSNR between
-# `D(SR)` and LR, and the range / null-space split of the error (RGB, [0, 1] units).
+# PSNR-Y and SSIM-Y on the Y channel with the scale cropped from each border (SR clipped
+# and rounded to 8 bits first), LR-PSNR between `D(SR)` and LR, and the split of the RGB
+# error into the part `D` sees (range) and the part it cannot see (null space).
 
 # %%
 table = pd.DataFrame(results["datasets"]).T
@@ -74,12 +96,12 @@ table[["psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse", "n_image
     columns={"lpips": f"lpips ({results['lpips_kind']})"})
 
 # %% [markdown]
-# ## Outputs (centre crops)
+# ## Outputs (centre crops of the first two test images)
 
 # %%
-first = dataset_name(test_data[0])
-for name, hr in load_dataset(test_data[0], split="test")[:2]:
-    sr = load_sr(out, first, name)
+first = dataset_name(cfg.test_data[0])
+for name, hr in load_dataset(cfg.test_data[0], split="test")[:2]:
+    sr = load_sr(cfg.out, first, name)
     h, w = sr.shape[-2:]
     k = min(h, w, 128)
     box = (slice(None), slice((h - k) // 2, (h + k) // 2), slice((w - k) // 2, (w + k) // 2))

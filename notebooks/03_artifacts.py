@@ -14,10 +14,26 @@
 # %% [markdown]
 # # Artifacts across variants
 #
-# For one test image and the first seed of every finished variant: the same crop of the
-# SR images, what `D` sees of their error (`D(SR) - LR`), and what it cannot see (the
-# null-space part of SR); then the spectrum of `SR - bicubic`, where the periodic tiling
-# of pixel shuffle shows as peaks at multiples of the LR sampling frequency.
+# The proposal's network, trained with the downsampled loss
+# `L_down = mean (D(SR) - LR)^2`, produced "artificial and weird" images: noise patterns
+# that downsample to the input very precisely. This notebook looks at the SR images of
+# every finished variant of the grid to see where such artifacts come from. It addresses:
+#
+# - **H2, the proposal's failure**: `L_down` alone with pixel shuffle reaches a high
+#   LR-PSNR but a large null-space error and periodic noise;
+# - **H3, the upsampler**: the proposal blamed pixel shuffle, whose channels are tiled into
+#   the output, one per position of an `s x s` cell; its artifacts, if any, repeat with
+#   the LR pixel period;
+# - **H4, the adversarial fix**: `L_down + w L_adv` should pull the null-space part of the
+#   output towards natural detail rather than noise;
+# - **H5, consistency by construction**, `SR = P(G(LR), LR)` with
+#   `P(sr, lr) = sr + D^+(lr - D sr)`: a variant built so would show `D(SR) - LR = 0` up
+#   to 8-bit rounding. Such variants appear here when the grid has them.
+#
+# Three measurements, all on the first test set and the first seed: the same crop of
+# every SR image with what `D` sees of its error and what it cannot see; the spectrum of
+# `SR - bicubic`, where periodic tiling shows as peaks; and the range and null-space parts
+# of the error, per variant, from the results table.
 
 # %% tags=["parameters"]
 results = "../reports/results.csv"
@@ -30,93 +46,81 @@ out = "../reports/artifacts.csv"   # the figures go beside it, for the report pa
 # %%
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import pandas as pd
+from IPython.display import Markdown, display
 
-from srlib.ablate import load_grid
 from srlib.analysis import (
+    artifact_inputs,
     artifact_panel,
+    artifact_summary,
     busiest_box,
-    load_sr,
-    lr_grid_energy,
-    residual_spectrum,
-    show_images,
+    lr_grid_energies,
+    plot_artifact_crops,
+    plot_range_null,
+    plot_spectra,
 )
-from srlib.data import eval_pair, load_dataset
+from srlib.data import eval_pair
 from srlib.metrics import quantize
 from srlib.resize import BicubicDegradation
 
-table = pd.read_csv(results)
-done = table[table.status == "done"]
-g = load_grid(grid)
-scale = g["defaults"].get("scale", 4)
-test_set = g["defaults"].get("test_data", ["default"])[0]
-dataset = done.dataset.iloc[0]
-seed = int(done.seed.min())
-variants = [v for v in done[done.seed == seed].variant.unique() if v != "bicubic"]
-images = dict(load_dataset(test_set, split="test"))
-image = image or next(iter(images))
-runs = Path(runs)
-srs = {v: load_sr(runs / v / f"seed{seed}", dataset, image) for v in variants}
+a = artifact_inputs(results, runs, grid, image)
+display(Markdown(f"Test set `{a.dataset}`, image `{a.image}`, seed {a.seed}, scale x{a.scale}; "
+                 f"variants: {', '.join(f'`{v}`' for v in a.variants) or 'none'}."))
 
 # %% [markdown]
 # ## The same crop, for every variant
-# Columns: the SR crop; `D(SR) - LR` (x10, on the LR grid); the null-space part of SR (x5).
-# A variant trained with the downsampled loss alone can keep the middle column grey (it
-# explains its input) while the right column fills with structure no LR image constrains.
+#
+# Each variant gets three panels: the SR crop; `D(SR) - LR`, the residual the
+# downsampled loss sees (x10, on the LR grid, grey = 0); and the null-space part of SR,
+# `(I - D^+ D) SR`, which it cannot see (x5, grey = 0). `HR` and `bicubic` come first as
+# references: the null-space part of `HR` is the detail a perfect SR would restore. The
+# crop is the most textured `crop x crop` square of the image.
+#
+# What to look for: a variant trained with `L_down` alone can keep its middle panel grey
+# (it explains its input) while its right panel fills with structure unlike that of
+# `HR`. A regular grid in the right panel, repeating every `s` pixels, is the signature
+# the proposal attributed to pixel shuffle (H3). The panels show one image of one seed;
+# the tables of the report hold the means.
 
 # %%
-box = busiest_box(images[image], crop, scale)
-panel = artifact_panel(images[image], srs, scale, box)
-fig = show_images({f"{name}: {part}": img for name, parts in panel.items()
-                   for part, img in parts.items()}, ncols=3, size=2.6)
+box = busiest_box(a.images[a.image], crop, a.scale)
+fig = plot_artifact_crops(artifact_panel(a.images[a.image], a.srs, a.scale, box))
 fig.savefig(Path(out).with_name("artifacts_crops.png"), dpi=80)
 
 # %% [markdown]
-# ## Spectrum of SR - bicubic (log magnitude, centred)
+# ## Spectrum of `SR - bicubic`
+#
 # Tiling artifacts of a sub-pixel upsampler repeat with the LR pixel period, so their
-# energy sits at multiples of 1/s of the sampling frequency: a grid of peaks. The number
-# above each panel is the share of the residual's energy at those frequencies.
+# energy sits at the harmonics of the LR sampling frequency: multiples of `1/s` of the
+# HR sampling frequency, a grid of peaks in the centred spectrum (log magnitude). The
+# number above each panel is the share of the residual's energy at those frequencies
+# (`lr_grid_energy`); the table below averages it over the test images. A residual
+# without periodic structure (white noise, say) puts there about the share of frequency
+# bins those harmonics occupy, `(3s / H) (3s / W)`, well under 1% for an image of a few
+# hundred pixels a side; a residual made of one repeating `s x s` pattern puts nearly all
+# its energy there.
 
 # %%
-op = BicubicDegradation(scale)
-rows = []
-for name, img in images.items():
-    hr, lr = eval_pair(img, op)
-    bic = quantize(op.up(lr))
-    for v in variants:
-        sr = load_sr(runs / v / f"seed{seed}", dataset, name)
-        share = lr_grid_energy(sr, bic, scale)
-        rows.append({"variant": v, "image": name, "lr_grid_energy": share})
-energy = pd.DataFrame(rows)
-hr, lr = eval_pair(images[image], op)
-bic = quantize(op.up(lr))
-cols = min(4, len(variants))
-nrows = -(-len(variants) // cols)
-fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.4 * nrows), squeeze=False)
-for ax in axes.flat:
-    ax.axis("off")
-for ax, v in zip(axes.flat, variants, strict=False):
-    ax.imshow(residual_spectrum(srs[v], bic), cmap="magma")
-    share = energy[(energy.variant == v) & (energy.image == image)].lr_grid_energy.iloc[0]
-    ax.set_title(f"{v}\nLR-grid energy {share:.1%}", fontsize=8)
-fig.tight_layout()
+energy = lr_grid_energies(a)
+op = BicubicDegradation(a.scale)
+bic = quantize(op.up(eval_pair(a.images[a.image], op)[1]))
+shown = energy[energy.image == a.image].set_index("variant").lr_grid_energy.to_dict()
+fig = plot_spectra(a.srs, bic, shown)
 fig.savefig(Path(out).with_name("artifacts_spectra.png"), dpi=80)
 
 # %%
-summary = energy.groupby("variant", sort=False).lr_grid_energy.mean().rename("lr_grid_energy")
-summary.to_frame().assign(seed=seed, dataset=dataset).to_csv(out)
-summary.to_frame().style.format("{:.1%}")
+summary = artifact_summary(energy, a)
+summary.to_csv(out)
+summary[["lr_grid_energy"]].style.format("{:.1%}")
 
 # %% [markdown]
 # ## Where the error lies: range and null-space MSE per variant
-# The HR error splits exactly: `|SR - HR|^2 = |range part|^2 + |null part|^2`. A
-# downsampled-space loss controls only the first.
+#
+# The error splits exactly, `|SR - HR|^2 = |range(SR - HR)|^2 + |null(SR - HR)|^2`,
+# with `range(x) = D^+ D x` and `null(x) = (I - D^+ D) x`. `L_down` controls only the
+# first part. H2 predicts, for `L_down` with pixel shuffle, a small range part and a null
+# part larger than that of a network trained with `L_pixel`; a variant whose null part
+# is no larger than the `L_pixel` network's would count against H2. Log scale; means over
+# seeds, from the results table.
 
 # %%
-parts = done[done.dataset == dataset].groupby("variant", sort=False)
-means = parts[["range_mse", "null_mse"]].mean()
-ax = means.plot.bar(figsize=(8, 3.5), logy=True, rot=30)
-ax.set_ylabel("MSE (RGB, [0, 1])")
-ax.set_title(f"{dataset}: range and null-space parts of the error (mean over seeds)")
-plt.tight_layout()
+fig = plot_range_null(a.done, a.dataset)

@@ -4,82 +4,258 @@
 
 A grid (YAML) has ``defaults`` (any ``srlib.train.Config`` field), ``seeds``,
 ``variants`` (``name: {loss, upsampler, ...}``) and optionally ``notebook_params``
-(papermill parameters of ``01_manifold``, ``03_artifacts``, ``04_report``). A variant
-named ``bicubic`` is the MATLAB bicubic baseline (evaluated, not trained);
-``init_from: <variant>`` starts from that variant's generator of the same seed (which
-then runs first).
+(papermill parameters of ``01_manifold``, ``03_artifacts``, ``04_report``), ``name`` and
+``hypotheses`` (a list). Any other key is refused, with the close match. A variant named
+``bicubic`` is the MATLAB bicubic baseline (evaluated, not trained); ``init_from:
+<variant>`` starts from that variant's generator of the same seed (which then runs first).
 
 Each run executes ``notebooks/02_train.py`` with papermill into
 ``<out>/runs/<variant>/seed<k>/`` (``train.ipynb`` and ``train.html`` beside the run's
-files). A finished run with an unchanged config is skipped; an interrupted one resumes
-from its checkpoint; a failed one writes ``error.txt`` and the others go on. Then
-``01_manifold``, ``03_artifacts`` and ``04_report`` run; the report reads ``<out>/results.csv`` and
-becomes ``<out>/index.html`` (no code cells, figures embedded).
+files, laid out by ``srlib.runs``). A finished run with an unchanged config is skipped; an
+interrupted one resumes from its checkpoint; a failed one writes ``error.txt`` (last line)
+and ``traceback.txt`` and the others go on. ``--force`` clears a run's outputs, then reruns
+it. A fine-tune whose source was retrained since is rerun; one whose source failed is not
+run. One runner at a time per output folder (``<out>/.lock``). SIGTERM / SIGINT are passed
+on to the running trainings, which save a checkpoint; the runner exits 130 and the same
+command resumes. Then ``01_manifold``, ``03_artifacts`` and ``04_report`` run; the report
+reads ``<out>/results.csv`` and becomes ``<out>/index.html`` (no code cells, figures
+embedded).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import concurrent.futures
+import contextlib
 import dataclasses
+import difflib
 import logging
 import os
 import platform
+import re
+import signal
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 import yaml
 
-from srlib.report import collect, run_dir
-from srlib.train import Config, config_differences, save_atomic
+from srlib import runs
+from srlib.report import collect, stale_reason
+from srlib.train import Config, config_differences
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)}
+TOP_LEVEL = ("name", "defaults", "seeds", "variants", "notebook_params", "hypotheses")
+NOTEBOOK_STAGES = ("01_manifold", "03_artifacts", "04_report")
+# Config fields the runner sets for each run: a grid value would be silently overridden.
+RUNNER_SET = {"out": "the runner puts each run in <out>/runs/<variant>/seed<k>",
+              "seed": "the runner sets it from the grid's 'seeds' (or --seeds)"}
+# the outputs of each notebook stage, removed when the stage fails or is skipped so that
+# the report never shows figures of an earlier invocation
+STAGE_OUTPUTS = {"01_manifold": ("manifold.json",),
+                 "03_artifacts": ("artifacts.csv", "artifacts_crops.png", "artifacts_spectra.png")}
+# what the runner writes into error.txt when it does not run a run (so that a later
+# invocation that finds the run valid again can drop it)
+NOT_RUN = "not run: "
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
+
+# ---- the grid file ------------------------------------------------------------------------
 
 def load_grid(path: str | Path) -> dict:
-    """Read and check a grid file; ``ValueError`` names the file and the bad entry."""
+    """Read and check a grid file; ``ValueError`` names the file, the line and the bad
+    entry (with the close match of an unknown key)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"grid file not found: {path}")
-    grid = yaml.safe_load(path.read_text()) or {}
-    for key in ("variants",):
-        if not isinstance(grid.get(key), dict) or not grid[key]:
-            raise ValueError(f"{path}: needs a non-empty mapping '{key}'")
-    grid.setdefault("defaults", {})
-    grid.setdefault("seeds", [0])
+    text = path.read_text()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        grid = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(_yaml_problem(path, err)) from None
+    lines = _key_lines(path, node)
+
+    def where(*keys: str) -> str:
+        line = lines.get(tuple(str(k) for k in keys))
+        return f"{path}:{line}" if line else str(path)
+
+    if grid is None:
+        raise ValueError(f"{path}: the file is empty; a grid needs 'variants'")
+    if not isinstance(grid, dict):
+        raise ValueError(f"{path}:{node.start_mark.line + 1}: expected a mapping of "
+                         f"{', '.join(TOP_LEVEL)}, got a {_kind(grid)}")
+    for key in grid:
+        if key not in TOP_LEVEL:
+            raise ValueError(f"{where(key)}: {_unknown(key, TOP_LEVEL, 'at the top level')}")
     grid.setdefault("name", path.stem)
-    for name, spec in [("defaults", grid["defaults"]), *grid["variants"].items()]:
-        spec = spec or {}
-        unknown = set(spec) - CONFIG_FIELDS
-        if unknown:
-            raise ValueError(f"{path}: {name}: unknown field(s) {sorted(unknown)}; "
-                             f"known: {sorted(CONFIG_FIELDS - {'out'})}")
-    for name, spec in grid["variants"].items():
-        grid["variants"][name] = spec = spec or {}
+    if not isinstance(grid["name"], str) or not grid["name"]:
+        raise ValueError(f"{where('name')}: 'name' must be a non-empty string")
+    grid["seeds"] = _check_seeds(grid.get("seeds", [0]), f"{where('seeds')}: seeds")
+    if grid.get("hypotheses") is not None and not isinstance(grid["hypotheses"], list):
+        raise ValueError(f"{where('hypotheses')}: 'hypotheses' must be a list, got a "
+                         f"{_kind(grid['hypotheses'])}")
+    grid["defaults"] = _check_fields(grid.get("defaults"), "defaults", where)
+    variants = grid.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise ValueError(f"{where('variants')}: needs a non-empty mapping 'variants' "
+                         "(name: {loss, upsampler, ...})")
+    for name in list(variants):
+        if not isinstance(name, str) or not name.strip() or name.startswith("/") \
+                or ".." in name.split("/"):
+            raise ValueError(f"{where('variants', name)}: variant name {name!r} must be a "
+                             "relative folder name (it becomes runs/<variant>/)")
+        spec = variants[name] = _check_fields(variants[name], f"variant {name!r}", where,
+                                              ("variants", name))
         if name != "bicubic" and "loss" not in spec:
-            raise ValueError(f"{path}: variant {name!r} needs a 'loss'")
+            raise ValueError(f"{where('variants', name)}: variant {name!r} needs a 'loss'")
         src = spec.get("init_from")
-        if src is not None and src not in grid["variants"]:
-            raise ValueError(f"{path}: variant {name!r}: init_from {src!r} is not a variant")
-    if not all(isinstance(s, int) for s in grid["seeds"]):
-        raise ValueError(f"{path}: seeds must be a list of integers, got {grid['seeds']!r}")
+        if src is not None and src not in variants:
+            raise ValueError(f"{where('variants', name, 'init_from')}: variant {name!r}: "
+                             f"init_from {src!r} is not a variant")
+    try:
+        _ordered(list(variants), grid)
+    except ValueError as err:  # a cycle of init_from
+        raise ValueError(f"{where('variants')}: {err}") from None
+    grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
     return grid
 
 
-def run_params(grid: dict, variant: str, seed: int, out: Path) -> dict:
-    """The papermill parameters of one run (a ``Config`` as plain data)."""
+def _yaml_problem(path: Path, err: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: file, line, column, what the parser says."""
+    mark = getattr(err, "problem_mark", None)
+    at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    return f"{at}: not valid YAML: {problem}" + (f" ({context})" if context else "")
+
+
+def _key_lines(path: Path, node: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """The line of every mapping key, by its path of keys; refuses a key given twice in
+    one mapping (YAML would keep the last silently, e.g. two variants of one name)."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(n: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if not isinstance(n, yaml.MappingNode):
+            return
+        for key, value in n.value:
+            k = (*prefix, str(key.value))
+            if k in lines:
+                raise ValueError(f"{path}:{key.start_mark.line + 1}: key {key.value!r} "
+                                 f"given twice (first on line {lines[k]})")
+            lines[k] = key.start_mark.line + 1
+            walk(value, k)
+
+    if node is not None:
+        walk(node, ())
+    return lines
+
+
+def _kind(obj: object) -> str:
+    return {list: "list", dict: "mapping", str: "string"}.get(type(obj), type(obj).__name__)
+
+
+def _unknown(key: object, known: tuple[str, ...] | set[str], where: str) -> str:
+    """'unknown key ... (did you mean ...?)', or what a renamed key is called now."""
+    k = str(key)
+    if k in runs.RENAMED and runs.RENAMED[k] in known:
+        return f"key {k!r} {where} is now called {runs.RENAMED[k]!r}"
+    close = difflib.get_close_matches(k, sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key {k!r}{hint} {where}; known: {', '.join(sorted(known))}"
+
+
+def _check_fields(spec: object, what: str, where: Callable[..., str],
+                  keys: tuple[str, ...] = ("defaults",)) -> dict:
+    """``defaults`` or a variant: a mapping (or nothing) of ``Config`` fields."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where(*keys)}: {what} must be a mapping of Config fields, got a "
+                         f"{_kind(spec)}")
+    known = CONFIG_FIELDS - set(RUNNER_SET)
+    for key in spec:
+        if key in RUNNER_SET:
+            raise ValueError(f"{where(*keys, key)}: {what}: '{key}' cannot be set in a grid: "
+                             f"{RUNNER_SET[key]}")
+        if key not in known:
+            raise ValueError(f"{where(*keys, key)}: {_unknown(key, known, f'in {what}')}")
+    return spec
+
+
+def _check_seeds(seeds: object, what: str) -> list[int]:
+    """A non-empty list of distinct non-negative integers."""
+    if not isinstance(seeds, list) or not seeds:
+        raise ValueError(f"{what} must be a non-empty list of integers, got {seeds!r}")
+    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
+    if bad:
+        raise ValueError(f"{what} must be non-negative integers, got {bad[0]!r} in {seeds!r}")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ValueError(f"{what} must be distinct, {twice} given twice in {seeds!r}")
+    return seeds
+
+
+def _check_notebook_params(params: object, where: Callable[..., str]) -> dict:
+    """``notebook_params``: a mapping of notebook stems to mappings of their parameters."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{where('notebook_params')}: 'notebook_params' must be a mapping "
+                         f"of notebooks ({', '.join(NOTEBOOK_STAGES)}), got a {_kind(params)}")
+    for stem, values in params.items():
+        if stem not in NOTEBOOK_STAGES:
+            raise ValueError(f"{where('notebook_params', stem)}: "
+                             f"{_unknown(stem, NOTEBOOK_STAGES, 'in notebook_params')}")
+        if values is None:
+            params[stem] = values = {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{where('notebook_params', stem)}: notebook_params.{stem} must "
+                             f"be a mapping of its parameters, got a {_kind(values)}")
+        known = notebook_parameters(stem)
+        for key in values:
+            if key not in known:
+                raise ValueError(f"{where('notebook_params', stem, key)}: "
+                                 f"{_unknown(key, known, f'in notebook_params.{stem}')}")
+    return params
+
+
+def notebook_parameters(stem: str) -> set[str]:
+    """The names a notebook's ``parameters`` cell assigns (what papermill can set)."""
+    import jupytext
+
+    nb = jupytext.read(NOTEBOOKS / f"{stem}.py")
+    names: set[str] = set()
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            for stmt in ast.parse(cell.source).body:
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else \
+                    [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def run_config(grid: dict, variant: str, seed: int, out: Path) -> dict:
+    """The ``Config`` fields of one run, as plain data (the grid's, then the runner's)."""
     spec = {**grid["defaults"], **grid["variants"][variant]}
     if spec.get("init_from"):
-        spec["init_from"] = str(run_dir(out, spec["init_from"], seed).resolve())
-    spec.update(seed=seed, out=str(run_dir(out, variant, seed).resolve()), progress=False)
-    return {"variant": variant, **spec}
+        spec["init_from"] = str(runs.run_dir(out, spec["init_from"], seed).resolve())
+    spec.update(seed=seed, out=str(runs.run_dir(out, variant, seed).resolve()), progress=False)
+    return spec
+
+
+def run_params(grid: dict, variant: str, seed: int, out: Path) -> dict:
+    """The papermill parameters of ``02_train``: its label and its ``config`` mapping."""
+    return {"variant": variant, "config": run_config(grid, variant, seed, out)}
 
 
 def _ordered(variants: list[str], grid: dict) -> list[str]:
@@ -101,18 +277,12 @@ def _ordered(variants: list[str], grid: dict) -> list[str]:
     return done
 
 
-def is_finished(d: Path, params: dict) -> bool:
-    """A run is finished when its metrics exist and its config is the one asked for."""
-    if not (d / "metrics.json").is_file() or not (d / "config.json").is_file():
-        return False
-    return same_config(d, params)
+# ---- one run --------------------------------------------------------------------------------
 
-
-def same_config(d: Path, params: dict) -> bool:
-    """Whether the run folder ``d`` holds a run of the config asked for (so it may resume,
-    or, finished, be skipped)."""
-    cfg = Config(**{k: v for k, v in params.items() if k in CONFIG_FIELDS}).resolved()
-    return not config_differences(d, cfg)
+def same_config(d: Path, config: dict) -> bool:
+    """Whether the run folder ``d`` holds a run of ``config`` (``Config`` fields), so it
+    may resume or, finished, be skipped."""
+    return not config_differences(d, Config(**config).resolved())
 
 
 def execute(notebook: str, output: Path, params: dict, cwd: Path) -> None:
@@ -121,8 +291,9 @@ def execute(notebook: str, output: Path, params: dict, cwd: Path) -> None:
     import nbformat
     import papermill as pm
 
-    # papermill warns of every parameter missing from a notebook's parameters cell; the
-    # Config fields beyond the common ones are passed that way on purpose.
+    # papermill's own log lines (kernel start, parameters a notebook does not declare)
+    # would interleave with the progress lines of parallel runs; a grid's parameters are
+    # checked against each notebook's parameters cell by load_grid instead.
     logging.getLogger("papermill").setLevel(logging.ERROR)
 
     nb = jupytext.read(NOTEBOOKS / notebook)
@@ -134,10 +305,16 @@ def execute(notebook: str, output: Path, params: dict, cwd: Path) -> None:
     try:
         pm.execute_notebook(str(src), str(output), parameters=params, cwd=str(cwd),
                             progress_bar=False, kernel_name="python3")
+    except BaseException:
+        # the executed notebook shows where it failed; converting it must not replace
+        # the notebook's own error with one of its own
+        with contextlib.suppress(Exception):
+            if output.exists():
+                to_html(output, output.with_suffix(".html"), code=True)
+        raise
     finally:
         src.unlink(missing_ok=True)
-        if output.exists():
-            to_html(output, output.with_suffix(".html"), code=True)
+    to_html(output, output.with_suffix(".html"), code=True)
 
 
 def to_html(notebook: Path, html: Path, code: bool) -> None:
@@ -148,36 +325,312 @@ def to_html(notebook: Path, html: Path, code: bool) -> None:
     exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code,
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
-    tmp = html.with_name(html.name + ".tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(html)
+    runs.write_text(html, body)
 
 
 def _bicubic_run(grid: dict, seed: int, out: Path) -> None:
-    """The bicubic baseline as a run folder (metrics.json in the runs' schema)."""
+    """The bicubic baseline as a run folder (``metrics.json`` in the runs' schema)."""
     from srlib.data import dataset_name
     from srlib.evaluate import evaluate_sets
     from srlib.resize import BicubicDegradation
 
     spec = {**grid["defaults"], **grid["variants"]["bicubic"]}
-    c = Config(**{k: v for k, v in spec.items() if k in CONFIG_FIELDS},
-               loss="bicubic", upsampler="", out=str(run_dir(out, "bicubic", seed)))
-    d = Path(c.out)
-    d.mkdir(parents=True, exist_ok=True)
-    per_set, kind = evaluate_sets(BicubicDegradation(c.scale).up, c.test_data, c.scale, d,
-                                  model="bicubic")
-    save_atomic(dataclasses.asdict(c), d / "config.json")
-    result = {**per_set[dataset_name(c.test_data[0])], "datasets": per_set,
-              "lpips_kind": kind, "iters": 0, "train_seconds": 0.0, "device": "cpu",
-              "its_per_second": None, "resumed_from_iter": None,
-              "config": dataclasses.asdict(c)}
-    save_atomic(result, d / "metrics.json")
+    fields = {k: v for k, v in spec.items() if k in CONFIG_FIELDS}
+    d = runs.run_dir(out, "bicubic", seed)
+    c = Config(**{**fields, "loss": "bicubic", "upsampler": "", "init_from": None,
+                  "seed": seed, "out": str(d)})
+    with runs.locked(d, "run folder"):
+        runs.clear(d)
+        per_set, kind = evaluate_sets(BicubicDegradation(c.scale).up, c.test_data, c.scale, d,
+                                      model="bicubic")
+        config = dataclasses.asdict(c)
+        runs.write_json(d / runs.CONFIG, config)
+        runs.write_metrics(d, per_set, lpips_kind=kind, config=config,
+                           first_set=dataset_name(c.test_data[0]), iters=0, device="cpu")
 
+
+@dataclasses.dataclass
+class Outcome:
+    """What became of one run: ``kind`` (done, skipped, failed, refused, not run,
+    interrupted, not started) and the line the progress shows."""
+
+    kind: str
+    text: str
+
+    @property
+    def usable(self) -> bool:
+        """Whether a fine-tune may start from this run's generator."""
+        return self.kind in ("done", "skipped")
+
+
+@dataclasses.dataclass
+class Plan:
+    """A checked invocation: the grid and what of it to run, where, how many at a time."""
+
+    config: Path
+    grid: dict
+    names: list[str]
+    seeds: list[int]
+    forced: set[str]
+    out: Path
+    jobs: int
+
+
+def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], Future],
+            stop: _Stop) -> Outcome:
+    """Skip, resume, rerun or refuse one run, as its folder and its source say."""
+    d = runs.run_dir(plan.out, variant, seed)
+    src = plan.grid["variants"][variant].get("init_from")
+    src_outcome = sources[(src, seed)].result() if src else None  # submitted earlier
+    if stop.signum is not None:
+        return Outcome("not started", "not started (stopping)")
+    if variant == "bicubic":
+        return _attempt(d, stop, lambda: _bicubic_run(plan.grid, seed, plan.out))
+    params = run_params(plan.grid, variant, seed, plan.out)
+    if src_outcome is not None:
+        why = _unusable_source(runs.run_dir(plan.out, src, seed), src, seed, src_outcome)
+        if why:
+            # its old outputs, if any, no longer follow from its source: error.txt makes
+            # the table show the reason instead of those numbers
+            runs.write_error(d, NOT_RUN + why)
+            return Outcome("not run", f"NOT RUN ({why})")
+    note = ""
+    if variant in plan.forced:
+        with runs.locked(d, "run folder"):
+            runs.clear(d)  # before the rerun: a failed rerun leaves no old generator behind
+        note = " (forced: old outputs removed)"
+    elif (d / runs.CONFIG).is_file():
+        if not same_config(d, params["config"]):
+            msg = f"{d} holds a run of another config; rerun with --force to replace it"
+            runs.write_error(d, NOT_RUN + msg)
+            return Outcome("refused", f"NOT RUN ({msg})")
+        stale = stale_reason(d) if src else None
+        if stale:
+            with runs.locked(d, "run folder"):
+                runs.clear(d)
+            note = f" (rerun from scratch: {stale})"
+        elif runs.is_finished(d):
+            _drop_runner_error(d)
+            return Outcome("skipped", "finished earlier, skipped")
+    outcome = _attempt(d, stop, lambda: execute("02_train.py", d / "train.ipynb", params,
+                                                NOTEBOOKS))
+    outcome.text += note
+    return outcome
+
+
+def _unusable_source(src_dir: Path, src: str, seed: int, outcome: Outcome) -> str:
+    """Why a fine-tune cannot start from its source run, or '' when it can."""
+    if not outcome.usable:
+        what = {"refused": "holds a run of another config",
+                "interrupted": "was interrupted"}.get(outcome.kind, outcome.kind)
+        return f"its source {src} seed {seed} {what}"
+    if not (src_dir / runs.GENERATOR).is_file():
+        return f"its source {src} seed {seed} has no {runs.GENERATOR}"
+    return ""
+
+
+def _attempt(d: Path, stop: _Stop, work: Callable[[], None]) -> Outcome:
+    """Run ``work`` for the run folder ``d``; a failure is recorded, never raised."""
+    d.mkdir(parents=True, exist_ok=True)
+    for name in (runs.ERROR, runs.TRACEBACK):  # a resumed run starts without its old error
+        (d / name).unlink(missing_ok=True)
+    try:
+        work()
+        return Outcome("done", "done")
+    except Exception as err:  # one failed variant must not stop the grid
+        text = error_text(err)
+        if stop.signum is not None or getattr(err, "ename", None) == "Interrupted":
+            return Outcome("interrupted", f"interrupted ({last_line(text)})")
+        line = runs.write_error(d, text)
+        return Outcome("failed", f"FAILED ({_short(line)}; see {d / runs.TRACEBACK})")
+
+
+def _drop_runner_error(d: Path) -> None:
+    """A run found valid again loses the error.txt the runner wrote when it did not run
+    it (its source had failed, or its config differed); a training error stays."""
+    err = d / runs.ERROR
+    if err.is_file() and err.read_text().startswith(NOT_RUN):
+        err.unlink()
+        (d / runs.TRACEBACK).unlink(missing_ok=True)
+
+
+def error_text(err: BaseException) -> str:
+    """The whole text of a failure, without ANSI colour codes: a notebook's own
+    traceback for a papermill error, else the Python traceback."""
+    if type(err).__name__ == "PapermillExecutionError":
+        text = str(err)
+    else:
+        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    return ANSI.sub("", text).strip()
+
+
+def last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def _short(line: str, n: int = 300) -> str:
+    return line if len(line) <= n else line[: n - 3] + "..."
+
+
+# ---- signals: pass them on to the kernels -------------------------------------------------
+
+def child_pids(parent: int | None = None) -> list[int]:
+    """The processes whose parent is ``parent`` (this process): papermill's kernels run
+    in a session of their own, so a terminal's Ctrl-C or a scheduler's SIGTERM to this
+    process never reaches them unless it is passed on."""
+    parent = os.getpid() if parent is None else parent
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: psutil comes with the Jupyter stack
+        import psutil
+
+        return [p.pid for p in psutil.Process(parent).children()]
+    pids = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        if ppid == parent:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+class _Stop:
+    """SIGTERM / SIGINT: remember it, pass it on to the running kernels (each training
+    saves a checkpoint and stops), start nothing new."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.signalled: set[int] = set()
+
+    def handle(self, signum: int, _frame: object) -> None:
+        if self.signum is not None:
+            self.signalled.clear()  # a second signal is passed on again
+        self.signum = signum
+        self.forward()
+
+    def forward(self) -> None:
+        """Pass the signal to each child not yet told (kernels started since included)."""
+        if self.signum is None:
+            return
+        for pid in child_pids():
+            if pid not in self.signalled:
+                self.signalled.add(pid)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, self.signum)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+
+@contextlib.contextmanager
+def _signals_passed_on(stop: _Stop) -> Iterator[None]:
+    """Route SIGTERM / SIGINT to ``stop`` for the block (main thread only: Python
+    delivers signals there)."""
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, stop.handle)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+# ---- the grid -------------------------------------------------------------------------------
 
 def _fmt(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}:{s:02d}"
 
+
+@contextlib.contextmanager
+def _threads_per_run(jobs: int) -> Iterator[None]:
+    """CPU: several runs side by side with a share of the cores each (small convolutions
+    scale poorly across threads); kernels inherit the environment."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    saved_env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_threads)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_grid(plan: Plan, stop: _Stop, t_start: float) -> dict[tuple[str, int], Outcome]:
+    """Every run of the plan, ``plan.jobs`` at a time, sources before their fine-tunes;
+    prints one progress line per run."""
+    jobs = [(v, s) for v in plan.names for s in plan.seeds]
+    lock, progress = threading.Lock(), {"done": 0, "spent": 0.0, "ran": 0}
+
+    def one(variant: str, seed: int) -> Outcome:
+        t0 = time.perf_counter()
+        d = runs.run_dir(plan.out, variant, seed)
+        try:
+            outcome = run_one(plan, variant, seed, futures, stop)
+        except runs.RunLocked as err:  # someone trains in it: leave its files alone
+            outcome = Outcome("not run", f"NOT RUN ({err})")
+        except Exception as err:  # e.g. a config that does not validate
+            line = runs.write_error(d, error_text(err))
+            outcome = Outcome("failed", f"FAILED ({_short(line)}; see {d / runs.TRACEBACK})")
+        dt = time.perf_counter() - t0
+        with lock:
+            progress["done"] += 1
+            if outcome.kind in ("done", "failed", "interrupted"):
+                progress["spent"] += dt
+                progress["ran"] += 1
+            left = len(jobs) - progress["done"]
+            per_run = progress["spent"] / progress["ran"] if progress["ran"] else 0.0
+            print(f"[{progress['done']}/{len(jobs)}] {variant} seed {seed}: {outcome.text} in "
+                  f"{_fmt(dt)} (elapsed {_fmt(time.perf_counter() - t_start)}, "
+                  f"~{_fmt(left * per_run / plan.jobs)} left)", flush=True)
+        return outcome
+
+    futures: dict[tuple[str, int], Future] = {}
+    with _threads_per_run(plan.jobs), ThreadPoolExecutor(max_workers=plan.jobs) as pool:
+        for variant, seed in jobs:  # sources before their users: FIFO, no deadlock
+            futures[(variant, seed)] = pool.submit(one, variant, seed)
+        told = False
+        while not all(f.done() for f in futures.values()):
+            concurrent.futures.wait(futures.values(), timeout=0.5)
+            if stop.signum is not None:
+                if not told:
+                    told = True
+                    print(f"stopping ({stop.name}): passed on to the running runs, which "
+                          "save a checkpoint; no new run starts", file=sys.stderr, flush=True)
+                stop.forward()  # kernels that started after the signal
+    return {k: f.result() for k, f in futures.items()}
+
+
+def _interrupted(plan: Plan, outcomes: dict[tuple[str, int], Outcome], stop: _Stop) -> int:
+    """Say which runs stopped and how to resume; exit status 130."""
+    stopped = [(v, s, o) for (v, s), o in outcomes.items() if o.kind == "interrupted"]
+    waiting = [(v, s) for (v, s), o in outcomes.items() if o.kind == "not started"]
+    print(f"interrupted by {stop.name}: {len(stopped)} run(s) stopped, {len(waiting)} not "
+          "started; the report was not rebuilt", file=sys.stderr)
+    for v, s, o in stopped:
+        ckpt = runs.run_dir(plan.out, v, s) / runs.CHECKPOINT
+        print(f"  {v} seed {s}: {o.text}"
+              + ("" if ckpt.is_file() else " (no checkpoint: it restarts from iteration 0)"),
+              file=sys.stderr)
+    for v, s in waiting:
+        print(f"  {v} seed {s}: not started", file=sys.stderr)
+    print("run the same command to resume", file=sys.stderr, flush=True)
+    return 130
+
+
+# ---- the report -----------------------------------------------------------------------------
 
 def provenance(stages: dict[str, float], grid_path: Path) -> dict:
     """Git commit, package versions, device, date and the wall time of each stage."""
@@ -209,139 +662,166 @@ def provenance(stages: dict[str, float], grid_path: Path) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def write_results(plan: Plan) -> list[dict]:
+    """``<out>/results.csv`` from whatever run folders exist (every variant of the grid,
+    the seeds asked for); returns the rows that are not done, for the notes."""
+    results = collect(plan.out, plan.grid["variants"], plan.seeds)
+    runs.write_text(plan.out / "results.csv", results.to_csv(index=False))
+    stale = results[results.status == "stale"]
+    for _, r in stale.iterrows():
+        print(f"note: {r.variant} seed {r.seed} is stale ({r.error}); it is left out of the "
+              f"tables: run `--only {r.variant}` to rerun it", flush=True)
+    return results.to_dict("records")
+
+
+def build_report(plan: Plan, stages: dict[str, float], stop: _Stop, t_start: float) -> int:
+    """results.csv, then the notebooks, then index.html. A page that cannot be built
+    replaces the old index.html with one saying so: never a stale report."""
+    rows = write_results(plan)
+    trained = any(r["status"] == "done" and r["variant"] != "bicubic" for r in rows)
+    common = {"results": str(plan.out / "results.csv"), "runs": str(plan.out / "runs"),
+              "grid": str(plan.config.resolve())}
+    stage_params = {"01_manifold": {"out": str(plan.out / "manifold.json")},
+                    "03_artifacts": {**common, "out": str(plan.out / "artifacts.csv")},
+                    "04_report": common}
+    problems = []
+    for stem in NOTEBOOK_STAGES:
+        if stop.signum is not None:
+            break
+        if stem == "03_artifacts" and not trained:
+            _remove_outputs(plan.out, stem, notebook=True)
+            print(f"{stem}.py: skipped (no trained run has finished)", flush=True)
+            continue
+        params = {**stage_params[stem], **plan.grid["notebook_params"].get(stem, {})}
+        t0 = time.perf_counter()
+        if stem == "04_report":
+            runs.write_json(plan.out / "provenance.json", provenance(stages, plan.config))
+        try:
+            execute(f"{stem}.py", plan.out / f"{stem}.ipynb", params, NOTEBOOKS)
+        except Exception as err:
+            if stop.signum is not None:
+                break
+            why = f"{stem}.py failed: {_short(last_line(error_text(err)))}"
+            if stem == "04_report":
+                return _report_failed(plan.out, why)
+            _remove_outputs(plan.out, stem)
+            problems.append(why)
+            print(f"error: {why} (see {plan.out / stem}.html); the report is built without "
+                  "it", file=sys.stderr, flush=True)
+            continue
+        stages[stem] = time.perf_counter() - t0
+        print(f"{stem}.py: done in {_fmt(stages[stem])}", flush=True)
+    if stop.signum is not None:
+        print(f"interrupted by {stop.name}: the report was not rebuilt; run the same command "
+              "to build it", file=sys.stderr)
+        return 130
+    try:
+        to_html(plan.out / "04_report.ipynb", plan.out / "index.html", code=False)
+    except Exception as err:
+        return _report_failed(plan.out, f"index.html: {_short(last_line(error_text(err)))}")
+    print(f"report: {plan.out / 'index.html'} (total {_fmt(time.perf_counter() - t_start)})")
+    if problems:
+        print(f"error: {'; '.join(problems)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _remove_outputs(out: Path, stem: str, notebook: bool = False) -> None:
+    """A stage's outputs of an earlier invocation; with ``notebook``, its executed
+    notebook too (a failed stage keeps it: it shows the error)."""
+    names = STAGE_OUTPUTS.get(stem, ()) + ((f"{stem}.ipynb", f"{stem}.html") if notebook else ())
+    for name in names:
+        (out / name).unlink(missing_ok=True)
+
+
+def _report_failed(out: Path, why: str) -> int:
+    """Replace ``index.html`` with a page that says the report is not current, and why."""
+    import html
+
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Report not built</title>"
+        "</head><body><h1>The report could not be built</h1>"
+        f"<p>{html.escape(when)}: {html.escape(why)}.</p>"
+        "<p>The page that was here showed results of an earlier invocation and was removed. "
+        "The results table is <a href='results.csv'>results.csv</a>; the failed notebook is "
+        "<a href='04_report.html'>04_report.html</a>. Fix the problem and run the same "
+        "command again.</p></body></html>\n")
+    runs.write_text(out / "index.html", page)
+    print(f"error: the report could not be built: {why}; {out / 'index.html'} now says so "
+          f"(see {out / '04_report.html'})", file=sys.stderr)
+    return 1
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (``argparse`` exits 2 on a malformed one)."""
     ap = argparse.ArgumentParser(prog="python -m srlib.ablate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config", help="grid file, e.g. configs/quick.yaml")
     ap.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     ap.add_argument("--seeds", nargs="+", type=int, help="override the grid's seeds")
     ap.add_argument("--force", action="store_true",
-                    help="rerun the variants asked for even if finished (not the runs they "
-                         "start from)")
+                    help="remove the outputs of the variants asked for and rerun them (not "
+                         "the runs they start from; their fine-tunes rerun when next asked "
+                         "for)")
     ap.add_argument("--out", default="reports", help="output folder (default: reports)")
     ap.add_argument("--jobs", type=int, default=None,
                     help="runs at a time (default: 2 on a CPU machine, 1 with CUDA)")
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def make_plan(a: argparse.Namespace) -> Plan:
+    """Check the grid and the options; ``ValueError`` / ``FileNotFoundError`` say what is
+    wrong, before anything is written."""
+    grid = load_grid(a.config)
+    seeds = _check_seeds(a.seeds, "--seeds") if a.seeds is not None else grid["seeds"]
+    names = list(grid["variants"])
+    if a.only:
+        bad = [v for v in a.only if v not in grid["variants"]]
+        if bad:
+            raise ValueError(f"--only: unknown variant(s) {bad}; the grid has {names}")
+        names = list(dict.fromkeys(a.only))
+    forced = set(names) if a.force else set()  # not the sources _ordered adds
+    if a.jobs is not None and a.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
+    out = runs.check_writable_folder(a.out).resolve()
+    jobs = a.jobs or (1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
+    return Plan(config=Path(a.config), grid=grid, names=_ordered(names, grid), seeds=seeds,
+                forced=forced, out=out, jobs=jobs)
+
+
+def run(plan: Plan) -> int:
+    """The runs, then the report, with SIGTERM / SIGINT passed on to the kernels."""
     t_start = time.perf_counter()
+    print(f"{plan.grid['name']}: {len(plan.names)} variants x {len(plan.seeds)} seeds -> "
+          f"{plan.out} ({plan.jobs} at a time)", flush=True)
+    stop = _Stop()
+    with _signals_passed_on(stop):
+        outcomes = run_grid(plan, stop, t_start)
+        if stop.signum is not None:
+            return _interrupted(plan, outcomes, stop)
+        return build_report(plan, {"runs": time.perf_counter() - t_start}, stop, t_start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """0: report built (failed runs are in it); 1: a notebook stage or the page failed; 2: bad input
+    or the output folder is in use; 130: stopped by SIGTERM / SIGINT (resumable)."""
+    a = parse_args(argv)
     try:
-        grid = load_grid(a.config)
-        seeds = a.seeds if a.seeds is not None else grid["seeds"]
-        names = list(grid["variants"])
-        if a.only:
-            bad = [v for v in a.only if v not in grid["variants"]]
-            if bad:
-                raise ValueError(f"--only: unknown variant(s) {bad}; the grid has {names}")
-            names = a.only
-        forced = set(names) if a.force else set()  # not the sources _ordered adds
-        names = _ordered(names, grid)
-        if a.jobs is not None and a.jobs < 1:
-            raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
+        plan = make_plan(a)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = Path(a.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = [(v, s) for v in names for s in seeds]
-    jobs_n = a.jobs or (1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
-    print(f"{grid['name']}: {len(names)} variants x {len(seeds)} seeds -> {out} "
-          f"({jobs_n} at a time)", flush=True)
-    # CPU: several runs side by side with a share of the cores each (small convolutions
-    # scale poorly across threads); GPU: one run at a time.
-    threads = max(1, (os.cpu_count() or 1) // jobs_n)
-    saved_env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    lock, progress = threading.Lock(), {"done": 0, "spent": 0.0, "ran": 0}
-
-    def run_one(variant: str, seed: int) -> None:
-        d = run_dir(out, variant, seed)
-        params = run_params(grid, variant, seed, out)
-        src = grid["variants"][variant].get("init_from")
-        if src and (src, seed) in futures:
-            futures[(src, seed)].result()  # the run it starts from: submitted earlier
-        t0 = time.perf_counter()
-        force = variant in forced
-        if not force and variant != "bicubic" and is_finished(d, params):
-            status, ran = "finished earlier, skipped", False
-        elif not force and variant != "bicubic" and (d / "config.json").is_file() \
-                and not same_config(d, params):
-            msg = f"{d} holds a run of another config; rerun with --force to replace it"
-            (d / "error.txt").write_text(msg + "\n")
-            status, ran = f"NOT RUN ({msg})", False
-        else:
-            ran = True
-            if force and d.exists():
-                for f in ("metrics.json", "checkpoint.pt", "config.json", "losses.csv"):
-                    (d / f).unlink(missing_ok=True)
-            d.mkdir(parents=True, exist_ok=True)
-            (d / "error.txt").unlink(missing_ok=True)
-            try:
-                if variant == "bicubic":
-                    _bicubic_run(grid, seed, out)
-                else:
-                    if src and not (run_dir(out, src, seed) / "generator.pt").is_file():
-                        raise RuntimeError(f"init_from {src!r} seed {seed} did not finish")
-                    execute("02_train.py", d / "train.ipynb", params, NOTEBOOKS)
-                status = "done"
-            except Exception as err:  # one failed variant must not stop the grid
-                (d / "error.txt").write_text(
-                    "".join(traceback.format_exception_only(type(err), err)))
-                status = f"FAILED ({type(err).__name__}; see {d / 'error.txt'})"
-        dt = time.perf_counter() - t0
-        with lock:
-            progress["done"] += 1
-            if ran:
-                progress["spent"] += dt
-                progress["ran"] += 1
-            left = len(jobs) - progress["done"]
-            per_run = progress["spent"] / progress["ran"] if progress["ran"] else 0.0
-            print(f"[{progress['done']}/{len(jobs)}] {variant} seed {seed}: {status} in "
-                  f"{_fmt(dt)} (elapsed {_fmt(time.perf_counter() - t_start)}, "
-                  f"~{_fmt(left * per_run / jobs_n)} left)", flush=True)
-
-    futures: dict = {}
-    try:
-        with ThreadPoolExecutor(max_workers=jobs_n) as pool:
-            for variant, seed in jobs:  # sources before their users: FIFO, no deadlock
-                futures[(variant, seed)] = pool.submit(run_one, variant, seed)
-        for f in futures.values():
-            f.result()
-    finally:
-        torch.set_num_threads(torch_threads)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    stages = {"runs": time.perf_counter() - t_start}
-
-    results = collect(out, {v: grid["variants"][v] for v in grid["variants"]}, seeds)
-    tmp = out / "results.csv.tmp"
-    results.to_csv(tmp, index=False)
-    tmp.replace(out / "results.csv")
-    common = {"results": str(out / "results.csv"), "runs": str(out / "runs"),
-              "grid": str(Path(a.config).resolve())}
-    stages_nb = [("01_manifold.py", {"out": str(out / "manifold.json")}),
-                 ("03_artifacts.py", {**common, "out": str(out / "artifacts.csv")}),
-                 ("04_report.py", common)]
-    for nb, params in stages_nb:
-        stem = Path(nb).stem
-        params = {**params, **grid.get("notebook_params", {}).get(stem, {})}
-        t0 = time.perf_counter()
-        if stem == "04_report":
-            meta = provenance(stages, Path(a.config))
-            save_atomic(meta, out / "provenance.json")
+    with contextlib.ExitStack() as held:
         try:
-            execute(nb, out / f"{stem}.ipynb", params, NOTEBOOKS)
-        except Exception as err:
-            print(f"error: {nb} failed: {err}", file=sys.stderr)
-            return 1
-        stages[stem] = time.perf_counter() - t0
-        print(f"{nb}: done in {_fmt(stages[stem])}", flush=True)
-    to_html(out / "04_report.ipynb", out / "index.html", code=False)
-    print(f"report: {out / 'index.html'} (total {_fmt(time.perf_counter() - t_start)})")
-    return 0
+            # two runners in one folder would train every run twice and race on its files
+            held.enter_context(runs.locked(plan.out, "output folder"))
+        except runs.RunLocked as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return run(plan)
 
 
 if __name__ == "__main__":

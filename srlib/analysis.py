@@ -1,11 +1,15 @@
 """Measurements and figures across runs: null-space examples, artifacts, spectra, curves.
 
-Everything here reads run folders (written by ``srlib.train``) or tensors, and returns
-numbers or matplotlib figures; notebooks only call these.
+Everything here reads run folders (written by ``srlib.train``, laid out by ``srlib.runs``)
+or tensors, and returns numbers, tables or matplotlib figures; the notebooks only call
+these. Images are ``(3, H, W)`` tensors: ``uint8`` as read from disk, float in ``[0, 1]``
+otherwise. Run folders are ``srlib.runs.run_dir(root, variant, seed)``, and the notebooks'
+``runs`` parameter is ``<root>/runs``, as the runner passes it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -13,9 +17,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from srlib.data import eval_pair, load_image, to_float
-from srlib.metrics import quantize
+from srlib.data import eval_pair
+from srlib.metrics import psnr_rgb, quantize
 from srlib.resize import BicubicDegradation
+from srlib.runs import load_sr, run_dir
 
 
 def null_perturbation(
@@ -44,11 +49,6 @@ def show_images(images: dict[str, torch.Tensor], ncols: int | None = None,
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def load_sr(run: Path, dataset: str, image: str) -> torch.Tensor:
-    """The saved 8-bit SR image of a run, ``(3, H, W)`` in ``[0, 1]``."""
-    return to_float(load_image(Path(run) / "eval" / dataset / f"{image}.png"))
 
 
 def artifact_panel(
@@ -101,14 +101,15 @@ def lr_grid_energy(sr: torch.Tensor, base: torch.Tensor, scale: int) -> float:
     near_dc_c[[0, 1, w - 1]] = True
     grid = rows[:, None] & cols[None, :]
     grid &= ~(near_dc_r[:, None] & near_dc_c[None, :])
-    return float(power[grid].sum() / power.sum())
+    total = power.sum()
+    return float(power[grid].sum() / total) if total > 0 else 0.0  # sr == base: no energy
 
 
 def plot_losses(curves: dict[str, pd.DataFrame], columns: list[str] | None = None,
                 title: str = "") -> plt.Figure:
     """Loss curves from ``losses.csv`` tables, log scale: for each run, each of
-    ``columns`` (default ``total``) present in its table."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    ``columns`` (default ``total``) present in its table; the legend right of the axes."""
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     for name, df in curves.items():
         for col in columns or ["total"]:
             if col in df.columns and df[col].notna().any():
@@ -118,8 +119,8 @@ def plot_losses(curves: dict[str, pd.DataFrame], columns: list[str] | None = Non
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    if ax.get_legend_handles_labels()[0]:
+        fig.legend(loc="outside right upper", fontsize=7)  # beside the axes, over no curve
     return fig
 
 
@@ -132,3 +133,288 @@ def busiest_box(hr_u8: torch.Tensor, size: int, scale: int) -> tuple[int, int, i
     idx = int(pooled.argmax())
     top, left = divmod(idx, pooled.shape[1])
     return top * scale, left * scale, size
+
+
+# ---- 01_manifold: the null space of D on a real image, the 2-D toy ------------------------
+
+def null_space_example(hr_u8: torch.Tensor, scale: int, target_psnr: float = 20.0,
+                       seed: int = 0) -> dict:
+    """H1 on one image: two HR images with one LR image, and the range/null split of HR.
+
+    ``hr_u8``: uint8 ``(3, H, W)`` (mod-cropped to a multiple of ``scale`` here). All in
+    float64, unclipped and unrounded, so that ``D`` is exactly linear. Returns:
+
+    - ``images``: title -> float32 ``(3, H, W)`` for display: HR; ``HR + n``; the LR image
+      ``D(HR)`` enlarged by nearest; ``n`` (x2 + 0.5); the range part ``D^+ D HR``; the
+      null part ``(I - D^+ D) HR`` (x2 + 0.5);
+    - ``null_psnr_db``: PSNR of ``HR + n`` against HR (RGB, peak 1, dB), ``target_psnr``;
+    - ``null_lr_max_abs_diff``: ``max |D(HR + n) - D(HR)|`` ([0, 1] units);
+    - ``pinv_psnr_db``: PSNR of ``D^+ D HR`` against HR (dB): the error of the
+      minimum-norm image a downsampled loss scores zero is HR's own null part;
+    - ``null_dim_share``: the share of HR's dimensions in the null space, ``1 - 1/s^2``."""
+    op = BicubicDegradation(scale)
+    hr, _ = eval_pair(hr_u8, op)
+    hr = hr.double()
+    lr = op.down(hr)
+    n = null_perturbation(hr, op, target_psnr, seed)
+    other = hr + n
+    rng, null = op.split(hr)
+    psnr_other = float(psnr_rgb(other, hr))
+    big_lr = lr.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+    images = {"HR": hr, f"HR + n ({psnr_other:.1f} dB from HR)": other,
+              f"D(HR) = D(HR + n), x{scale} nearest": big_lr, "n, x2 + 0.5": 0.5 + 2 * n,
+              "range part D+ D HR": rng, "null part (I - D+ D) HR, x2 + 0.5": 0.5 + 2 * null}
+    return {
+        "images": {k: v.float() for k, v in images.items()},
+        "null_psnr_db": psnr_other,
+        "null_lr_max_abs_diff": float((op.down(other) - lr).abs().max()),
+        "pinv_psnr_db": float(psnr_rgb(rng, hr)),
+        "null_dim_share": 1 - lr.numel() / hr.numel(),
+    }
+
+
+def null_space_sentence(ex: dict) -> str:
+    """What ``null_space_example`` measured, as one Markdown sentence (numbers only)."""
+    return (f"`HR + n` is {ex['null_psnr_db']:.1f} dB from `HR` (RGB PSNR), yet `D(HR + n)` "
+            f"differs from `D(HR)` by at most {ex['null_lr_max_abs_diff']:.1e} (float64, "
+            f"images unclipped). The range part `D^+ D HR` alone is {ex['pinv_psnr_db']:.1f} dB "
+            f"from HR; the null space holds {ex['null_dim_share']:.1%} of the image's "
+            "dimensions.")
+
+
+def plot_toy(gens: dict[str, torch.nn.Module], scores: dict[str, dict[str, float]],
+             lr_value: float, n: int = 200) -> plt.Figure:
+    """One panel per toy generator: the HR manifold (circle), the consistent line of one
+    LR value ``y`` (``x1 + x2 = 2 y``), and ``n`` outputs ``G(y, z)``. The legend sits
+    below the panels, outside the axes. ``scores``: ``srlib.toy.toy_scores`` per loss."""
+    from srlib.toy import CENTRE, RADIUS, toy_outputs
+
+    t = torch.linspace(0, 2 * torch.pi, 200)
+    fig, axes = plt.subplots(1, len(gens), figsize=(4.2 * len(gens), 4.6), sharex=True,
+                             sharey=True, squeeze=False, layout="constrained")
+    for ax, (loss, g) in zip(axes[0], gens.items(), strict=True):
+        ax.plot(CENTRE + RADIUS * torch.cos(t), CENTRE + RADIUS * torch.sin(t), c="0.6",
+                label="HR manifold (circle)")
+        ax.plot([2 * lr_value - 1.2, 1.2], [1.2, 2 * lr_value - 1.2], "--", c="C1", lw=1,
+                label=f"consistent line x1 + x2 = 2y (y = {lr_value:.2f})")
+        pts = toy_outputs(g, lr_value, n=n)
+        ax.scatter(pts[:, 0], pts[:, 1], s=6, c="C0", label=f"G(y, z), {n} draws of z")
+        ax.set_title(f"{loss}: off-manifold RMS {scores[loss]['manifold_rmse']:.3f}")
+        ax.set(aspect="equal", xlim=(0, 1.1), ylim=(0, 1.1), xlabel="x1")
+    axes[0, 0].set_ylabel("x2")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+    return fig
+
+
+def toy_table(scores: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """``srlib.toy.toy_scores`` per loss as a table (rows: losses; RMS values)."""
+    return pd.DataFrame(scores).T.rename(columns={
+        "consistency_rmse": "RMS of D(G) - y", "manifold_rmse": "RMS distance to manifold",
+        "hr_rmse": "RMS distance to the true HR"}).round(4)
+
+
+def toy_seed_table(study: pd.DataFrame) -> pd.DataFrame:
+    """``srlib.toy.toy_study`` summarised per loss: mean and [min, max] over seeds of the
+    spread along the consistent line, the share near the consistent points, and the
+    consistency error after projection."""
+    cols = {"line_mean": "position on line", "line_std": "spread on line",
+            "near_points": "near a consistent point", "both_hit": "both points hit",
+            "manifold_rmse": "RMS distance to manifold",
+            "proj_consistency_rmse": "RMS of D(P(G)) - y"}
+    g = study.groupby("loss", sort=False)[list(cols)]
+    mean, low, high = g.mean(), g.min(), g.max()
+    table = pd.DataFrame(index=mean.index)
+    for c, head in cols.items():
+        f = "{:.1e}" if c == "proj_consistency_rmse" else "{:.3f}"
+        table[head] = [f"{f.format(m)} [{f.format(a)}, {f.format(b)}]"
+                       for m, a, b in zip(mean[c], low[c], high[c], strict=True)]
+    return table.assign(seeds=g.size())
+
+
+# ---- 03_artifacts: the SR images of the runs, crops, spectra, range/null bars ------------
+
+def run_folder(runs: str | Path, variant: str, seed: int) -> Path:
+    """A run's folder from the runner's runs folder ``<root>/runs`` (``runs.run_dir``)."""
+    runs = Path(runs)
+    if runs.name != "runs":
+        raise ValueError(f"{runs}: expected the runner's runs folder, <root>/runs; the run "
+                         "folders are <root>/runs/<variant>/seed<k>")
+    return run_dir(runs.parent, variant, seed)
+
+
+@dataclass
+class ArtifactInputs:
+    """What the artifact notebook compares, read from the results table and run folders."""
+
+    scale: int                       # the grid's scale s
+    test_set: str                    # the grid's first test set, as ``load_dataset`` takes it
+    dataset: str                     # its name in results.csv and in ``eval/<dataset>/``
+    seed: int                        # the first seed with finished runs
+    variants: list[str]              # trained variants with SR images at that seed
+    images: dict[str, torch.Tensor]  # test images, name -> uint8 (3, H, W)
+    image: str                       # the image the figures show
+    srs: dict[str, torch.Tensor]     # variant -> SR of ``image``, float (3, H, W) in [0, 1]
+    done: pd.DataFrame               # the finished rows of results.csv
+    runs: Path                       # the runs folder, ``<root>/runs``
+
+
+def artifact_inputs(results: str | Path | pd.DataFrame, runs: str | Path,
+                    grid: str | Path | dict, image: str = "") -> ArtifactInputs:
+    """Everything ``03_artifacts`` needs, from ``results.csv``, the runs folder and the grid.
+
+    The first test set of the grid, the first seed with finished runs, every finished
+    variant except ``bicubic`` (drawn from LR by ``artifact_panel``) that saved its SR
+    images, and ``image`` (default: the first test image)."""
+    from srlib.data import dataset_name, load_dataset
+
+    table = (results if isinstance(results, pd.DataFrame)
+             else pd.read_csv(results, keep_default_na=False, na_values=[""]))
+    if isinstance(grid, dict):
+        g = grid
+    else:
+        from srlib.ablate import load_grid
+
+        g = load_grid(grid)
+    test_set = str(g["defaults"].get("test_data", ["default"])[0])
+    dataset = dataset_name(test_set)
+    done = table[table.status == "done"]
+    if done.empty:
+        raise ValueError(f"{results}: no finished run; nothing to compare")
+    seed = int(done.seed.min())
+    images = dict(load_dataset(test_set, split="test"))
+    image = image or next(iter(images))
+    if image not in images:
+        raise ValueError(f"image {image!r} is not in {test_set}: one of {', '.join(images)}")
+    at_seed = done[(done.seed == seed) & (done.dataset == dataset)].variant.unique()
+    variants = [v for v in at_seed if v != "bicubic" and
+                (run_folder(runs, v, seed) / "eval" / dataset / f"{image}.png").is_file()]
+    a = ArtifactInputs(scale=int(g["defaults"].get("scale", 4)), test_set=test_set,
+                       dataset=dataset, seed=seed, variants=variants, images=images,
+                       image=image, srs={}, done=done, runs=Path(runs))
+    a.srs = variant_srs(a, image)
+    return a
+
+
+def variant_srs(a: ArtifactInputs, image: str) -> dict[str, torch.Tensor]:
+    """The saved SR images of ``image``, variant -> float ``(3, H, W)`` in ``[0, 1]``."""
+    return {v: load_sr(run_folder(a.runs, v, a.seed), a.dataset, image) for v in a.variants}
+
+
+def lr_grid_energies(a: ArtifactInputs) -> pd.DataFrame:
+    """``lr_grid_energy`` of ``SR - bicubic`` for every variant and test image: columns
+    ``variant``, ``image``, ``lr_grid_energy`` (a share in [0, 1])."""
+    op = BicubicDegradation(a.scale)
+    rows = []
+    for name, img in a.images.items():
+        _, lr = eval_pair(img, op)
+        bic = quantize(op.up(lr))
+        for v, sr in variant_srs(a, name).items():
+            rows.append({"variant": v, "image": name,
+                         "lr_grid_energy": lr_grid_energy(sr, bic, a.scale)})
+    return pd.DataFrame(rows, columns=["variant", "image", "lr_grid_energy"])
+
+
+def artifact_summary(energy: pd.DataFrame, a: ArtifactInputs) -> pd.DataFrame:
+    """Mean ``lr_grid_energy`` per variant over the test images, with the seed and data
+    set it was measured on: the table ``artifacts.csv`` holds (index ``variant``)."""
+    mean = energy.groupby("variant", sort=False).lr_grid_energy.mean()
+    return mean.to_frame().assign(seed=a.seed, dataset=a.dataset)
+
+
+def plot_artifact_crops(panel: dict[str, dict[str, torch.Tensor]], per_row: int = 2,
+                        width: float = 14.0) -> plt.Figure:
+    """The crops of ``artifact_panel``, ``per_row`` variants side by side (3 columns each:
+    SR, ``D(SR) - LR``, null part), ``width`` inches wide: the width of a report page."""
+    labels = {"sr": "SR", "lr_residual": "D(SR) - LR, x10", "null": "null part, x5"}
+    ncols = 3 * per_row
+    nrows = -(-len(panel) // per_row)
+    side = width / ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, (side + 0.35) * nrows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (name, parts) in enumerate(panel.items()):
+        row, col = divmod(i, per_row)
+        for j, (part, img) in enumerate(parts.items()):
+            ax = axes[row, 3 * col + j]
+            ax.imshow(img.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy(),
+                      interpolation="nearest")
+            ax.set_title(f"{name}\n{labels.get(part, part)}", fontsize=8)
+    fig.tight_layout(pad=0.3, w_pad=0.2, h_pad=0.4)
+    return fig
+
+
+def plot_spectra(srs: dict[str, torch.Tensor], base: torch.Tensor, energy: dict[str, float],
+                 ncols: int = 5, width: float = 14.0) -> plt.Figure:
+    """``residual_spectrum(sr, base)`` per variant (log magnitude, centred), titled with its
+    ``energy`` share at the LR-grid harmonics; ``width`` inches wide."""
+    ncols = max(1, min(ncols, len(srs)))
+    nrows = max(1, -(-len(srs) // ncols))
+    side = width / ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, (side + 0.4) * nrows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    if not srs:
+        axes[0, 0].text(0.5, 0.5, "no trained variant with SR images", ha="center")
+    for ax, (v, sr) in zip(axes.flat, srs.items(), strict=False):
+        ax.imshow(residual_spectrum(sr, base), cmap="magma")
+        ax.set_title(f"{v}\nLR-grid energy {energy[v]:.1%}", fontsize=8)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def plot_range_null(results: pd.DataFrame, dataset: str) -> plt.Figure:
+    """Bars of the range and null-space MSE per variant (mean over seeds, log scale) for
+    one test set: the two parts of ``|SR - HR|^2`` (RGB, [0, 1] units). Legend outside the
+    axes."""
+    done = results[(results.status == "done") & (results.dataset == dataset)]
+    means = done.groupby("variant", sort=False)[["range_mse", "null_mse"]].mean()
+    fig, ax = plt.subplots(figsize=(14, 4), layout="constrained")
+    means.rename(columns={"range_mse": "range part (what D sees)",
+                          "null_mse": "null part (what D cannot see)"}).plot.bar(
+        ax=ax, logy=True, rot=30, legend=False)
+    ax.set(ylabel="MSE (RGB, [0, 1])", xlabel="",
+           title=f"{dataset}: range and null-space parts of the error (mean over seeds)")
+    fig.legend(loc="outside right upper", fontsize=8)  # beside the axes: it hides no bar
+    return fig
+
+
+# ---- 04_report: perception-distortion plane, training curves ----------------------------
+
+def plot_perception_distortion(results: pd.DataFrame, dataset: str,
+                               lpips_kind: str = "lpips") -> plt.Figure:
+    """Two panels, one point per finished variant x seed of ``dataset``: PSNR-Y (dB) against
+    LPIPS (perceptual distance), and PSNR-Y against LR-PSNR (consistency with the input).
+    One legend for both, right of the panels, outside the axes (it covers no point)."""
+    import seaborn as sns
+
+    sub = results[(results.status == "done") & (results.dataset == dataset)]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), layout="constrained")
+    for ax, y, label, title in (
+        (axes[0], "lpips", f"LPIPS ({lpips_kind}), lower is better",
+         "perception vs distortion"),
+        (axes[1], "lr_psnr", "LR-PSNR (dB), higher is more consistent",
+         "consistency with the input vs fidelity to HR"),
+    ):
+        sns.scatterplot(data=sub, x="psnr_y", y=y, hue="variant", style="variant", s=70,
+                        ax=ax, legend=ax is axes[0])
+        ax.set(xlabel="PSNR-Y (dB), higher is better", ylabel=label, title=f"{dataset}: {title}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if axes[0].get_legend() is not None:
+        axes[0].get_legend().remove()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="variant")
+    return fig
+
+
+def load_loss_curves(runs: str | Path, variants: list[str], seed: int) -> dict[str, pd.DataFrame]:
+    """``losses.csv`` of each variant's run at ``seed`` (variants without one are left out):
+    variant -> table with ``iter``, ``total`` and each loss term."""
+    curves = {}
+    for v in variants:
+        f = run_folder(runs, v, seed) / "losses.csv"
+        if f.is_file():
+            curves[v] = pd.read_csv(f)
+    return curves
+

@@ -151,15 +151,36 @@ def mod_crop(img: torch.Tensor, scale: int) -> torch.Tensor:
     return img[..., : h - h % scale, : w - w % scale]
 
 
+def min_eval_side(scale: int) -> int:
+    """Smallest HR side (px) the evaluation accepts at ``scale``: the LR needs 4 px per
+    side for the bicubic kernel, and after cropping ``scale`` px per border SSIM's 11 x 11
+    Gaussian window must fit."""
+    side = max(4 * scale, 11 + 2 * scale)
+    return -(-side // scale) * scale  # a multiple of the scale (mod-crop keeps it)
+
+
+def check_eval_size(img: torch.Tensor, path: str | Path, scale: int) -> None:
+    """``ValueError`` naming the file when ``img`` (``(3, H, W)``) is too small to
+    evaluate at ``scale``."""
+    h, w = img.shape[-2:]
+    need = min_eval_side(scale)
+    if min(h, w) < need:
+        raise ValueError(f"{path}: {h}x{w} px is too small to evaluate at x{scale} "
+                         f"(each side needs at least {need} px)")
+
+
 def eval_pair(
     hr_u8: torch.Tensor, op: BicubicDegradation
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The evaluation convention: ``HR`` mod-cropped, ``LR = quantize(D(HR))``.
 
-    Args: ``hr_u8`` uint8 ``(3, H, W)``. Returns float ``(hr, lr)`` in ``[0, 1]``,
-    ``(3, H', W')`` and ``(3, H'/s, W'/s)``, on ``hr_u8``'s device."""
-    hr = to_float(mod_crop(hr_u8, op.scale))
-    return hr, quantize(op.down(hr))
+    Args: ``hr_u8`` uint8 ``(3, H, W)``. Returns float32 ``(hr, lr)`` in ``[0, 1]``,
+    ``(3, H', W')`` and ``(3, H'/s, W'/s)``, on ``hr_u8``'s device. The LR is made by one
+    path for every model, baseline and device: float64 on the CPU, then rounded to 8 bits
+    (on a GPU, TF32 matmuls would change about 1% of the 8-bit LR values)."""
+    hr = mod_crop(hr_u8, op.scale).cpu().double() / 255.0
+    lr = quantize(op.down(hr))
+    return hr.float().to(hr_u8.device), lr.float().to(hr_u8.device)
 
 
 class PatchSampler:
@@ -197,15 +218,16 @@ class PatchSampler:
         for name, img in zip(names, images, strict=True):
             if min(img.shape[-2:]) < patch:
                 warnings.warn(
-                    f"{name}: {tuple(img.shape[-2:])} is smaller than the patch ({patch} px); "
-                    "skipped", stacklevel=2,
+                    f"{name}: {img.shape[-2]}x{img.shape[-1]} px is smaller than the patch "
+                    f"({patch} px); skipped", stacklevel=2,
                 )
             else:
                 keep.append(img)
         if not keep:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
             raise ValueError(
-                f"no training image is at least {patch}x{patch} px ({len(images)} given): "
-                "use a smaller patch or larger images"
+                f"no training image is at least {patch}x{patch} px ({len(images)} given: "
+                f"{shown}): use a smaller patch or larger images"
             )
         self.device = torch.device(device)
         self.op = BicubicDegradation(scale)

@@ -18,25 +18,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
-from srlib import lpips
-from srlib.data import dataset_name, eval_pair, load_dataset
+from srlib import lpips, runs
+from srlib.data import check_eval_size, dataset_name, eval_pair, list_images, load_image
 from srlib.metrics import image_metrics, quantize
 from srlib.resize import BicubicDegradation
 
 Upscaler = Callable[[torch.Tensor], torch.Tensor]  # LR (1, 3, h, w) -> SR (1, 3, sh, sw)
-
-
-def save_png(img: torch.Tensor, path: Path) -> None:
-    """Write a ``(3, H, W)`` image in ``[0, 1]`` as an 8-bit PNG (atomically)."""
-    a = (quantize(img.detach().float().cpu()) * 255).round().byte().permute(1, 2, 0).numpy()
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
-    tmp.replace(path)
 
 
 def evaluate(
@@ -54,7 +44,9 @@ def evaluate(
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, img in load_dataset(data, split=split):
+    for path in list_images(data, split=split):
+        name, img = path.stem, load_image(path)
+        check_eval_size(img, path, scale)
         hr, lr = eval_pair(img.to(device), op)
         with torch.no_grad():
             sr = upscale(lr[None])[0].float()
@@ -65,7 +57,7 @@ def evaluate(
             with torch.no_grad():
                 row["lpips"] = float(lpips_model(quantize(sr)[None], hr[None]))
         if save_dir is not None:
-            save_png(sr, save_dir / f"{name}.png")
+            runs.write_png(save_dir / f"{name}.png", sr)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -90,7 +82,7 @@ def evaluate_sets(
         name = dataset_name(data)
         table = evaluate(upscale, data, scale, device=device, lpips_model=metric,
                          save_dir=out / "eval" / name)
-        table.to_csv(out / "eval" / name / "per_image.csv", index=False)
+        runs.write_text(out / "eval" / name / "per_image.csv", table.to_csv(index=False))
         per_set[name] = summary(table, data, scale, model)
     return per_set, kind
 
@@ -99,9 +91,7 @@ def load_upscaler(model: str, scale: int, device: str) -> tuple[Upscaler, int]:
     """``bicubic`` or a run folder -> (LR -> SR function, its scale)."""
     if model == "bicubic":
         return BicubicDegradation(scale).up, scale
-    from srlib.train import load_generator  # here: evaluate stays light for bicubic
-
-    g = load_generator(Path(model), device)
+    g = runs.load_generator(Path(model), device)
     return g, g.scale
 
 

@@ -2,92 +2,111 @@
 
 A spec is a sum of weighted terms, ``[weight*][criterion:]name``:
 
-    down                      the seed's loss: MSE(D(SR), LR)
+    down                      the proposal's loss: MSE(D(SR), LR)
     pixel                     the usual content loss: MSE(SR, HR)
-    l1:pixel, mse:down        the criterion of a term (mse or l1)
-    down+0.005*adv            the seed's proposed fix
+    l1:pixel, mse:down        the criterion of a term
+    down+0.005*adv            the fix the proposal suggests
     0.01*l1:pixel+perc+0.005*adv   ESRGAN's generator loss
 
-Terms (``TERMS``; first criterion = default):
+Three plain dicts are the extension points: adding a criterion, a GAN loss or a term is
+one entry in one of them, and a name missing from them is refused with the choices.
 
-- ``pixel`` (mse | l1): SR against HR.
-- ``down`` (mse | l1): ``D(SR)`` against LR, with the same MATLAB bicubic ``D`` and the
-  same quantised LR that the data pipeline made: the only place this loss is defined.
-- ``perc`` (l1 | mse): distance of VGG features, ESRGAN's: ImageNet VGG19 before the
-  conv5_4 activation where ``vgg19-dcbb9e9d.pth`` is in torch's hub cache, otherwise the
-  shift-tolerant VGG16 of ``stlpips-vgg`` before conv5_3's activation (``backend`` says
-  which; the run records it).
-- ``adv`` (ragan | vanilla | hinge): the generator's adversarial term; ``ragan`` is
-  ESRGAN's relativistic average GAN. ``Loss.discriminator`` gives the matching D loss.
+- ``CRITERIA``: distance name -> ``f(a, b)``, a mean over all elements: ``mse``, ``l1``.
+- ``ADVERSARIAL``: GAN loss name -> ``GanLoss(g, d)``, the generator's and the
+  discriminator's losses from the discriminator's logits: ``ragan`` (ESRGAN's
+  relativistic average GAN), ``vanilla``, ``hinge``.
+- ``TERMS``: term name -> ``TermSpec``: its function, its default criterion, and the table
+  its criteria come from (every entry of it applies; ``TermSpec.criteria``, default first):
+
+  - ``pixel`` (mse | l1): SR against HR.
+  - ``down`` (mse | l1): ``D(SR)`` against LR, with the degradation ``op`` given to
+    ``Loss``: in training, the same MATLAB bicubic ``D`` and the same quantised LR that
+    the data pipeline made.
+  - ``perc`` (l1 | mse): distance of VGG features, ESRGAN's: ImageNet VGG19 before the
+    conv5_4 activation where ``vgg19-dcbb9e9d.pth`` is in torch's hub cache, otherwise the
+    shift-tolerant VGG16 of ``stlpips-vgg`` before conv5_3's activation (``backend`` says
+    which; the run records it). Built only for specs that use it.
+  - ``adv`` (ragan | vanilla | hinge): the generator's adversarial term;
+    ``Loss.discriminator`` gives the matching discriminator loss.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from srlib import lpips
 from srlib.resize import BicubicDegradation
 
-TERMS: dict[str, tuple[str, ...]] = {
-    "pixel": ("mse", "l1"),
-    "down": ("mse", "l1"),
-    "perc": ("l1", "mse"),
-    "adv": ("ragan", "vanilla", "hinge"),
-}
-_TERM = re.compile(r"^(?:(?P<w>[^*]+)\*)?(?:(?P<crit>[a-z0-9]+):)?(?P<name>[a-z]+)$")
+V = TypeVar("V")
+
+
+def _lookup(table: Mapping[str, V], what: str, name: str) -> V:
+    """``table[name]``, or a ValueError that lists the choices."""
+    if name not in table:
+        raise ValueError(f"{what} must be one of {', '.join(table)}, got {name!r}")
+    return table[name]
+
+
+# --- distances --------------------------------------------------------------------------
+
+CRITERIA: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": F.mse_loss, "l1": F.l1_loss}
+
+
+def _distance(crit: str, a: Tensor, b: Tensor) -> Tensor:
+    return _lookup(CRITERIA, "criterion", crit)(a, b)
+
+
+# --- GAN losses -------------------------------------------------------------------------
+
+
+def _bce(logits: Tensor, target: float) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
 @dataclass(frozen=True)
-class Term:
-    weight: float
-    name: str
-    crit: str
+class GanLoss:
+    """A GAN loss as two functions of the logits on HR (``d_real``) and on SR (``d_fake``)."""
 
-    def __str__(self) -> str:
-        w = "" if self.weight == 1 else f"{self.weight:g}*"
-        return f"{w}{self.crit}:{self.name}"
+    g: Callable[[Tensor, Tensor], Tensor]  # the generator's (d_real detached)
+    d: Callable[[Tensor, Tensor], Tensor]  # the discriminator's
 
 
-def _spec_error(spec: str, why: str) -> ValueError:
-    valid = "; ".join(f"{n} ({' | '.join(c)})" for n, c in TERMS.items())
-    return ValueError(
-        f"loss spec {spec!r}: {why}. Terms are [weight*][criterion:]name joined by '+', "
-        f"with name (criteria): {valid}; e.g. 'down', 'down+0.005*adv', "
-        "'0.01*l1:pixel+perc+0.005*adv'"
-    )
+ADVERSARIAL: dict[str, GanLoss] = {
+    # relativistic average: D wants real to look more real than the average fake, and fake
+    # less real than the average real; G wants the reverse
+    "ragan": GanLoss(
+        g=lambda real, fake: 0.5 * (_bce(real - fake.mean(), 0.0) + _bce(fake - real.mean(), 1.0)),
+        d=lambda real, fake: 0.5 * (_bce(real - fake.mean(), 1.0) + _bce(fake - real.mean(), 0.0)),
+    ),
+    "vanilla": GanLoss(
+        g=lambda real, fake: _bce(fake, 1.0),
+        d=lambda real, fake: _bce(real, 1.0) + _bce(fake, 0.0),
+    ),
+    "hinge": GanLoss(
+        g=lambda real, fake: -fake.mean(),
+        d=lambda real, fake: F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean(),
+    ),
+}
 
 
-def parse_spec(spec: str) -> list[Term]:
-    """``'0.01*pixel+perc'`` -> ``[Term(0.01, 'pixel', 'mse'), Term(1.0, 'perc', 'l1')]``."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise _spec_error(str(spec), "empty")
-    terms: list[Term] = []
-    for part in spec.replace(" ", "").split("+"):
-        m = _TERM.match(part)
-        if not m or m["name"] not in TERMS:
-            raise _spec_error(spec, f"unknown term {part!r}")
-        name, crit = m["name"], m["crit"] or TERMS[m["name"]][0]
-        if crit not in TERMS[name]:
-            raise _spec_error(spec, f"criterion {crit!r} does not apply to {name!r}")
-        try:
-            weight = float(m["w"]) if m["w"] is not None else 1.0
-        except ValueError:
-            raise _spec_error(spec, f"malformed weight {m['w']!r} in {part!r}") from None
-        if not weight > 0 or weight == float("inf"):
-            raise _spec_error(spec, f"weight of {part!r} must be a positive finite number")
-        if any(t.name == name for t in terms):
-            raise _spec_error(spec, f"term {name!r} appears twice")
-        terms.append(Term(weight, name, crit))
-    return terms
+def adversarial_g(crit: str, d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """The generator's adversarial loss from discriminator logits (``d_real`` detached)."""
+    return _lookup(ADVERSARIAL, "adversarial criterion", crit).g(d_real, d_fake)
 
 
-def _distance(crit: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(a, b) if crit == "mse" else F.l1_loss(a, b)
+def adversarial_d(crit: str, d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """The discriminator's loss from its logits on HR (``d_real``) and on SR (``d_fake``)."""
+    return _lookup(ADVERSARIAL, "adversarial criterion", crit).d(d_real, d_fake)
+
+
+# --- perceptual features ----------------------------------------------------------------
 
 
 class PerceptualFeatures(nn.Module):
@@ -118,31 +137,119 @@ class PerceptualFeatures(nn.Module):
         self.offset = offset
         self.requires_grad_(False).eval()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         x = x * (1.0 + self.offset) - self.offset  # [0, 1], or [-1, 1] for the LPIPS trunk
         return self.features((x - self.shift) / self.scale)
 
 
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+# --- terms ------------------------------------------------------------------------------
 
 
-def adversarial_g(crit: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """The generator's adversarial loss from discriminator logits (``d_real`` detached)."""
-    if crit == "ragan":  # real should look less real than fake on average, and vice versa
-        return 0.5 * (_bce(d_real - d_fake.mean(), 0.0) + _bce(d_fake - d_real.mean(), 1.0))
-    if crit == "vanilla":
-        return _bce(d_fake, 1.0)
-    return -d_fake.mean()  # hinge
+@dataclass(frozen=True)
+class Context:
+    """What a term may use besides ``(sr, hr, lr)``."""
+
+    op: BicubicDegradation  # the degradation the loss assumes (``down``)
+    module: nn.Module | None  # the term's own network (``TermSpec.module``), if it has one
+    d_real: Tensor | None  # discriminator logits on HR (detached), or None without a D
+    d_fake: Tensor | None  # ... and on SR
 
 
-def adversarial_d(crit: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """The discriminator's loss from its logits on HR (``d_real``) and on SR (``d_fake``)."""
-    if crit == "ragan":
-        return 0.5 * (_bce(d_real - d_fake.mean(), 1.0) + _bce(d_fake - d_real.mean(), 0.0))
-    if crit == "vanilla":
-        return _bce(d_real, 1.0) + _bce(d_fake, 0.0)
-    return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+@dataclass(frozen=True)
+class TermSpec:
+    """A loss term: ``fn(crit, sr, hr, lr, ctx)`` -> scalar tensor, unweighted.
+
+    Its criteria are the names in ``table`` (``CRITERIA`` or ``ADVERSARIAL``), so a new
+    entry there applies at once; ``default`` is the one a spec gets when it names none.
+    ``module``, if given, builds the network the term needs (as ``ctx.module``): once per
+    ``Loss``, and only for specs with the term.
+    """
+
+    fn: Callable[[str, Tensor, Tensor, Tensor, Context], Tensor]
+    default: str
+    table: Mapping[str, object]
+    module: Callable[[], nn.Module] | None = None
+
+    @property
+    def criteria(self) -> tuple[str, ...]:
+        """The criteria that apply, the default first."""
+        return (self.default, *(c for c in self.table if c != self.default))
+
+
+def _pixel(crit: str, sr: Tensor, hr: Tensor, lr: Tensor, ctx: Context) -> Tensor:
+    return _distance(crit, sr, hr)
+
+
+def _down(crit: str, sr: Tensor, hr: Tensor, lr: Tensor, ctx: Context) -> Tensor:
+    return _distance(crit, ctx.op.down(sr), lr)
+
+
+def _perc(crit: str, sr: Tensor, hr: Tensor, lr: Tensor, ctx: Context) -> Tensor:
+    return _distance(crit, ctx.module(sr), ctx.module(hr).detach())
+
+
+def _adv(crit: str, sr: Tensor, hr: Tensor, lr: Tensor, ctx: Context) -> Tensor:
+    if ctx.d_real is None or ctx.d_fake is None:
+        raise ValueError("the adv term needs the discriminator's logits: pass d_real, d_fake")
+    return adversarial_g(crit, ctx.d_real, ctx.d_fake)
+
+
+TERMS: dict[str, TermSpec] = {
+    "pixel": TermSpec(_pixel, "mse", CRITERIA),
+    "down": TermSpec(_down, "mse", CRITERIA),
+    "perc": TermSpec(_perc, "l1", CRITERIA, module=PerceptualFeatures),
+    "adv": TermSpec(_adv, "ragan", ADVERSARIAL),
+}
+
+# --- specs ------------------------------------------------------------------------------
+
+_TERM = re.compile(r"^(?:(?P<w>[^*]+)\*)?(?:(?P<crit>[a-z0-9_]+):)?(?P<name>[a-z][a-z0-9_]*)$")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term of a parsed spec."""
+
+    weight: float
+    name: str
+    crit: str
+
+    def __str__(self) -> str:
+        w = "" if self.weight == 1 else f"{self.weight:g}*"
+        return f"{w}{self.crit}:{self.name}"
+
+
+def _spec_error(spec: str, why: str) -> ValueError:
+    valid = "; ".join(f"{n} ({' | '.join(t.criteria)})" for n, t in TERMS.items())
+    return ValueError(
+        f"loss spec {spec!r}: {why}. Terms are [weight*][criterion:]name joined by '+', "
+        f"with name (criteria): {valid}; e.g. 'down', 'down+0.005*adv', "
+        "'0.01*l1:pixel+perc+0.005*adv'"
+    )
+
+
+def parse_spec(spec: str) -> list[Term]:
+    """``'0.01*pixel+perc'`` -> ``[Term(0.01, 'pixel', 'mse'), Term(1.0, 'perc', 'l1')]``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise _spec_error(str(spec), "empty")
+    terms: list[Term] = []
+    for part in spec.replace(" ", "").split("+"):
+        m = _TERM.match(part)
+        if not m or m["name"] not in TERMS:
+            raise _spec_error(spec, f"unknown term {part!r}")
+        name, crit = m["name"], m["crit"] or TERMS[m["name"]].default
+        if crit not in TERMS[name].criteria:
+            raise _spec_error(spec, f"criterion {crit!r} does not apply to {name!r}")
+        try:
+            weight = float(m["w"]) if m["w"] is not None else 1.0
+        except ValueError:
+            raise _spec_error(spec, f"malformed weight {m['w']!r} in {part!r}") from None
+        if not weight > 0 or weight == float("inf"):
+            raise _spec_error(spec, f"weight of {part!r} must be a positive finite number")
+        if any(t.name == name for t in terms):
+            raise _spec_error(spec, f"term {name!r} appears twice")
+        terms.append(Term(weight, name, crit))
+    return terms
 
 
 class Loss(nn.Module):
@@ -150,14 +257,16 @@ class Loss(nn.Module):
 
     Args:
         spec: a loss spec (see the module docstring).
-        op: the degradation that made the LR (for ``down``).
+        op: the degradation ``down`` applies to SR (in training, the one that made the LR).
     """
 
     def __init__(self, spec: str, op: BicubicDegradation):
         super().__init__()
         self.spec, self.terms, self.op = spec, parse_spec(spec), op
-        names = {t.name for t in self.terms}
-        self.perc = PerceptualFeatures() if "perc" in names else None
+        # the terms' own networks (perc's VGG), built only for the terms of this spec
+        self.nets = nn.ModuleDict({
+            t.name: TERMS[t.name].module() for t in self.terms if TERMS[t.name].module
+        })
         self.adv = next((t for t in self.terms if t.name == "adv"), None)
 
     @property
@@ -166,35 +275,28 @@ class Loss(nn.Module):
 
     @property
     def perc_backend(self) -> str | None:
-        return self.perc.backend if self.perc is not None else None
+        return self.nets["perc"].backend if "perc" in self.nets else None
 
     def forward(
         self,
-        sr: torch.Tensor,
-        hr: torch.Tensor,
-        lr: torch.Tensor,
-        d_real: torch.Tensor | None = None,
-        d_fake: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        sr: Tensor,
+        hr: Tensor,
+        lr: Tensor,
+        d_real: Tensor | None = None,
+        d_fake: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """``sr``, ``hr``: ``(B, 3, H, W)``; ``lr``: ``(B, 3, H/s, W/s)``, all in [0, 1];
         ``d_real`` / ``d_fake``: discriminator logits on HR (detached) and on SR.
         Returns the weighted total and each unweighted term, detached (no device sync)."""
-        values: dict[str, torch.Tensor] = {}
+        values: dict[str, Tensor] = {}
         for t in self.terms:
-            if t.name == "pixel":
-                values[t.name] = _distance(t.crit, sr, hr)
-            elif t.name == "down":
-                values[t.name] = _distance(t.crit, self.op.down(sr), lr)
-            elif t.name == "perc":
-                values[t.name] = _distance(t.crit, self.perc(sr), self.perc(hr).detach())
-            else:
-                if d_real is None or d_fake is None:
-                    raise ValueError(f"loss {self.spec!r} has an adv term: pass d_real, d_fake")
-                values[t.name] = adversarial_g(t.crit, d_real, d_fake)
+            net = self.nets[t.name] if t.name in self.nets else None
+            ctx = Context(self.op, net, d_real, d_fake)
+            values[t.name] = TERMS[t.name].fn(t.crit, sr, hr, lr, ctx)
         total = sum(t.weight * values[t.name] for t in self.terms)
         return total, {k: v.detach() for k, v in values.items()}
 
-    def discriminator(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    def discriminator(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
         """The discriminator's loss matching this spec's adv criterion."""
         if self.adv is None:
             raise ValueError(f"loss {self.spec!r} has no adv term: no discriminator to train")

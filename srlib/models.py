@@ -1,17 +1,27 @@
 """Generators and discriminators of the study.
 
 - ``RRDBNet``: ESRGAN's generator (Wang et al., ECCV-W 2018): residual-in-residual dense
-  blocks with residual scaling 0.2, then one of four upsamplers (the study's variable):
+  blocks with residual scaling 0.2, then one of the upsamplers of ``UPSAMPLERS`` (the
+  study's variable; a new one is one entry there):
 
-  ============  ===============================================================
-  pixelshuffle  sub-pixel convolution (ESPCN): conv to r^2 x channels, shuffle
-  nearest       nearest-neighbour x r + conv per step (ESRGAN's own)
-  deconv        transposed convolution (kernel r + 2*(r//2), stride r)
-  pre           MATLAB bicubic x s first, the network at HR size, output =
-                bicubic + residual (VDSR-style pre-upsampling)
-  ============  ===============================================================
+  =================  ==========================================================
+  pixelshuffle       sub-pixel convolution (ESPCN): conv to r^2 x channels, shuffle
+  pixelshuffle-icnr  the same, its conv initialised with ICNR (Aitken et al. 2017):
+                     the r^2 sub-pixel kernels of each channel start equal, so at
+                     init it is nearest x r after a conv (no checkerboard)
+  nearest            nearest-neighbour x r + conv per step (ESRGAN's own)
+  deconv             transposed convolution (kernel r + 2*(r//2), stride r)
+  pre                MATLAB bicubic x s first, the network at HR size
+                     (VDSR-style pre-upsampling)
+  =================  ==========================================================
 
   x4 runs as two x2 steps, x2 as one, x3 as a single x3 step.
+
+  A global skip of ``SKIPS``, for every upsampler, adds an image computed from LR to the
+  network's output: ``none``; ``bicubic`` (MATLAB bicubic x s); ``pinv`` (``D^+ LR``).
+  ``skip=None`` is the upsampler's historical default, ``default_skip``: ``bicubic`` for
+  ``pre`` (its residual skip, VDSR-style), ``none`` for the others. The skip has no
+  weights: the same state dict loads whatever the skip.
 - ``VGGDiscriminator``: ESRGAN's VGG-style discriminator, its depth adapted to the patch.
 - ``UNetDiscriminator``: Real-ESRGAN's U-Net discriminator with spectral normalisation,
   a per-pixel realness map.
@@ -23,6 +33,7 @@ Tensors are ``(B, 3, H, W)`` in roughly ``[0, 1]``; the generator's output is no
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,15 +42,16 @@ from torch.nn.utils import spectral_norm
 
 from srlib.resize import BicubicDegradation
 
-UPSAMPLERS = ("pixelshuffle", "nearest", "deconv", "pre")
 SCALES = (2, 3, 4)
 
 # Generator sizes. `esrgan` is the paper's; `quick` is sized so the report's whole grid
 # trains on a 2-core CPU in its budget (see benchmarks/train_throughput.py).
 # d_nf: discriminator width.
 PRESETS: dict[str, dict] = {
-    "quick": {"nf": 32, "nb": 1, "gc": 16, "patch": 32, "batch": 16, "lr": 1e-3, "d_nf": 32},
-    "esrgan": {"nf": 64, "nb": 23, "gc": 32, "patch": 128, "batch": 16, "lr": 2e-4, "d_nf": 64},
+    "quick": {"nf": 32, "nb": 1, "gc": 16, "patch": 32, "batch": 16,
+              "learning_rate": 1e-3, "d_nf": 32},
+    "esrgan": {"nf": 64, "nb": 23, "gc": 32, "patch": 128, "batch": 16,
+               "learning_rate": 2e-4, "d_nf": 64},
 }
 
 
@@ -87,13 +99,6 @@ def _steps(scale: int) -> list[int]:
     return [2, 2] if scale == 4 else [scale]
 
 
-def _deconv(nf: int, r: int) -> nn.ConvTranspose2d:
-    # Output size (n-1) r - 2p + k = r n needs k = r + 2p; p = r // 2 gives the usual
-    # k=4, s=2, p=1 at x2 (overlapping kernels) and k=5, s=3, p=1 at x3.
-    p = r // 2
-    return nn.ConvTranspose2d(nf, nf, r + 2 * p, stride=r, padding=p)
-
-
 class _Nearest(nn.Module):
     def __init__(self, r: int):
         super().__init__()
@@ -103,60 +108,128 @@ class _Nearest(nn.Module):
         return F.interpolate(x, scale_factor=self.r, mode="nearest")
 
 
-def _upsampler(kind: str, nf: int, scale: int) -> nn.Sequential:
+def _up_pixelshuffle(nf: int, r: int) -> list[nn.Module]:
+    return [nn.Conv2d(nf, nf * r * r, 3, padding=1), nn.PixelShuffle(r)]
+
+
+def icnr_(conv: nn.Conv2d, r: int) -> nn.Conv2d:
+    """ICNR (Aitken et al. 2017), in place: tie the ``r^2`` sub-pixel kernels (and biases)
+    of each output channel of a conv feeding ``PixelShuffle(r)`` to its first one, so the
+    shuffled output starts as nearest x r of a conv. The first kernels keep the conv's own
+    init (PyTorch's Kaiming uniform), and no random numbers are drawn: seeded alike, the
+    plain and the ICNR generator differ only in this tying."""
+    # PixelShuffle takes output channel c at sub-pixel (i, j) from input c*r^2 + i*r + j.
+    with torch.no_grad():
+        conv.weight.copy_(conv.weight[:: r * r].repeat_interleave(r * r, dim=0))
+        if conv.bias is not None:
+            conv.bias.copy_(conv.bias[:: r * r].repeat_interleave(r * r))
+    return conv
+
+
+def _up_pixelshuffle_icnr(nf: int, r: int) -> list[nn.Module]:
+    conv, shuffle = _up_pixelshuffle(nf, r)
+    return [icnr_(conv, r), shuffle]
+
+
+def _up_nearest(nf: int, r: int) -> list[nn.Module]:
+    return [_Nearest(r), nn.Conv2d(nf, nf, 3, padding=1)]
+
+
+def _up_deconv(nf: int, r: int) -> list[nn.Module]:
+    # Output size (n-1) r - 2p + k = r n needs k = r + 2p; p = r // 2 gives the usual
+    # k=4, s=2, p=1 at x2 (overlapping kernels) and k=5, s=3, p=1 at x3.
+    p = r // 2
+    return [nn.ConvTranspose2d(nf, nf, r + 2 * p, stride=r, padding=p)]
+
+
+UpStep = Callable[[int, int], list[nn.Module]]
+
+# Upsampler name -> one step of factor r on nf channels: (nf, r) -> modules, (B, nf, h, w)
+# -> (B, nf, r*h, r*w). None marks pre-upsampling: no step in the network, which runs at
+# HR size on the bicubic image.
+UPSAMPLERS: dict[str, UpStep | None] = {
+    "pixelshuffle": _up_pixelshuffle,
+    "pixelshuffle-icnr": _up_pixelshuffle_icnr,
+    "nearest": _up_nearest,
+    "deconv": _up_deconv,
+    "pre": None,
+}
+
+Skip = Callable[[BicubicDegradation, torch.Tensor], torch.Tensor]
+
+# Global skip name -> (op, lr) -> image added to the network's output: LR (B, 3, h, w) ->
+# (B, 3, s*h, s*w), float32, roughly [0, 1]. None: no skip.
+SKIPS: dict[str, Skip | None] = {
+    "none": None,
+    "bicubic": BicubicDegradation.up,  # MATLAB bicubic x s, the bicubic baseline
+    "pinv": BicubicDegradation.pinv,  # D^+ LR: D(output) == LR while the network adds 0
+}
+
+
+def default_skip(upsampler: str) -> str:
+    """The skip an upsampler had before skips were selectable, what ``skip=None`` means:
+    ``bicubic`` for pre-upsampling (a ``None`` entry of ``UPSAMPLERS``), else ``none``."""
+    if upsampler not in UPSAMPLERS:
+        raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, got {upsampler!r}")
+    return "bicubic" if UPSAMPLERS[upsampler] is None else "none"
+
+
+def _upsampler(step: UpStep, nf: int, scale: int) -> nn.Sequential:
+    """The steps of ``scale`` (x4 = x2 x2), each followed by a leaky ReLU."""
     layers: list[nn.Module] = []
     for r in _steps(scale):
-        if kind == "pixelshuffle":
-            layers += [nn.Conv2d(nf, nf * r * r, 3, padding=1), nn.PixelShuffle(r)]
-        elif kind == "nearest":
-            layers += [_Nearest(r), nn.Conv2d(nf, nf, 3, padding=1)]
-        elif kind == "deconv":
-            layers += [_deconv(nf, r)]
-        layers.append(_lrelu())
+        layers += [*step(nf, r), _lrelu()]
     return nn.Sequential(*layers)
 
 
 class RRDBNet(nn.Module):
-    """ESRGAN's generator: LR ``(B, 3, h, w)`` -> SR ``(B, 3, s*h, s*w)``.
+    """ESRGAN's generator: LR ``(B, 3, h, w)`` -> SR ``(B, 3, s*h, s*w)``, plus a global skip.
 
     Args:
         scale: 2, 3 or 4. upsampler: one of ``UPSAMPLERS``.
         nf: features; nb: RRDB blocks; gc: dense-block growth channels.
+        skip: one of ``SKIPS`` (``none``, ``bicubic``, ``pinv``), added to the output;
+            ``None``: ``default_skip(upsampler)``, the historical behaviour. ``pre`` always
+            takes the bicubic image as input; its output skip is this one.
     """
 
     def __init__(self, scale: int = 4, upsampler: str = "nearest", nf: int = 64,
-                 nb: int = 23, gc: int = 32):
+                 nb: int = 23, gc: int = 32, skip: str | None = None):
         super().__init__()
         if upsampler not in UPSAMPLERS:
             raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, got {upsampler!r}")
+        skip = default_skip(upsampler) if skip is None else skip
+        if skip not in SKIPS:
+            raise ValueError(f"skip must be one of {', '.join(SKIPS)}, got {skip!r}")
+        step = UPSAMPLERS[upsampler]
         _steps(scale)  # validates scale
         for name, v in (("nf", nf), ("nb", nb), ("gc", gc)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        self.scale, self.upsampler = scale, upsampler
+        self.scale, self.upsampler, self.skip = scale, upsampler, skip
+        self.pre = step is None  # pre-upsampling: the whole network at HR size
+        self.op = BicubicDegradation(scale)  # no weights: skips leave the state dict alone
         self.conv_first = nn.Conv2d(3, nf, 3, padding=1)
         self.body = nn.Sequential(*(RRDB(nf, gc) for _ in range(nb)))
         self.conv_body = nn.Conv2d(nf, nf, 3, padding=1)
-        self.upsample = nn.Identity() if upsampler == "pre" else _upsampler(upsampler, nf, scale)
+        self.upsample = nn.Identity() if step is None else _upsampler(step, nf, scale)
         self.conv_hr = nn.Conv2d(nf, nf, 3, padding=1)
         self.conv_last = nn.Conv2d(nf, 3, 3, padding=1)
-        self.bicubic = BicubicDegradation(scale) if upsampler == "pre" else None
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         # Under bf16 autocast, the image-valued ends run in float32: a bf16 image would
-        # carry rounding errors of about one 8-bit level.
+        # carry rounding errors of about one 8-bit level (and pinv would lose D(SR) == LR).
         fp32 = torch.autocast(lr.device.type, enabled=False)
-        if self.bicubic is not None:
-            with fp32:
-                x = self.bicubic.up(lr.float())
-        else:
-            x = lr
+        skip_fn = SKIPS[self.skip]  # looked up here, so a table entry added later is used
+        with fp32:
+            x = self.op.up(lr.float()) if self.pre else lr
+            base = None if skip_fn is None else skip_fn(self.op, lr.float())
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
         feat = F.leaky_relu(self.conv_hr(self.upsample(feat)), 0.2)
         with fp32:
             out = self.conv_last(feat.float())
-        return x + out if self.bicubic is not None else out
+            return out if base is None else base + out
 
 
 class VGGDiscriminator(nn.Module):
@@ -231,9 +304,11 @@ class UNetDiscriminator(nn.Module):
         return self.head(h)
 
 
-def build_generator(preset: str, scale: int, upsampler: str, **overrides) -> RRDBNet:
-    """The generator of a preset (``quick`` or ``esrgan``), sizes overridable."""
+def build_generator(preset: str, scale: int, upsampler: str, skip: str | None = None,
+                    **overrides) -> RRDBNet:
+    """The generator of a preset (``quick`` or ``esrgan``), sizes (``nf``, ``nb``, ``gc``)
+    overridable; ``skip`` as in ``RRDBNet`` (``None``: the upsampler's historical one)."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     sizes = {k: PRESETS[preset][k] for k in ("nf", "nb", "gc")} | overrides
-    return RRDBNet(scale=scale, upsampler=upsampler, **sizes)
+    return RRDBNet(scale=scale, upsampler=upsampler, skip=skip, **sizes)

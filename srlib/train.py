@@ -1,92 +1,232 @@
 """Train one variant (a loss spec x an upsampler), resumably, then evaluate it.
 
-    python -m srlib.train --loss down --upsampler pixelshuffle --preset quick \\
-        --iters 2000 --seed 0 --out reports/runs/down/pixelshuffle/seed0
+    python -m srlib.train --loss down --upsampler pixelshuffle --iters 2000 --seed 0 \\
+        --out reports/runs/down/pixelshuffle/seed0
 
-A run folder holds ``config.json``, ``checkpoint.pt`` (every ``--ckpt-every`` iterations
-and on SIGTERM / SIGINT, written atomically), ``losses.csv`` (each term every
-``log_every`` iterations), then ``generator.pt``, ``metrics.json`` and ``eval/<set>/``
-(per-image CSV, SR PNGs). Running the same command again resumes from the checkpoint; a
-finished run returns its metrics; a different config in the same folder is refused.
+Every field of ``Config`` is a flag (``python -m srlib.train --help``), with the same
+default. The run folder's layout is ``srlib.runs``'s. Running the same command again
+resumes from the checkpoint (SIGTERM / SIGINT save one); a finished run returns its
+metrics; a different config in the same folder is refused with the differences.
+
+The file reads top to bottom: ``Config`` (what a run depends on), ``train_step`` (one
+optimisation step, one screen), then ``train`` (checks, set-up, resume, loop,
+evaluation) and the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
-import os
 import signal
 import sys
 import time
+import types
+import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
-from srlib.data import PatchSampler, dataset_name, load_dataset
+from srlib import runs
+from srlib.data import PatchSampler, dataset_name, list_images, load_image
 from srlib.evaluate import evaluate_sets
-from srlib.losses import Loss
-from srlib.models import PRESETS, UNetDiscriminator, VGGDiscriminator, build_generator
+from srlib.losses import Loss, parse_spec
+from srlib.models import (
+    PRESETS,
+    SCALES,
+    SKIPS,
+    UPSAMPLERS,
+    UNetDiscriminator,
+    VGGDiscriminator,
+    build_generator,
+    default_skip,
+)
 
+# name -> (HR patch side, width) -> discriminator
+DISCRIMINATORS = {
+    "vgg": lambda patch, nf: VGGDiscriminator(patch, nf),  # ESRGAN's, one logit per patch
+    "unet": lambda patch, nf: UNetDiscriminator(nf),  # Real-ESRGAN's, one logit per pixel
+}
 # Config fields that may change between a run and its resumption: they do not change
 # what is computed (or, for device, only its rounding).
 RESUMABLE_CHANGES = {"out", "ckpt_every", "log_every", "device", "compile", "progress"}
+PRESET_FIELDS = ("batch", "patch", "learning_rate", "nf", "nb", "gc", "d_nf")
+
+
+def _f(default, help: str):  # noqa: A002 - argparse's word
+    """A Config field with its help text (the CLI is generated from these)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class Config:
-    """Everything a run depends on; ``None`` sizes come from the preset."""
+    """Everything a run depends on, as plain data; ``None`` sizes come from the preset."""
 
-    loss: str = "pixel"
-    upsampler: str = "nearest"
-    preset: str = "quick"
-    iters: int = 1000
-    seed: int = 0
-    out: str = "runs/example"
-    scale: int = 4
-    data: str = "default"
-    test_data: list[str] = field(default_factory=lambda: ["default"])
-    batch: int | None = None
-    patch: int | None = None
-    lr: float | None = None
-    nf: int | None = None
-    nb: int | None = None
-    gc: int | None = None
-    d_nf: int | None = None
-    discriminator: str = "vgg"  # or "unet"
-    init_from: str | None = None
-    ckpt_every: int = 500
-    log_every: int = 10
-    device: str = "auto"
-    compile: bool = False
-    progress: bool = True
+    loss: str = _f("pixel", "loss spec: [weight*][criterion:]name joined by '+', e.g. "
+                            "'down', 'down+0.005*adv', '0.01*l1:pixel+perc+0.005*adv'")
+    upsampler: str = _f("nearest", f"one of {', '.join(UPSAMPLERS)}")
+    skip: str | None = _f(None, f"global skip added to the output: one of {', '.join(SKIPS)} "
+                                "(default: the upsampler's own: bicubic for pre, else none)")
+    preset: str = _f("quick", f"model and batch sizes: one of {', '.join(PRESETS)}")
+    iters: int = _f(1000, "training iterations (generator steps)")
+    seed: int = _f(0, "random seed: weights, batches, discriminator")
+    out: str = _f("runs/example", "run folder (created; resumed if it holds this config)")
+    scale: int = _f(4, f"SR factor, one of {', '.join(map(str, SCALES))}")
+    data: str = _f("default", "training images: 'default' (embedded), a name under data/ "
+                              "or $SRLIB_DATA, or a folder")
+    test_data: list[str] = _f(["default"], "evaluation sets (names or folders)")
+    batch: int | None = _f(None, "patches per batch (default: the preset's)")
+    patch: int | None = _f(None, "HR patch side in px, a multiple of scale (preset's)")
+    learning_rate: float | None = _f(None, "Adam learning rate, halved at 50%% and 75%% of "
+                                           "the iterations (preset's)")
+    nf: int | None = _f(None, "generator features (preset's)")
+    nb: int | None = _f(None, "generator RRDB blocks (preset's)")
+    gc: int | None = _f(None, "dense-block growth channels (preset's)")
+    d_nf: int | None = _f(None, "discriminator width (preset's)")
+    discriminator: str = _f("vgg", f"for adv losses: one of {', '.join(DISCRIMINATORS)}")
+    init_from: str | None = _f(None, "start from the generator of this finished run folder")
+    ckpt_every: int = _f(500, "checkpoint every this many iterations (and on SIGTERM)")
+    log_every: int = _f(10, "log the loss terms every this many iterations")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    compile: bool = _f(False, "torch.compile the generator")
+    progress: bool = _f(True, "show a progress bar")
 
     def resolved(self) -> Config:
-        """A copy with the preset's sizes filled in, validated (``ValueError`` names the field)."""
+        """A copy with the preset's sizes filled in, validated: ``ValueError`` (or
+        ``FileNotFoundError`` for data) names the field, the value and what was expected."""
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.scale not in SCALES or isinstance(self.scale, bool):
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if self.upsampler not in UPSAMPLERS:
+            raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, "
+                             f"got {self.upsampler!r}")
         c = dataclasses.replace(self, test_data=list(self.test_data))
-        for k in ("batch", "patch", "lr", "nf", "nb", "gc", "d_nf"):
+        if c.skip is None:
+            c.skip = default_skip(c.upsampler)
+        if c.skip not in SKIPS:
+            raise ValueError(f"skip must be one of {', '.join(SKIPS)}, got {c.skip!r}")
+        for k in PRESET_FIELDS:
             if getattr(c, k) is None:
                 setattr(c, k, PRESETS[c.preset][k])
         for k in ("iters", "batch", "patch", "nf", "nb", "gc", "d_nf", "ckpt_every", "log_every"):
             v = getattr(c, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
-        if not (isinstance(c.lr, (int, float)) and 0 < c.lr < 1):
-            raise ValueError(f"lr must be a number in (0, 1), got {c.lr!r}")
+        if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {c.seed!r}")
+        lr_ok = isinstance(c.learning_rate, (int, float)) and not isinstance(c.learning_rate, bool)
+        if not (lr_ok and 0 < c.learning_rate < 1):
+            raise ValueError(f"learning_rate must be a number in (0, 1), got {c.learning_rate!r}")
         if c.patch % c.scale:
             raise ValueError(f"patch {c.patch} must be a multiple of scale {c.scale}")
-        if c.discriminator not in ("vgg", "unet"):
-            raise ValueError(f"discriminator must be 'vgg' or 'unet', got {c.discriminator!r}")
+        if c.discriminator not in DISCRIMINATORS:
+            raise ValueError(f"discriminator must be one of {', '.join(DISCRIMINATORS)}, "
+                             f"got {c.discriminator!r}")
         if c.device not in ("auto", "cpu", "cuda") and not c.device.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {c.device!r}")
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}")
         if c.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {c.device!r} requested but CUDA is not available")
+        if not isinstance(c.test_data, list) or not c.test_data:
+            raise ValueError(f"test_data must be a non-empty list, got {c.test_data!r}")
+        parse_spec(c.loss)  # raises with the grammar and the choices
         return c
+
+
+def config_differences(out: Path, c: Config) -> list[str]:
+    """What differs (``'field: old -> new'``) between the run in ``out`` and the resolved
+    config ``c``, ignoring the fields a resumed run may change."""
+    old = runs.read_config(out)
+    new = dataclasses.asdict(c)
+    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
+            if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+
+
+def check_inputs(c: Config) -> None:
+    """Everything a run reads, checked before anything is written: the run folder, every
+    data set, the run it starts from. Warns when no loss term ties SR to its input."""
+    runs.check_writable_folder(c.out)
+    list_images(c.data, "train")
+    for d in c.test_data:
+        list_images(d, "test")
+    if c.init_from:
+        src = Path(c.init_from)
+        if not (src / runs.GENERATOR).is_file() or not (src / runs.CONFIG).is_file():
+            raise FileNotFoundError(f"init_from {src}: not a finished run (no generator.pt)")
+        old = runs.read_config(src)
+        arch = ("scale", "upsampler", "skip", "nf", "nb", "gc")
+        diff = [f"{k} {old.get(k)!r} vs {getattr(c, k)!r}" for k in arch
+                if old.get(k) != getattr(c, k)]
+        if diff:
+            raise ValueError(f"init_from {src}: its generator differs ({'; '.join(diff)})")
+    if not {t.name for t in parse_spec(c.loss)} & {"pixel", "down", "perc"}:
+        warnings.warn(f"loss {c.loss!r} has no pixel, down or perc term: nothing ties the "
+                      "output to its input, only the discriminator guides it", stacklevel=2)
+
+
+# ---- one optimisation step ------------------------------------------------------------
+
+@dataclass
+class Nets:
+    """The networks of a run and their optimisers (``d``, ``opt_d`` are ``None`` when the
+    loss has no adversarial term). ``forward_g`` is ``g`` or its compiled version."""
+
+    g: nn.Module
+    opt_g: torch.optim.Optimizer
+    d: nn.Module | None = None
+    opt_d: torch.optim.Optimizer | None = None
+    forward_g: nn.Module | None = None
+
+
+def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
+               autocast: contextlib.AbstractContextManager
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+    """One step of the generator, then one of the discriminator (if any).
+
+    ``hr``: ``(B, 3, H, W)``, ``lr``: ``(B, 3, H/s, W/s)`` (the low-resolution input),
+    both in ``[0, 1]``. Returns the generator's total loss, its terms (unweighted,
+    detached) and the discriminator's loss (or ``None``). Raises ``FloatingPointError``
+    before any weight changes when the loss is not finite."""
+    g, d = nets.g, nets.d
+    with autocast:
+        sr = (nets.forward_g or g)(lr)
+    sr = sr.float()  # losses in float32: D(SR) vs LR needs the precision
+    d_real = d_fake = None
+    if d is not None:
+        d.requires_grad_(False)  # the critic is fixed during the generator's step
+        with autocast:
+            d_real, d_fake = d(hr).detach().float(), d(sr).float()
+    total, terms = loss(sr, hr, lr, d_real, d_fake)
+    if not torch.isfinite(total):
+        values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+        raise FloatingPointError(f"loss became {total.item()} ({values})")
+    nets.opt_g.zero_grad(set_to_none=True)
+    total.backward()
+    nets.opt_g.step()
+    if d is None:
+        return total.detach(), terms, None
+    d.requires_grad_(True)
+    with autocast:
+        d_real, d_fake = d(hr).float(), d(sr.detach()).float()
+    d_loss = loss.discriminator(d_real, d_fake)
+    nets.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    nets.opt_d.step()
+    return total.detach(), terms, d_loss.detach()
+
+
+# ---- the run: set-up, resume, loop, evaluation -----------------------------------------
+
+class Interrupted(Exception):
+    """Training stopped by SIGTERM / SIGINT after saving a checkpoint."""
 
 
 def _device(c: Config) -> torch.device:
@@ -95,285 +235,227 @@ def _device(c: Config) -> torch.device:
     return torch.device(c.device)
 
 
-def save_atomic(obj, path: Path) -> None:
-    """Write JSON (``.json``) or a torch object to a temporary file, then rename it."""
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".json":
-        tmp.write_text(json.dumps(obj, indent=1, default=str))
-    else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _build(c: Config, loss: Loss, dev: torch.device) -> tuple[Nets, list]:
+    """Seeded networks, optimisers and learning-rate schedules of a run."""
+    torch.manual_seed(c.seed)
+    g = build_generator(c.preset, c.scale, c.upsampler, skip=c.skip, nf=c.nf, nb=c.nb,
+                        gc=c.gc).to(dev)
+    if c.init_from:
+        g.load_state_dict(runs.load_generator(c.init_from).state_dict())
+    d = None
+    if loss.needs_discriminator:
+        d = DISCRIMINATORS[c.discriminator](c.patch, c.d_nf).to(dev)
+    cuda = dev.type == "cuda"
+    if cuda:
+        g = g.to(memory_format=torch.channels_last)
+        d = d.to(memory_format=torch.channels_last) if d is not None else None
+    adam = {"betas": (0.9, 0.99), "fused": cuda}
+    nets = Nets(g, torch.optim.Adam(g.parameters(), lr=c.learning_rate, **adam), d,
+                torch.optim.Adam(d.parameters(), lr=c.learning_rate, **adam) if d else None,
+                torch.compile(g) if c.compile else g)
+    milestones = [c.iters // 2, c.iters * 3 // 4]  # halve the learning rate twice
+    scheds = [torch.optim.lr_scheduler.MultiStepLR(o, milestones, 0.5)
+              for o in (nets.opt_g, nets.opt_d) if o is not None]
+    return nets, scheds
 
 
-def config_differences(out: Path, c: Config) -> list[str]:
-    """What differs (``'field: old -> new'``) between the run in ``out`` and the resolved
-    config ``c``, ignoring the fields a resumed run may change."""
-    old = json.loads((out / "config.json").read_text())
-    new = dataclasses.asdict(c)
-    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
-            if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+def _state(it: int, seconds: float, nets: Nets, scheds: list, sampler: PatchSampler) -> dict:
+    return {"iter": it, "train_seconds": seconds, "g": nets.g.state_dict(),
+            "opt_g": nets.opt_g.state_dict(),
+            "d": nets.d.state_dict() if nets.d is not None else None,
+            "opt_d": nets.opt_d.state_dict() if nets.opt_d is not None else None,
+            "sched": [s.state_dict() for s in scheds], "sampler_rng": sampler.gen.get_state()}
 
 
-def _check_same_config(out: Path, c: Config) -> None:
-    diff = config_differences(out, c)
-    if diff:
-        raise ValueError(
-            f"{out} holds a run with another config ({'; '.join(diff)}); "
-            "use another --out, or delete the folder to start over"
-        )
+def _restore(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) -> None:
+    nets.g.load_state_dict(state["g"])
+    nets.opt_g.load_state_dict(state["opt_g"])
+    if nets.d is not None:
+        nets.d.load_state_dict(state["d"])
+        nets.opt_d.load_state_dict(state["opt_d"])
+    for s, st in zip(scheds, state["sched"], strict=True):
+        s.load_state_dict(st)
+    sampler.gen.set_state(state["sampler_rng"].to(sampler.gen.get_state().device))
 
 
-def load_generator(run: Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The trained generator of a finished run folder, in eval mode on ``device``."""
-    cfg_path, weights = run / "config.json", run / "generator.pt"
-    if not cfg_path.is_file() or not weights.is_file():
-        raise FileNotFoundError(f"{run}: not a finished run (needs config.json and generator.pt)")
-    c = Config(**json.loads(cfg_path.read_text()))
-    g = build_generator(c.preset, c.scale, c.upsampler, nf=c.nf, nb=c.nb, gc=c.gc)
-    g.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return g.to(device).eval()
+@contextlib.contextmanager
+def _signals_to(flag: dict):
+    """Route SIGTERM / SIGINT to ``flag['signal']`` (main thread only) for the block."""
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            old[sig] = signal.signal(sig, lambda signum, _frame: flag.update(signal=signum))
+        except ValueError:  # not the main thread (some notebook front ends)
+            pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
-def _check_init_from(run: Path, c: Config) -> None:
-    if not (run / "generator.pt").is_file():
-        raise FileNotFoundError(f"init_from {run}: not a finished run (no generator.pt)")
-    src = json.loads((run / "config.json").read_text())
-    arch = ("scale", "upsampler", "nf", "nb", "gc")
-    diff = [f"{k} {src.get(k)!r} vs {getattr(c, k)!r}" for k in arch if src.get(k) != getattr(c, k)]
-    if diff:
-        raise ValueError(f"init_from {run}: its generator differs ({'; '.join(diff)})")
+def _start_log(path: Path, columns: list[str], upto: int) -> None:
+    """``losses.csv`` with the rows up to iteration ``upto`` (a resumed run drops the rows
+    logged after its checkpoint)."""
+    rows = []
+    if path.exists():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["iter"]) <= upto]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
 
 
-class Interrupted(Exception):
-    """Training stopped by SIGTERM / SIGINT after saving a checkpoint."""
+def _append_log(path: Path, columns: list[str], row: dict) -> None:
+    with open(path, "a", newline="") as f:
+        csv.DictWriter(f, columns).writerow(row)
 
 
 def train(config: Config) -> dict:
     """Train (or resume, or return a finished run's results); returns ``metrics.json``."""
     c = config.resolved()
+    check_inputs(c)
     out = Path(c.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "config.json").exists():
-        _check_same_config(out, c)
-    if (out / "metrics.json").exists():
-        return json.loads((out / "metrics.json").read_text())
-    if c.init_from:
-        _check_init_from(Path(c.init_from), c)
-    save_atomic(dataclasses.asdict(c), out / "config.json")
+    with runs.locked(out, "run folder"):
+        if (out / runs.CONFIG).exists():
+            diff = config_differences(out, c)
+            if diff:
+                raise ValueError(f"{out} holds a run with another config ({'; '.join(diff)}); "
+                                 "use another --out, or delete the folder to start over")
+        if runs.is_finished(out):
+            stale = runs.is_stale(out)
+            if not stale:
+                return runs.read_metrics(out)
+            print(f"note: {out} is stale ({stale}): training it again")
+            runs.clear(out)
+        return _run(c, out)
+
+
+def _run(c: Config, out: Path) -> dict:
+    """Set up, resume, train and evaluate the validated config ``c`` in ``out``."""
+    ckpt = out / runs.CHECKPOINT
+    state = runs.load_checkpoint(ckpt) if ckpt.exists() else None
     dev = _device(c)
     cuda = dev.type == "cuda"
-    if cuda:
+    if cuda:  # TF32 for the convolutions; D and the losses run in float32 (see train_step)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-
-    # Data, models, loss, optimisers: all seeded, so the same config gives the same run.
-    images = load_dataset(c.data, split="train")
-    sampler = PatchSampler([im for _, im in images], c.patch, c.scale, c.batch, dev, c.seed,
-                           names=[n for n, _ in images])
-    torch.manual_seed(c.seed)
-    g = build_generator(c.preset, c.scale, c.upsampler, nf=c.nf, nb=c.nb, gc=c.gc).to(dev)
-    if c.init_from:
-        g.load_state_dict(load_generator(Path(c.init_from)).state_dict())
+    paths = list_images(c.data, "train")
+    sampler = PatchSampler([load_image(p) for p in paths], c.patch, c.scale, c.batch, dev,
+                           c.seed, names=[str(p) for p in paths])
     loss = Loss(c.loss, sampler.op).to(dev)
-    d = None
-    if loss.needs_discriminator:
-        d = VGGDiscriminator(c.patch, c.d_nf) if c.discriminator == "vgg" else \
-            UNetDiscriminator(c.d_nf)
-        d = d.to(dev)
-    if cuda:
-        g, d = (m.to(memory_format=torch.channels_last) if m is not None else m for m in (g, d))
-    adam = {"betas": (0.9, 0.99), "fused": cuda}
-    opt_g = torch.optim.Adam(g.parameters(), lr=c.lr, **adam)
-    opt_d = torch.optim.Adam(d.parameters(), lr=c.lr, **adam) if d is not None else None
-    milestones = [c.iters // 2, c.iters * 3 // 4]  # halve the learning rate twice
-    sched = [torch.optim.lr_scheduler.MultiStepLR(o, milestones, 0.5) for o in (opt_g, opt_d) if o]
-    step_g = torch.compile(g) if c.compile else g
-
-    start, train_seconds, resumed_from = 0, 0.0, None
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
-        g.load_state_dict(state["g"])
-        opt_g.load_state_dict(state["opt_g"])
-        if d is not None:
-            d.load_state_dict(state["d"])
-            opt_d.load_state_dict(state["opt_d"])
-        for s, st in zip(sched, state["sched"], strict=True):
-            s.load_state_dict(st)
-        sampler.gen.set_state(state["sampler_rng"].to(sampler.gen.get_state().device))
+    nets, scheds = _build(c, loss, dev)
+    start, train_seconds = 0, 0.0
+    if state is not None:
+        _restore(state, nets, scheds, sampler)
         start, train_seconds = state["iter"], state["train_seconds"]
-        resumed_from = start
+    # Written once everything above succeeded: a refused config leaves no trace.
+    runs.write_json(out / runs.CONFIG, dataclasses.asdict(c))
+    if c.init_from:
+        now = runs.generator_hash(c.init_from)
+        old = runs.recorded_source(out)
+        if state is not None and old is not None and old["generator_sha256"] != now:
+            raise ValueError(f"{out}: its source {c.init_from} was retrained since this run "
+                             f"started; delete {ckpt} to restart from the new source")
+        runs.write_json(out / runs.SOURCE, {"run": str(Path(c.init_from).resolve()),
+                                            "generator_sha256": now})
+    log_path = out / runs.LOSSES
+    columns = ["iter", "total", *[t.name for t in loss.terms], "d_loss", "learning_rate",
+               "seconds"]
+    _start_log(log_path, columns, start)
 
-    def save(it: int) -> None:
-        save_atomic({
-            "iter": it, "train_seconds": train_seconds, "g": g.state_dict(),
-            "opt_g": opt_g.state_dict(), "d": d.state_dict() if d is not None else None,
-            "opt_d": opt_d.state_dict() if opt_d is not None else None,
-            "sched": [s.state_dict() for s in sched], "sampler_rng": sampler.gen.get_state(),
-        }, ckpt)
-
-    log_path = out / "losses.csv"
-    columns = ["iter", "total", *[t.name for t in loss.terms], "d_loss", "lr", "seconds"]
-    rows = [r for r in _read_csv(log_path) if int(r["iter"]) <= start]  # drop unsaved tail
-    with open(log_path, "w", newline="") as f:
-        csv.DictWriter(f, columns).writeheader()
-        csv.DictWriter(f, columns).writerows(rows)
-
-    stop = {"signal": None}
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signum
-
-    handlers = _install(on_signal)
+    stop: dict = {"signal": None}
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=cuda)
     bar = tqdm(range(start, c.iters), initial=start, total=c.iters, disable=not c.progress,
                desc=f"{c.loss} / {c.upsampler}", unit="it")
-    it, t0, t_session = start, time.perf_counter(), time.perf_counter()
-    try:
-        g.train()
+    t0 = t_session = time.perf_counter()
+    with _signals_to(stop), contextlib.closing(bar):
+        nets.g.train()
         for it in bar:
-            # ---- the training step ---------------------------------------------------
             hr, lr = sampler.sample()
             if cuda:
                 hr, lr = (x.contiguous(memory_format=torch.channels_last) for x in (hr, lr))
-            with autocast:
-                sr = step_g(lr)
-            sr = sr.float()  # losses in float32: D(SR) vs LR needs the precision
-            d_real = d_fake = None
-            if d is not None:
-                d.requires_grad_(False)  # D is a fixed critic during G's step
-                with autocast:
-                    d_real, d_fake = d(hr).detach().float(), d(sr).float()
-            total, terms = loss(sr, hr, lr, d_real, d_fake)
-            if not torch.isfinite(total):
-                raise FloatingPointError(
-                    f"loss became {total.item()} at iteration {it + 1} "
-                    f"({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
-                    f"the last good checkpoint is kept in {ckpt}"
-                )
-            opt_g.zero_grad(set_to_none=True)
-            total.backward()
-            opt_g.step()
-            d_loss = None
-            if d is not None:
-                d.requires_grad_(True)
-                with autocast:
-                    d_real, d_fake = d(hr).float(), d(sr.detach()).float()
-                d_loss = loss.discriminator(d_real, d_fake)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-            for s in sched:
+            try:
+                total, terms, d_loss = train_step(nets, loss, hr, lr, autocast)
+            except FloatingPointError as err:
+                raise FloatingPointError(f"at iteration {it + 1}: {err}; the last good "
+                                         f"checkpoint is kept in {ckpt}") from None
+            for s in scheds:
                 s.step()
-            # ---- bookkeeping ---------------------------------------------------------
             done = it + 1
             if done % c.log_every == 0 or done == c.iters:
-                row = {"iter": done, "total": total.item(), "lr": sched[0].get_last_lr()[0],
-                       "d_loss": d_loss.item() if d_loss is not None else "",
-                       "seconds": round(train_seconds + time.perf_counter() - t0, 3),
-                       **{k: float(v) for k, v in terms.items()}}
-                _append_csv(log_path, columns, row)
+                _append_log(log_path, columns, {
+                    "iter": done, "total": total.item(),
+                    "learning_rate": scheds[0].get_last_lr()[0],
+                    "d_loss": d_loss.item() if d_loss is not None else "",
+                    "seconds": round(train_seconds + time.perf_counter() - t0, 3),
+                    **{k: float(v) for k, v in terms.items()}})
                 bar.set_postfix({k: f"{float(v):.4g}" for k, v in terms.items()})
             if done % c.ckpt_every == 0 or done == c.iters or stop["signal"]:
                 train_seconds += time.perf_counter() - t0
-                save(done)
+                runs.write_torch(ckpt, _state(done, train_seconds, nets, scheds, sampler))
                 t0 = time.perf_counter()
             if stop["signal"]:
-                raise Interrupted(
-                    f"stopped by signal {stop['signal']} at iteration {done}; checkpoint "
-                    f"saved in {ckpt}: run the same command to resume"
-                )
-        session_iters = c.iters - start
-        session_seconds = time.perf_counter() - t_session
-    finally:
-        bar.close()
-        _restore(handlers)
+                raise Interrupted(f"stopped by signal {stop['signal']} at iteration {done}; "
+                                  f"checkpoint saved in {ckpt}: run the same command to resume")
+    session_iters, session_seconds = c.iters - start, time.perf_counter() - t_session
 
     # ---- evaluation on the test sets, with the literature's conventions ---------------
-    save_atomic(g.state_dict(), out / "generator.pt")
-    g.eval()
-    per_set, kind = evaluate_sets(g, c.test_data, c.scale, out, dev,
+    runs.write_torch(out / runs.GENERATOR, nets.g.state_dict())
+    nets.g.eval()
+    per_set, kind = evaluate_sets(nets.g, c.test_data, c.scale, out, dev,
                                   model=f"{c.loss} / {c.upsampler}")
-    results = {
-        **per_set[dataset_name(c.test_data[0])],
-        "lpips_kind": kind,
-        "datasets": per_set,
-        "iters": c.iters,
-        "train_seconds": train_seconds,
-        "its_per_second": session_iters / session_seconds if session_iters else None,
-        "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
-        "resumed_from_iter": resumed_from,
-        "perc_backend": loss.perc_backend,
-        "torch": torch.__version__,
-        "config": dataclasses.asdict(c),
-    }
-    save_atomic(results, out / "metrics.json")
+    results = runs.write_metrics(
+        out, per_set, lpips_kind=kind, config=dataclasses.asdict(c),
+        first_set=dataset_name(c.test_data[0]), iters=c.iters, train_seconds=train_seconds,
+        its_per_second=session_iters / session_seconds if session_iters else None,
+        device=torch.cuda.get_device_name(dev) if cuda else "cpu",
+        resumed_from_iter=start or None, perc_backend=loss.perc_backend)
     ckpt.unlink(missing_ok=True)  # generator.pt holds the result; optimiser state is done
     return results
 
 
-def _read_csv(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+# ---- the command line, generated from Config ---------------------------------------------
+
+def _arg_type(name: str):
+    """(type, nargs) of a Config field, from its annotation."""
+    hint = typing.get_type_hints(Config)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = args[0]
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], "+"
+    return hint, None
 
 
-def _append_csv(path: Path, columns: list[str], row: dict) -> None:
-    with open(path, "a", newline="") as f:
-        csv.DictWriter(f, columns).writerow(row)
-
-
-def _install(handler) -> dict:
-    """Route SIGTERM / SIGINT to ``handler`` where possible (main thread only)."""
-    old = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            old[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread (some notebook front ends)
-            pass
-    return old
-
-
-def _restore(old: dict) -> None:
-    for sig, h in old.items():
-        signal.signal(sig, h)
+def argument_parser() -> argparse.ArgumentParser:
+    """One flag per ``Config`` field (``--test-data`` for ``test_data``), with its help and
+    default; booleans as ``--flag / --no-flag``."""
+    ap = argparse.ArgumentParser(prog="python -m srlib.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+            else f.default
+        typ, nargs = _arg_type(f.name)
+        help_ = f.metadata["help"] + (f" (default: {default})" if default is not None else "")
+        if typ is bool:
+            ap.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                            default=default, help=help_)
+        else:
+            ap.add_argument(flag, dest=f.name, type=typ, nargs=nargs, default=default,
+                            metavar=f.name.upper(), help=help_)
+    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m srlib.train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--loss", required=True, help="loss spec, e.g. 'down', 'down+0.005*adv'")
-    ap.add_argument("--upsampler", required=True,
-                    help="pixelshuffle, nearest, deconv or pre")
-    ap.add_argument("--preset", default="quick", help=f"one of {', '.join(PRESETS)}")
-    ap.add_argument("--iters", type=int, required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", required=True, help="run folder")
-    ap.add_argument("--ckpt-every", type=int, default=500)
-    ap.add_argument("--data", default="default", help="training data: 'default', name or folder")
-    ap.add_argument("--test-data", nargs="+", default=["default"], help="evaluation sets")
-    ap.add_argument("--scale", type=int, default=4)
-    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    ap.add_argument("--batch", type=int)
-    ap.add_argument("--patch", type=int, help="HR patch side in px")
-    ap.add_argument("--lr", type=float, help="learning rate")
-    ap.add_argument("--discriminator", default="vgg", help="vgg or unet (for adv losses)")
-    ap.add_argument("--init-from", metavar="RUN_DIR", help="start from a finished run's generator")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the generator")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    config = Config(
-        loss=a.loss, upsampler=a.upsampler, preset=a.preset, iters=a.iters, seed=a.seed,
-        out=a.out, ckpt_every=a.ckpt_every, data=a.data, test_data=a.test_data, scale=a.scale,
-        device=a.device, batch=a.batch, patch=a.patch, lr=a.lr, discriminator=a.discriminator,
-        init_from=a.init_from, compile=a.compile, progress=not a.no_progress,
-    )
+    config = Config(**vars(argument_parser().parse_args(argv)))
     try:
         results = train(config)
     except Interrupted as err:
         print(f"\n{err}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError, runs.RunLocked) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     keys = ("psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse")

@@ -6,9 +6,11 @@ from pathlib import Path
 import jupytext
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import write_small_sets
 
+from srlib import runs
 from srlib.ablate import load_grid, main
 from srlib.report import COLUMNS
 
@@ -56,7 +58,7 @@ def test_runner_builds_the_report(micro):
         assert json.loads((run / "metrics.json").read_text())["iters"] == 4
     html = (out / "index.html").read_text()
     assert "Findings" in html and "data:image/png;base64" in html
-    assert "seed&#39;s failure" in html or "seed's failure" in html
+    assert "proposal&#39;s failure" in html or "proposal's failure" in html
     assert "import pandas" not in html and "from srlib" not in html  # no code cells
     assert (out / "03_artifacts.html").is_file() and (out / "manifold.json").is_file()
 
@@ -67,6 +69,64 @@ def test_failed_variant_is_reported(micro):
     broken = results[results.variant == "broken"].iloc[0]
     assert broken.status == "failed" and "upsampler must be one of" in broken.error
     assert "broken" in (out / "index.html").read_text()
+    # the table and error.txt: the last line; traceback.txt: the notebook's whole text
+    run = runs.run_dir(out, "broken", 0)
+    assert broken.error == (run / runs.ERROR).read_text().strip()
+    assert broken.error.startswith("ValueError: ") and "\n" not in broken.error
+    whole = (run / runs.TRACEBACK).read_text()
+    assert "Exception encountered at" in whole and len(whole.splitlines()) > 3
+    assert "\x1b" not in whole
+
+
+def test_bicubic_has_the_metrics_schema_of_trained_runs(micro):
+    _, out, _ = micro
+    bicubic = runs.read_metrics(runs.run_dir(out, "bicubic", 0))
+    trained = runs.read_metrics(runs.run_dir(out, "down/pixelshuffle", 0))
+    assert set(bicubic) == set(trained)
+    assert bicubic["perc_backend"] is None and bicubic["torch"] == torch.__version__
+    assert bicubic["iters"] == 0 and bicubic["config"]["loss"] == "bicubic"
+
+
+def test_only_into_a_new_folder_reports_what_exists(micro, tmp_path, capsys):
+    """--only into a folder without the other runs: they are "not run", the report is
+    built from the one that exists."""
+    import shutil
+
+    cfg, out, _ = micro
+    fresh = tmp_path / "reports"
+    shutil.copytree(runs.run_dir(out, "down/pixelshuffle", 0),
+                    runs.run_dir(fresh, "down/pixelshuffle", 0))
+    assert main([str(cfg), "--out", str(fresh), "--only", "down/pixelshuffle"]) == 0
+    assert "finished earlier, skipped" in capsys.readouterr().out
+    results = pd.read_csv(fresh / "results.csv", keep_default_na=False).set_index("variant")
+    assert results.loc["down/pixelshuffle", "status"] == "done"
+    assert set(results.drop("down/pixelshuffle").status) == {"not run"}
+    html = (fresh / "index.html").read_text()
+    assert "Findings" in html and "Not run" in html
+
+
+def test_a_report_that_cannot_be_built_leaves_no_stale_page(micro, tmp_path, monkeypatch,
+                                                            capsys):
+    import shutil
+
+    from srlib import ablate
+
+    cfg, out, _ = micro
+    copy = tmp_path / "reports"
+    shutil.copytree(out, copy)
+    assert "Findings" in (copy / "index.html").read_text()
+
+    def fail_the_report(notebook, output, params, cwd):
+        if notebook == "04_report.py":
+            raise RuntimeError("the report notebook broke")
+
+    monkeypatch.setattr(ablate, "execute", fail_the_report)
+    assert main([str(cfg), "--out", str(copy), "--only", "down/pixelshuffle"]) == 1
+    err = capsys.readouterr().err
+    assert "error: the report could not be built: 04_report.py failed: RuntimeError: the " \
+           "report notebook broke" in err
+    page = (copy / "index.html").read_text()
+    assert "Findings" not in page and "could not be built" in page
 
 
 def test_second_invocation_skips_finished_runs(micro, capsys):
@@ -81,7 +141,7 @@ def test_second_invocation_skips_finished_runs(micro, capsys):
 def test_bad_grids(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"variants": {"x": {"loss": "down", "colour": 3}}}))
-    with pytest.raises(ValueError, match="unknown field.*colour"):
+    with pytest.raises(ValueError, match="unknown key 'colour'"):
         load_grid(bad)
     bad.write_text(yaml.safe_dump({"variants": {"x": {"upsampler": "nearest"}}}))
     with pytest.raises(ValueError, match="needs a 'loss'"):
@@ -132,3 +192,27 @@ def test_changed_config_is_not_mixed_up_with_old_results(micro, tmp_path, capsys
     assert row.loc["down/pixelshuffle", "status"] == "done"
     m = json.loads((copy / "runs" / "down/pixelshuffle" / "seed0" / "metrics.json").read_text())
     assert m["config"]["loss"] == "l1:down"
+
+
+def test_a_failed_figure_stage_is_left_out_of_the_report_and_the_exit_says_so(
+        micro, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from srlib import ablate
+
+    cfg, out, _ = micro
+    copy = tmp_path / "reports"
+    shutil.copytree(out, copy)
+    assert (copy / "artifacts.csv").is_file()
+
+    def fail_the_artifacts(notebook, output, params, cwd):
+        if notebook == "03_artifacts.py":
+            raise RuntimeError("no artifacts today")
+
+    monkeypatch.setattr(ablate, "execute", fail_the_artifacts)
+    assert main([str(cfg), "--out", str(copy), "--only", "down/pixelshuffle"]) == 1
+    captured = capsys.readouterr()
+    assert "error: 03_artifacts.py failed: RuntimeError: no artifacts today" in captured.err
+    assert "report:" in captured.out and (copy / "index.html").is_file()
+    assert not (copy / "artifacts.csv").exists()  # no figures of an earlier invocation
+    assert not (copy / "artifacts_crops.png").exists()

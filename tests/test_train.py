@@ -15,7 +15,8 @@ from conftest import write_small_sets
 from srlib.data import PatchSampler
 from srlib.evaluate import main as evaluate_main
 from srlib.losses import Loss
-from srlib.train import Config, Interrupted, load_generator, train
+from srlib.runs import load_generator
+from srlib.train import Config, Interrupted, train
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -125,7 +126,8 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_sets, monke
 @pytest.mark.parametrize("field,value,match", [
     ("preset", "huge", "preset must be one of"), ("upsampler", "bilinear", "upsampler"),
     ("loss", "dwn", "unknown term"), ("patch", 18, "multiple of scale"),
-    ("iters", 0, "iters must be a positive integer"), ("lr", 3.0, "lr must be"),
+    ("iters", 0, "iters must be a positive integer"),
+    ("learning_rate", 3.0, "learning_rate must be"), ("scale", 0, "scale must be one of"),
     ("device", "tpu", "device must be"), ("discriminator", "patchgan", "discriminator"),
     ("data", "NoSuchSet", "'NoSuchSet' not found"),
 ])

@@ -1,0 +1,309 @@
+"""The run folder: its layout, atomic writes, the metrics writer, reading a finished run.
+
+One run (a variant x a seed) lives in one folder, written by ``srlib.train`` (or, for the
+closed-form baselines, by ``srlib.ablate``) and read by everything else through this
+module:
+
+====================  ==================================================================
+``config.json``       the resolved ``Config`` (written once it is validated)
+``checkpoint.pt``     while training: weights, optimisers, schedules, sampler RNG, iteration
+``losses.csv``        each loss term every ``log_every`` iterations
+``source.json``       a fine-tune only: the run it started from and the SHA-256 of its
+                      ``generator.pt`` (a changed source makes this run stale)
+``generator.pt``      the trained generator's state dict
+``metrics.json``      means per test set and how they were made (one writer: ``write_metrics``)
+``eval/<set>/``       ``per_image.csv`` and the SR images as 8-bit PNGs
+``error.txt``         a failed run: the error's last line; ``traceback.txt``: the whole text
+``.lock``             held (advisory ``flock``) by the process working in the folder
+====================  ==================================================================
+
+Every file is written to a temporary name in the same folder and renamed into place, so
+a reader (or a resumed run) never sees half a file, whatever kills the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from srlib.models import UPSAMPLERS, build_generator, default_skip
+
+CONFIG, CHECKPOINT, LOSSES, SOURCE = "config.json", "checkpoint.pt", "losses.csv", "source.json"
+GENERATOR, METRICS, ERROR, TRACEBACK = "generator.pt", "metrics.json", "error.txt", "traceback.txt"
+LOCK = ".lock"
+# Old config keys and their names now; an old run folder is read with a note.
+RENAMED = {"lr": "learning_rate"}
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the folder's lock."""
+
+
+def run_dir(root: str | Path, variant: str, seed: int) -> Path:
+    """Where the runner puts a run: ``<root>/runs/<variant>/seed<k>``."""
+    return Path(root) / "runs" / variant / f"seed{seed}"
+
+
+# ---- atomic writes ----------------------------------------------------------------------
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place. The
+    temporary name is unique per process and thread: concurrent writers never share it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=1, default=str) + "\n")
+
+
+def write_torch(path: str | Path, obj) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def write_png(path: str | Path, img: torch.Tensor) -> None:
+    """A ``(3, H, W)`` image in ``[0, 1]`` as an 8-bit PNG (clipped and rounded: the
+    literature's convention for an SR output)."""
+    import numpy as np
+    from PIL import Image
+
+    from srlib.metrics import quantize
+
+    a = (quantize(img.detach().float().cpu()) * 255).round().byte().permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(a)).save(buf, format="PNG")
+    write_bytes(path, buf.getvalue())
+
+
+# ---- reading ----------------------------------------------------------------------------
+
+def read_json(path: str | Path) -> dict:
+    """A JSON object from ``path``; ``ValueError`` names the file when it is not one."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); fix or delete the file") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def read_config(run: str | Path) -> dict:
+    """The ``config.json`` of a run, with renamed keys read under their new names."""
+    path = Path(run) / CONFIG
+    cfg = read_json(path)
+    for old, new in RENAMED.items():
+        if old in cfg and new not in cfg:
+            cfg[new] = cfg.pop(old)
+            print(f"note: {path}: old key {old!r} read as {new!r}")
+    if "skip" not in cfg and cfg.get("upsampler") in UPSAMPLERS:
+        cfg["skip"] = default_skip(cfg["upsampler"])  # runs from before the skip field
+    return cfg
+
+
+def read_metrics(run: str | Path) -> dict:
+    return read_json(Path(run) / METRICS)
+
+
+def is_finished(run: str | Path) -> bool:
+    run = Path(run)
+    return (run / METRICS).is_file() and (run / CONFIG).is_file()
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """A training checkpoint; a damaged one raises ``ValueError`` saying how to restart."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # torch raises many types for a truncated or foreign file
+        raise ValueError(
+            f"{path} is damaged ({type(err).__name__}: {err}); delete it to restart the run "
+            "from iteration 0"
+        ) from None
+    if not isinstance(state, dict) or "iter" not in state:
+        raise ValueError(f"{path} is not a training checkpoint; delete it to restart the run")
+    return state
+
+
+def load_generator(run: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The trained generator of a finished run folder, in eval mode on ``device``."""
+    run = Path(run)
+    if not (run / CONFIG).is_file() or not (run / GENERATOR).is_file():
+        raise FileNotFoundError(f"{run}: not a finished run (needs {CONFIG} and {GENERATOR})")
+    c = read_config(run)
+    g = build_generator(c["preset"], c["scale"], c["upsampler"], skip=c["skip"], nf=c["nf"],
+                        nb=c["nb"], gc=c["gc"])
+    try:
+        state = torch.load(run / GENERATOR, map_location="cpu", weights_only=True)
+        g.load_state_dict(state)
+    except Exception as err:
+        raise ValueError(f"{run / GENERATOR}: cannot be loaded ({type(err).__name__}: {err})"
+                         ) from None
+    return g.to(device).eval()
+
+
+def load_sr(run: str | Path, dataset: str, image: str) -> torch.Tensor:
+    """The saved 8-bit SR image of a run, ``(3, H, W)`` float in ``[0, 1]``."""
+    from srlib.data import load_image, to_float
+
+    return to_float(load_image(Path(run) / "eval" / dataset / f"{image}.png"))
+
+
+def file_hash(path: str | Path) -> str:
+    """SHA-256 of a file (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def generator_hash(run: str | Path) -> str | None:
+    """SHA-256 of a run's ``generator.pt``; ``None`` when it has none."""
+    p = Path(run) / GENERATOR
+    return file_hash(p) if p.is_file() else None
+
+
+def recorded_source(run: str | Path) -> dict | None:
+    """``{"run": ..., "generator_sha256": ...}`` of a fine-tune, else ``None``."""
+    p = Path(run) / SOURCE
+    return read_json(p) if p.is_file() else None
+
+
+def is_stale(run: str | Path) -> str | None:
+    """Why a fine-tune's outputs no longer follow from its source (its source's generator
+    changed or is gone), or ``None`` when they do (or the run has no source)."""
+    src = recorded_source(run)
+    if src is None:
+        return None
+    now = generator_hash(src["run"])
+    if now is None:
+        return f"its source {src['run']} has no generator.pt (failed or removed)"
+    if now != src["generator_sha256"]:
+        return f"its source {src['run']} was retrained after it"
+    return None
+
+
+# ---- the one metrics writer -------------------------------------------------------------
+
+def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str, config: dict,
+                  first_set: str, iters: int, train_seconds: float = 0.0,
+                  its_per_second: float | None = None, device: str = "cpu",
+                  resumed_from_iter: int | None = None, perc_backend: str | None = None) -> dict:
+    """Write ``metrics.json``: the first test set's means at the top level (what tables
+    read), every set under ``datasets``, and how the numbers were made."""
+    results = {
+        **per_set[first_set],
+        "lpips_kind": lpips_kind,
+        "datasets": per_set,
+        "iters": iters,
+        "train_seconds": train_seconds,
+        "its_per_second": its_per_second,
+        "device": device,
+        "resumed_from_iter": resumed_from_iter,
+        "perc_backend": perc_backend,
+        "source": recorded_source(run),
+        "torch": torch.__version__,
+        "config": config,
+    }
+    write_json(Path(run) / METRICS, results)
+    return results
+
+
+def write_error(run: str | Path, text: str) -> str:
+    """Record a failure: the whole text in ``traceback.txt``, its last non-empty line in
+    ``error.txt`` (what tables show). Returns that line."""
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    last = lines[-1].strip() if lines else "unknown error"
+    write_text(run / TRACEBACK, text.rstrip() + "\n")
+    write_text(run / ERROR, last + "\n")
+    return last
+
+
+def clear(run: str | Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove a run's outputs (before ``--force`` reruns it): every file the layout names
+    and ``eval/``, except those in ``keep``; the folder and its lock stay."""
+    import shutil
+
+    run = Path(run)
+    for name in (CONFIG, CHECKPOINT, LOSSES, SOURCE, GENERATOR, METRICS, ERROR, TRACEBACK):
+        if name not in keep:
+            (run / name).unlink(missing_ok=True)
+    if "eval" not in keep:
+        shutil.rmtree(run / "eval", ignore_errors=True)
+
+
+# ---- locks ------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def locked(folder: str | Path, what: str = "folder") -> Iterator[Path]:
+    """Hold an advisory lock on ``folder`` (created if needed) for the ``with`` block. A
+    second holder, in this process or another, gets ``RunLocked`` at once, naming the
+    process that holds it: two writers in one folder would corrupt each other's files."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{what} {folder} cannot be created ({err.strerror})") from None
+    path = folder / LOCK
+    f = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunLocked(
+                f"{what} {folder} is in use by {holder}; wait for it to finish, or stop it, "
+                "then run again"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        f.flush()
+        yield folder
+    finally:
+        f.close()  # closing releases the lock
+
+
+def check_writable_folder(out: str | Path, what: str = "--out") -> Path:
+    """``out`` as a folder that can be created and written, checked before anything is
+    written: refuses an empty name, an existing file, a path under a file, and a folder
+    that cannot be written, each with a message naming it."""
+    if str(out).strip() == "":
+        raise ValueError(f"{what} is empty: name a folder for the run")
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{what} {p} is an existing file, not a folder")
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{what} {p} lies under {parent}, which is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {p}: {parent} cannot be written (permission denied)")
+    return p

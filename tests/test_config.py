@@ -1,0 +1,204 @@
+"""One source of defaults, the training step on its own, and bad input to a run."""
+
+import contextlib
+import dataclasses
+import json
+from pathlib import Path
+
+import jupytext
+import pytest
+import torch
+from conftest import write_small_sets
+from PIL import Image
+
+from srlib import runs
+from srlib.losses import Loss
+from srlib.models import build_generator
+from srlib.resize import BicubicDegradation
+from srlib.train import Config, Nets, argument_parser, main, train, train_step
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory) -> tuple[str, str]:
+    return write_small_sets(tmp_path_factory.mktemp("data"))
+
+
+def tiny_args(sets, out) -> list[str]:
+    return ["--loss", "pixel", "--upsampler", "nearest", "--iters", "2", "--out", str(out),
+            "--data", sets[0], "--test-data", sets[1], "--batch", "2", "--patch", "16",
+            "--nf", "8", "--nb", "1", "--gc", "4", "--device", "cpu", "--no-progress"]
+
+
+# ---- one source of defaults --------------------------------------------------------------
+
+def test_cli_has_every_config_field_with_its_default_and_help():
+    ap = argument_parser()
+    defaults = vars(ap.parse_args([]))
+    assert defaults == dataclasses.asdict(Config())
+    flags = {a.dest: a for a in ap._actions if a.dest != "help"}
+    for f in dataclasses.fields(Config):
+        assert f.name in flags, f.name
+        assert f.metadata["help"].split(" (")[0] in flags[f.name].help
+    c = Config(**vars(ap.parse_args(["--nf", "16", "--test-data", "a", "b", "--no-progress",
+                                     "--learning-rate", "1e-4"])))
+    assert (c.nf, c.test_data, c.progress, c.learning_rate) == (16, ["a", "b"], False, 1e-4)
+
+
+def test_notebook_parameters_are_a_config_mapping():
+    nb = jupytext.read(NOTEBOOKS / "02_train.py")
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    scope: dict = {}
+    exec(cell.source, scope)
+    names = {k for k in scope if not k.startswith("__")}
+    assert names == {"variant", "config"}, "only a label and one Config mapping"
+    fields = {f.name for f in dataclasses.fields(Config)}
+    assert set(scope["config"]) <= fields
+    Config(**scope["config"]).resolved()  # a valid config as it stands
+
+
+# ---- the training step ------------------------------------------------------------------
+
+def _nets(spec: str, patch: int = 16):
+    torch.manual_seed(0)
+    g = build_generator("quick", 4, "nearest", nf=8, nb=1, gc=4)
+    loss = Loss(spec, BicubicDegradation(4))
+    d = None
+    if loss.needs_discriminator:
+        from srlib.models import VGGDiscriminator
+        d = VGGDiscriminator(patch, 8)
+    nets = Nets(g, torch.optim.Adam(g.parameters(), lr=1e-3), d,
+                torch.optim.Adam(d.parameters(), lr=1e-3) if d else None)
+    hr = torch.rand(2, 3, patch, patch)
+    return nets, loss, hr, BicubicDegradation(4).down(hr)
+
+
+def test_train_step_updates_the_generator_and_lowers_the_loss():
+    nets, loss, hr, lr = _nets("pixel")
+    before = [p.detach().clone() for p in nets.g.parameters()]
+    first, terms, d_loss = train_step(nets, loss, hr, lr, contextlib.nullcontext())
+    assert d_loss is None and set(terms) == {"pixel"} and not first.requires_grad
+    assert any(not torch.equal(a, b) for a, b in zip(before, nets.g.parameters(), strict=True))
+    for _ in range(20):
+        last, _, _ = train_step(nets, loss, hr, lr, contextlib.nullcontext())
+    assert last < first
+
+
+def test_train_step_trains_the_discriminator_for_adversarial_specs():
+    nets, loss, hr, lr = _nets("down+0.005*adv")
+    d_before = [p.detach().clone() for p in nets.d.parameters()]
+    _, terms, d_loss = train_step(nets, loss, hr, lr, contextlib.nullcontext())
+    assert set(terms) == {"down", "adv"} and d_loss is not None and torch.isfinite(d_loss)
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, nets.d.parameters(), strict=True))
+    assert all(p.requires_grad for p in nets.d.parameters())
+
+
+def test_train_step_refuses_a_non_finite_loss_before_changing_weights():
+    nets, loss, hr, lr = _nets("pixel")
+    before = [p.detach().clone() for p in nets.g.parameters()]
+    with pytest.raises(FloatingPointError, match="loss became nan"):
+        train_step(nets, loss, hr * float("nan"), lr, contextlib.nullcontext())
+    assert all(torch.equal(a, b) for a, b in zip(before, nets.g.parameters(), strict=True))
+
+
+# ---- bad input: a clear message, before anything is written -------------------------------
+
+def test_cli_scale_zero(tiny_sets, tmp_path, capsys):
+    assert main([*tiny_args(tiny_sets, tmp_path / "r"), "--scale", "0"]) == 2
+    assert "scale must be one of (2, 3, 4), got 0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("kind", ["empty", "file", "under_file", "unwritable"])
+def test_bad_out(tiny_sets, tmp_path, capsys, kind):
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    out = {"empty": "", "file": str(f), "under_file": str(f / "run"),
+           "unwritable": "/proc/srlib-cannot-write/run"}[kind]
+    assert main(tiny_args(tiny_sets, out)) == 2
+    err = capsys.readouterr().err
+    expected = {"empty": "--out is empty", "file": "is an existing file",
+                "under_file": "which is a file", "unwritable": "cannot be"}[kind]
+    assert expected in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", [b"", b"\x80\x02garbage", None])
+def test_damaged_checkpoint_names_the_file(tiny_sets, tmp_path, capsys, content):
+    out = tmp_path / "run"
+    out.mkdir()
+    if content is None:  # a truncated real checkpoint
+        torch.save({"iter": 1, "g": torch.zeros(1000)}, out / "checkpoint.pt")
+        data = (out / "checkpoint.pt").read_bytes()
+        content = data[: len(data) // 2]
+    (out / "checkpoint.pt").write_bytes(content)
+    assert main(tiny_args(tiny_sets, out)) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt is damaged" in err and "delete it to restart" in err
+
+
+@pytest.mark.parametrize("content,match", [("{not json", "not valid JSON"),
+                                           ("[1, 2]", "expected a JSON object")])
+def test_bad_config_json_names_the_file(tiny_sets, tmp_path, capsys, content, match):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(content)
+    assert main(tiny_args(tiny_sets, out)) == 2
+    err = capsys.readouterr().err
+    assert str(out / "config.json") in err and match in err
+
+
+def test_rejected_config_writes_nothing(tiny_sets, tmp_path):
+    out = tmp_path / "run"
+    c = Config(loss="pixel", upsampler="nearest", iters=2, out=str(out), data=tiny_sets[0],
+               test_data=[tiny_sets[1], str(tmp_path / "no_such_set")], batch=2, patch=16,
+               nf=8, nb=1, gc=4, device="cpu", progress=False)
+    with pytest.raises(FileNotFoundError, match="no_such_set"):
+        train(c)  # the missing test set is found before training, not after
+    assert not (out / "config.json").exists()
+    with pytest.raises(ValueError, match="no training image is at least 128x128 px.*rocket.png"):
+        train(dataclasses.replace(c, test_data=[tiny_sets[1]], patch=128))
+    assert not (out / "config.json").exists()
+    r = train(dataclasses.replace(c, test_data=[tiny_sets[1]]))  # the corrected command runs
+    assert r["iters"] == 2
+
+
+def test_adversarial_loss_alone_warns(tiny_sets, tmp_path):
+    c = Config(loss="adv", upsampler="nearest", iters=1, out=str(tmp_path / "r"),
+               data=tiny_sets[0], test_data=[tiny_sets[1]], batch=2, patch=16, nf=8, nb=1,
+               gc=4, d_nf=8, device="cpu", progress=False)
+    with pytest.warns(UserWarning, match="nothing ties the output to its input"):
+        train(c)
+
+
+def test_small_images_are_named(tiny_sets, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.new("RGB", (3, 3)).save(small / "tiny.png")
+    c = Config(loss="pixel", upsampler="nearest", iters=1, out=str(tmp_path / "r"),
+               data=tiny_sets[0], test_data=[str(small)], batch=2, patch=16, nf=8, nb=1,
+               gc=4, device="cpu", progress=False)
+    with pytest.raises(ValueError, match=r"tiny.png: 3x3 px is too small to evaluate at x4"):
+        train(c)
+    with pytest.raises(ValueError, match=r"no training image.*tiny.png"):
+        train(dataclasses.replace(c, data=str(small), out=str(tmp_path / "r2")))
+
+
+def test_a_second_process_in_the_same_run_folder_is_refused(tiny_sets, tmp_path, capsys):
+    out = tmp_path / "run"
+    with runs.locked(out):  # as another training process would hold it
+        assert main(tiny_args(tiny_sets, out)) == 2
+    assert "is in use by pid" in capsys.readouterr().err
+
+
+def test_old_run_folders_with_lr_are_read(tiny_sets, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_args(tiny_sets, out)) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["lr"] = cfg.pop("learning_rate")  # as written before the rename
+    (out / "config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    assert main(tiny_args(tiny_sets, out)) == 0  # same config: finished, not refused
+    assert "old key 'lr' read as 'learning_rate'" in capsys.readouterr().out
+    assert runs.load_generator(out) is not None

@@ -1,0 +1,324 @@
+"""Paired bootstrap, pairing rules, gains and hypotheses of ``srlib.stats``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from srlib.stats import (
+    Hypothesis,
+    add_gains,
+    evaluate_hypothesis,
+    format_interval,
+    paired_bootstrap,
+    paired_difference,
+    parse_hypotheses,
+    per_image_table,
+    summary_with_ci,
+    verdict_table,
+)
+
+FAST = {"n_boot": 2000}
+
+
+def table(values: dict, seeds=(0, 1, 2), n_images: int = 20, dataset: str = "S") -> pd.DataFrame:
+    """Long per-image table: ``values[variant](seed, image_index) -> psnr_y``."""
+    rows = [{"variant": v, "seed": s, "dataset": dataset, "image": f"{i:03d}",
+             "psnr_y": float(f(s, i))}
+            for v, f in values.items() for s in seeds for i in range(n_images)]
+    return pd.DataFrame(rows)
+
+
+# ---- the bootstrap -----------------------------------------------------------------------
+
+def test_interval_of_a_normal_sample_matches_the_normal_theory():
+    x = np.random.default_rng(1).normal(0.5, 2.0, 4000)
+    iv = paired_bootstrap(x, n_boot=4000)
+    half = 1.96 * x.std(ddof=1) / math.sqrt(x.size)
+    assert iv.mean == pytest.approx(x.mean())
+    assert iv.low == pytest.approx(x.mean() - half, abs=0.08 * half)
+    assert iv.high == pytest.approx(x.mean() + half, abs=0.08 * half)
+    assert iv.low < 0.5 < iv.high and iv.excludes_zero
+    assert (iv.n, iv.n_dropped, iv.level) == (4000, 0, 0.95)
+
+
+def test_symmetric_sample_includes_zero_and_positive_sample_excludes_it():
+    y = np.random.default_rng(2).normal(0, 1, 200)
+    sym = paired_bootstrap(np.concatenate([y, -y]), **FAST)
+    assert sym.low < 0 < sym.high and not sym.excludes_zero
+    pos = paired_bootstrap(np.random.default_rng(3).uniform(0.1, 1.0, 50), **FAST)
+    assert pos.low > 0 and pos.excludes_zero
+    neg = paired_bootstrap(-np.random.default_rng(3).uniform(0.1, 1.0, 50), **FAST)
+    assert neg.high < 0 and neg.excludes_zero
+
+
+def test_bootstrap_is_deterministic_given_the_seed():
+    x = np.random.default_rng(4).normal(0.1, 1, 300)
+    assert paired_bootstrap(x, seed=7, **FAST) == paired_bootstrap(x, seed=7, **FAST)
+    assert paired_bootstrap(x, seed=7, **FAST).low != paired_bootstrap(x, seed=8, **FAST).low
+
+
+def test_single_value_nan_and_empty():
+    one = paired_bootstrap(np.array([0.7]))
+    assert (one.mean, one.low, one.high, one.n) == (0.7, 0.7, 0.7, 1)
+    assert one.degenerate and not one.excludes_zero
+    some = paired_bootstrap(np.array([1.0, np.nan, 2.0, np.inf, 3.0]), **FAST)
+    assert (some.n, some.n_dropped, some.mean) == (3, 2, 2.0) and not some.degenerate
+    none = paired_bootstrap(np.array([np.nan]))
+    assert none.n == 0 and math.isnan(none.mean) and not none.excludes_zero
+
+
+def test_images_are_the_unit_resampled():
+    """With every image under 3 seeds, resampling images equals resampling the per-image
+    means (same draws), and is wider than treating the 60 pairs as independent."""
+    rng = np.random.default_rng(5)
+    effect = rng.normal(0.3, 1.0, 20)
+    img = np.repeat(np.arange(20), 3)
+    diff = effect[img] + rng.normal(0, 0.05, img.size)
+    by_image = paired_bootstrap(diff, clusters=img, **FAST)
+    means = diff.reshape(20, 3).mean(1)
+    ref = paired_bootstrap(means, **FAST)
+    assert (by_image.low, by_image.high) == pytest.approx((ref.low, ref.high))
+    assert by_image.n == 60 and by_image.n_images == 20
+    iid = paired_bootstrap(diff, **FAST)
+    assert iid.high - iid.low < 0.7 * (by_image.high - by_image.low)
+    assert paired_bootstrap(diff[:3], clusters=img[:3]).degenerate  # one image: no interval
+
+
+def test_seeds_are_resampled_only_when_there_are_enough():
+    rng = np.random.default_rng(6)
+    for n_seeds, wider in ((6, True), (3, False)):
+        img, sd = np.divmod(np.arange(30 * n_seeds), n_seeds)
+        diff = 0.2 * rng.normal(size=30)[img] + rng.normal(0, 1.0, n_seeds)[sd]
+        auto = paired_bootstrap(diff, clusters=img, seeds=sd, **FAST)
+        images = paired_bootstrap(diff, clusters=img, seeds=sd, resample_seeds=False, **FAST)
+        assert auto.n_seeds == n_seeds
+        assert ((auto.high - auto.low) > 2 * (images.high - images.low)) is wider
+
+
+# ---- pairing -----------------------------------------------------------------------------
+
+def test_pairs_on_dataset_seed_and_image():
+    # a - b = 1 exactly when paired on (seed, image), anything else when mispaired
+    t = table({"A": lambda s, i: 10 * s + i * i, "B": lambda s, i: 10 * s + i * i - 1})
+    t = t[~((t.variant == "B") & (t.seed == 2))]  # B lacks seed 2: those pairs drop out
+    iv = paired_difference(t, "A", "B", "psnr_y", "S", **FAST)
+    assert (iv.mean, iv.low, iv.high) == (1.0, 1.0, 1.0)
+    assert (iv.n, iv.n_images, iv.n_seeds) == (40, 20, 2)
+    other = table({"A": lambda s, i: 0.0, "B": lambda s, i: 0.0}, dataset="T")
+    pooled = paired_difference(pd.concat([t, other]), "A", "B", "psnr_y", **FAST)
+    assert pooled.n_images == 40 and pooled.mean == pytest.approx(40 / 100)
+    rev = paired_difference(t, "B", "A", "psnr_y", "S", **FAST)
+    assert rev.mean == -1.0
+    with pytest.raises(ValueError, match="several rows"):
+        paired_difference(pd.concat([t, t]), "A", "B", "psnr_y", "S")
+
+
+@pytest.mark.parametrize("how", ["identical seeds", "no seed", "named, one seed"])
+def test_a_baseline_is_broadcast_over_the_other_seeds(how):
+    t = table({"A": lambda s, i: s + i, "base": lambda s, i: i})
+    baselines: tuple[str, ...] = ()
+    if how == "no seed":
+        t = t[(t.variant == "A") | (t.seed == 0)].copy()
+        t.loc[t.variant == "base", "seed"] = np.nan
+    elif how == "named, one seed":
+        t = t[(t.variant == "A") | (t.seed == 0)]
+        baselines = ("base",)
+    iv = paired_difference(t, "A", "base", "psnr_y", baselines=baselines, **FAST)
+    assert iv.mean == pytest.approx(1.0)  # seeds 0, 1, 2 against the same baseline
+    assert (iv.n, iv.n_images, iv.n_seeds) == (60, 20, 3)
+    back = paired_difference(t, "base", "A", "psnr_y", baselines=baselines, **FAST)
+    assert back.mean == pytest.approx(-1.0)
+
+
+def test_a_single_seed_unnamed_variant_is_paired_by_seed():
+    t = table({"A": lambda s, i: s + i, "B": lambda s, i: i})
+    t = t[(t.variant == "A") | (t.seed == 0)]
+    iv = paired_difference(t, "A", "B", "psnr_y", **FAST)
+    assert (iv.mean, iv.n, iv.n_seeds) == (0.0, 20, 1)
+
+
+def test_two_baselines_pair_on_image_and_count_one_seed():
+    t = table({"b1": lambda s, i: i + 0.5, "b2": lambda s, i: i})
+    iv = paired_difference(t, "b1", "b2", "psnr_y", **FAST)
+    assert (iv.mean, iv.n, iv.n_images, iv.n_seeds) == (0.5, 20, 20, 1)
+
+
+# ---- gains -------------------------------------------------------------------------------
+
+def _mse_table(ref: str = "pinv") -> pd.DataFrame:
+    rows = []
+    for s in (0, 1):
+        for i in range(4):
+            rows.append({"variant": ref, "seed": s, "dataset": "S", "image": str(i),
+                         "null_mse": 1e-3 * (i + 1), "range_mse": 2e-4 * (i + 1)})
+            rows.append({"variant": "half", "seed": s, "dataset": "S", "image": str(i),
+                         "null_mse": 0.5e-3 * (i + 1), "range_mse": 4e-4 * (i + 1)})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("ref", ["pinv", "some baseline"])
+def test_gains_against_the_baseline(ref):
+    g = add_gains(_mse_table(ref), baseline=ref)
+    base, half = g[g.variant == ref], g[g.variant == "half"]
+    assert (base.null_gain_db == 0).all() and (base.range_gain_db == 0).all()
+    assert half.null_gain_db.to_numpy() == pytest.approx(10 * np.log10(2))  # +3.01 dB
+    assert half.range_gain_db.to_numpy() == pytest.approx(-10 * np.log10(2))
+    iv = paired_difference(g, "half", ref, "null_gain_db", **FAST)
+    assert iv.mean == pytest.approx(3.0103, abs=1e-4) and iv.excludes_zero
+
+
+def test_gains_broadcast_a_named_one_seed_baseline_and_nan_without_it():
+    t = _mse_table()
+    t = t[(t.variant == "half") | (t.seed == 0)]
+    assert add_gains(t, baselines=("pinv",)).null_gain_db.notna().all()
+    unnamed = add_gains(t)
+    assert unnamed[unnamed.seed == 1].null_gain_db.isna().all()
+    assert add_gains(t, baseline="absent").null_gain_db.isna().all()
+
+
+# ---- hypotheses --------------------------------------------------------------------------
+
+VARIANTS = {"A", "B", "base"}
+METRICS = {"psnr_y", "null_gain_db"}
+
+
+def _h(**kw) -> dict:
+    return {"id": "H2", "statement": "A beats B", "a": "A", "b": "B", "metric": "psnr_y",
+            "direction": "greater", **kw}
+
+
+def test_parse_hypotheses_accepts_a_valid_list():
+    hs = parse_hypotheses([_h(), _h(id="H3", direction="less", datasets=["S"])],
+                          VARIANTS, METRICS, "grid.yaml", datasets={"S"})
+    assert hs[0] == Hypothesis("H2", "A beats B", "A", "B", "psnr_y", "greater")
+    assert hs[1].datasets == ("S",) and hs[1].direction == "less"
+    assert parse_hypotheses(None, VARIANTS, METRICS, "grid.yaml") == []
+
+
+@pytest.mark.parametrize("bad, message", [
+    (_h(a="x"), "grid.yaml: hypothesis 'H2': a: unknown variant 'x'; variants: A, B, base"),
+    (_h(b="y"), "hypothesis 'H2': b: unknown variant 'y'"),
+    (_h(b="A"), "hypothesis 'H2': b: same variant as a"),
+    (_h(metric="psnr"), "hypothesis 'H2': metric: unknown metric 'psnr'"),
+    (_h(direction="up"), "hypothesis 'H2': direction: unknown direction 'up'; one of: greater"),
+    (_h(expected="greater"), "hypothesis 'H2': expected: unknown key"),
+    ({k: v for k, v in _h().items() if k != "metric"}, "hypothesis 'H2': metric: missing"),
+    ({k: v for k, v in _h().items() if k != "id"}, "hypothesis #1: id: missing"),
+    (_h(statement=""), "hypothesis 'H2': statement: expected a non-empty string"),
+    (_h(datasets=["Set99"]), "hypothesis 'H2': datasets: unknown test set 'Set99'"),
+])
+def test_parse_errors_name_the_hypothesis_and_the_field(bad, message):
+    with pytest.raises(ValueError) as e:
+        parse_hypotheses([bad], VARIANTS, METRICS, "grid.yaml", datasets={"S"})
+    assert message in str(e.value)
+
+
+def test_parse_reports_every_problem_and_duplicate_ids():
+    with pytest.raises(ValueError) as e:
+        parse_hypotheses([_h(), _h(a="x", metric="m")], VARIANTS, METRICS, "g.yaml")
+    lines = str(e.value).splitlines()
+    assert "g.yaml: hypothesis 'H2': id: duplicate (also hypothesis #1)" in lines
+    assert any("a: unknown variant 'x'" in x for x in lines)
+    assert any("metric: unknown metric 'm'" in x for x in lines)
+    with pytest.raises(ValueError, match="expected a list"):
+        parse_hypotheses({"H1": {}}, VARIANTS, METRICS, "g.yaml")
+
+
+def _verdicts(values: dict, h: Hypothesis, **kw) -> dict:
+    return evaluate_hypothesis(h, table(values), **FAST, **kw)["S"]
+
+
+def test_verdicts_follow_the_interval():
+    rng = np.random.default_rng(8)
+    noise = rng.normal(0, 1, (3, 20))
+    better = {"A": lambda s, i: 30 + 1 + noise[s, i], "B": lambda s, i: 30 + noise[s, i] / 2}
+    same = {"A": lambda s, i: 30 + noise[s, i] - noise.mean(), "B": lambda s, i: 30.0}
+    up = Hypothesis("H", "A above B", "A", "B", "psnr_y", "greater")
+    down = Hypothesis("H", "A below B", "A", "B", "psnr_y", "less")
+    r = _verdicts(better, up)
+    assert r["verdict"] == "supported" and r["interval"].low > 0
+    assert _verdicts(better, down)["verdict"] == "contradicted"
+    r = _verdicts(same, up)
+    assert r["verdict"] == "inconclusive" and "includes 0" in r["note"]
+
+
+def test_missing_variant_is_not_tested():
+    h = Hypothesis("H4", "C beats B", "C", "B", "psnr_y", "greater")
+    r = evaluate_hypothesis(h, table({"A": lambda s, i: i, "B": lambda s, i: i}))
+    assert r == {"S": {"interval": None, "verdict": "not tested",
+                       "note": "missing variant(s): 'C'"}}
+    h2 = Hypothesis("H5", "A beats B on T", "A", "B", "psnr_y", "greater", ("T",))
+    r2 = evaluate_hypothesis(h2, table({"A": lambda s, i: i, "B": lambda s, i: i}))
+    assert r2["T"]["verdict"] == "not tested" and "'T'" in r2["T"]["note"]
+    empty = evaluate_hypothesis(h, pd.DataFrame(columns=["variant", "seed", "dataset"]))
+    assert empty[""]["verdict"] == "not tested"
+
+
+def test_single_image_is_inconclusive():
+    h = Hypothesis("H", "A above B", "A", "B", "psnr_y", "greater")
+    r = evaluate_hypothesis(h, table({"A": lambda s, i: 2.0, "B": lambda s, i: 1.0},
+                                     seeds=(0,), n_images=1))["S"]
+    assert r["verdict"] == "inconclusive" and "no interval" in r["note"]
+
+
+def test_verdict_table_has_one_row_per_hypothesis_and_set():
+    t = pd.concat([table({"A": lambda s, i: i + 0.9 + 0.1 * s, "B": lambda s, i: i}, dataset=d)
+                   for d in ("S", "T")])
+    hs = [Hypothesis("H1", "A above B", "A", "B", "psnr_y", "greater"),
+          Hypothesis("H2", "A above C", "A", "C", "psnr_y", "greater")]
+    v = verdict_table(hs, t, **FAST)
+    assert list(v.columns) == ["id", "statement", "a", "b", "metric", "direction", "dataset",
+                               "mean", "low", "high", "n_images", "n_seeds", "verdict",
+                               "note"]
+    assert list(zip(v.id, v.dataset, v.verdict, strict=True)) == [
+        ("H1", "S", "supported"), ("H1", "T", "supported"),
+        ("H2", "S", "not tested"), ("H2", "T", "not tested")]
+    assert v.loc[0, ["mean", "n_images", "n_seeds"]].tolist() == pytest.approx([1.0, 20, 3])
+
+
+# ---- summaries and the per-image table ---------------------------------------------------
+
+def test_summary_with_ci():
+    rng = np.random.default_rng(9)
+    noise = rng.normal(0, 1, (3, 20))
+    t = table({"A": lambda s, i: 30 + noise[s, i], "base": lambda s, i: 28 + noise[0, i]})
+    s = summary_with_ci(t, ["psnr_y"], **FAST).set_index("variant")
+    means = t.groupby("variant").psnr_y.mean()
+    assert s.psnr_y_mean.to_dict() == pytest.approx(means.to_dict())
+    assert (s.psnr_y_low < s.psnr_y_mean).all() and (s.psnr_y_mean < s.psnr_y_high).all()
+    assert s.loc["A", ["n_images", "n_seeds", "seed_independent"]].tolist() == [20, 3, False]
+    assert s.loc["base", ["n_images", "n_seeds", "seed_independent"]].tolist() == [20, 1, True]
+
+
+def test_format_interval():
+    assert format_interval(29.0712, 28.9, 29.25) == "29.07 [28.90, 29.25]"
+    assert format_interval(float("nan"), 0, 0) == "n/a"
+    assert paired_bootstrap(np.array([0.5])).format("{:.1f}") == "0.5 (n=1)"
+
+
+def test_per_image_table_reads_run_folders(tmp_path):
+    def run(name: str, sets: dict[str, list[float]], error: bool = False):
+        d = tmp_path / name
+        for ds, vals in sets.items():
+            (d / "eval" / ds).mkdir(parents=True)
+            pd.DataFrame({"image": ["001", "002"][:len(vals)], "psnr_y": vals,
+                          "null_mse": [1e-3] * len(vals)}).to_csv(
+                d / "eval" / ds / "per_image.csv", index=False)
+        d.mkdir(exist_ok=True)
+        if error:
+            (d / "error.txt").write_text("boom")
+        return d
+
+    runs = [("A", 0, run("a0", {"Set5": [30.0, 31.0], "Set14": [27.0]})),
+            ("A", 1, run("a1", {})),  # no eval: skipped
+            ("B", 0, run("b0", {"Set5": [29.0, 30.0]}, error=True))]  # failed: skipped
+    t = per_image_table(runs)
+    assert list(t.columns) == ["variant", "seed", "dataset", "image", "psnr_y", "null_mse"]
+    assert sorted(zip(t.dataset, t.image, t.psnr_y, strict=True)) == [
+        ("Set14", "001", 27.0), ("Set5", "001", 30.0), ("Set5", "002", 31.0)]
+    assert set(t.variant) == {"A"} and set(t.seed) == {0}
+    assert list(per_image_table([]).columns) == ["variant", "seed", "dataset", "image"]
