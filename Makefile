@@ -24,8 +24,7 @@ $(STAMP):
 	@touch $@
 	@echo "setup done: $(VENV)"
 
-test: setup
-	$(PY) -m ruff check srlib tests benchmarks notebooks
+test: lint
 	$(PY) -m pytest
 
 report: setup
@@ -51,6 +50,7 @@ lpips-reference:
 	  $(WEIGHT_PACKAGES) torchsummary ipython pytest scikit-image imageio tifffile pillow
 	PYTHONPATH=. $(REF_VENV)/bin/python -m pytest -p no:cacheprovider -rs tests/test_lpips.py
 
+# ruff's rules (pyproject.toml) include complexity, unused arguments and simplifications
 lint: setup
 	$(PY) -m ruff check srlib tests benchmarks notebooks
 

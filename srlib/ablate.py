@@ -105,7 +105,18 @@ def load_grid(path: str | Path) -> dict:
         raise ValueError(f"{where('hypotheses')}: 'hypotheses' must be a list, got a "
                          f"{_kind(grid['hypotheses'])}")
     grid["defaults"] = _check_fields(grid.get("defaults"), "defaults", where)
-    variants = grid.get("variants")
+    variants = grid["variants"] = _check_variants(grid.get("variants"), where)
+    try:
+        _ordered(list(variants), grid)
+    except ValueError as err:  # a cycle of init_from
+        raise ValueError(f"{where('variants')}: {err}") from None
+    grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
+    return grid
+
+
+def _check_variants(variants, where) -> dict:
+    """The ``variants`` mapping, each checked: a folder-safe name, Config fields, a loss
+    (but for the bicubic baseline), an ``init_from`` that names a variant."""
     if not isinstance(variants, dict) or not variants:
         raise ValueError(f"{where('variants')}: needs a non-empty mapping 'variants' "
                          "(name: {loss, upsampler, ...})")
@@ -122,12 +133,7 @@ def load_grid(path: str | Path) -> dict:
         if src is not None and src not in variants:
             raise ValueError(f"{where('variants', name, 'init_from')}: variant {name!r}: "
                              f"init_from {src!r} is not a variant")
-    try:
-        _ordered(list(variants), grid)
-    except ValueError as err:  # a cycle of init_from
-        raise ValueError(f"{where('variants')}: {err}") from None
-    grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
-    return grid
+    return variants
 
 
 def _yaml_problem(path: Path, err: yaml.YAMLError) -> str:

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from srlib import lpips, runs
 from srlib.data import check_eval_size, dataset_name, eval_pair, list_images, load_image
-from srlib.metrics import image_metrics, quantize
+from srlib.metrics import image_metrics, lr_psnr, psnr_y, quantize, range_null_mse
 from srlib.resize import BicubicDegradation
 
 Upscaler = Callable[[torch.Tensor], torch.Tensor]  # LR (1, 3, h, w) -> SR (1, 3, sh, sw)
@@ -60,6 +62,50 @@ def evaluate(
             runs.write_png(save_dir / f"{name}.png", sr)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+class Validation:
+    """Fixed centre crops of a held-out set, evaluated during training (for curves only,
+    never for model selection): PSNR-Y (crop s), LR-PSNR, and the null-space and range gains
+    against ``D^+ LR`` in dB (DESIGN section 2), each the mean over the crops.
+
+    Args:
+        data: the images (the ``test`` split of a data set); ``n``: how many of them.
+        crop: the crop side in HR px (smaller images give smaller crops), a multiple of s.
+    """
+
+    def __init__(self, data: str, scale: int, crop: int, n: int,
+                 device: str | torch.device = "cpu"):
+        self.op = BicubicDegradation(scale)
+        self.pairs, self.pinv = [], []
+        for path in list_images(data, "test")[:n]:
+            img = load_image(path)
+            check_eval_size(img, path, scale)
+            h, w = img.shape[-2:]
+            k = min(crop, h - h % scale, w - w % scale)
+            top, left = (h - k) // 2, (w - k) // 2
+            hr, lr = eval_pair(img[:, top:top + k, left:left + k], self.op)
+            self.pairs.append((hr.to(device), lr.to(device)))
+            pinv = quantize(self.op.pinv(lr.double()).float())  # as evaluated: 8 bits
+            rng, null = range_null_mse(pinv, hr, self.op)
+            self.pinv.append((float(rng), float(null)))
+
+    @torch.no_grad()
+    def __call__(self, g: torch.nn.Module) -> dict[str, float]:
+        was_training = g.training
+        g.eval()
+        rows = []
+        for (hr, lr), (pinv_range, pinv_null) in zip(self.pairs, self.pinv, strict=True):
+            sr = quantize(g(lr[None])[0].float())
+            rng, null = range_null_mse(sr, hr, self.op)
+            rows.append([float(psnr_y(sr, hr, crop=self.op.scale)),
+                         float(lr_psnr(sr, lr, self.op)),
+                         10 * math.log10(pinv_null / max(float(null), 1e-20)),
+                         10 * math.log10(pinv_range / max(float(rng), 1e-20))])
+        g.train(was_training)
+        means = np.mean(rows, axis=0)
+        return dict(zip(("psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"),
+                        means.tolist(), strict=True))
 
 
 def summary(table: pd.DataFrame, data: str, scale: int, model: str) -> dict:

@@ -290,7 +290,7 @@ class Loss(nn.Module):
         Returns the weighted total and each unweighted term, detached (no device sync)."""
         values: dict[str, Tensor] = {}
         for t in self.terms:
-            net = self.nets[t.name] if t.name in self.nets else None
+            net = self.nets[t.name] if t.name in self.nets else None  # noqa: SIM401
             ctx = Context(self.op, net, d_real, d_fake)
             values[t.name] = TERMS[t.name].fn(t.crit, sr, hr, lr, ctx)
         total = sum(t.weight * values[t.name] for t in self.terms)

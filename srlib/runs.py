@@ -8,6 +8,7 @@ module:
 ``config.json``       the resolved ``Config`` (written once it is validated)
 ``checkpoint.pt``     while training: weights, optimisers, schedules, sampler RNG, iteration
 ``losses.csv``        each loss term every ``log_every`` iterations
+``validation.csv``    with ``val_every``: metrics of fixed validation crops during training
 ``source.json``       a fine-tune only: the run it started from and the SHA-256 of its
                       ``generator.pt`` (a changed source makes this run stale)
 ``generator.pt``      the trained generator's state dict
@@ -40,7 +41,7 @@ from srlib.models import UPSAMPLERS, build_generator, default_skip
 
 CONFIG, CHECKPOINT, LOSSES, SOURCE = "config.json", "checkpoint.pt", "losses.csv", "source.json"
 GENERATOR, METRICS, ERROR, TRACEBACK = "generator.pt", "metrics.json", "error.txt", "traceback.txt"
-LOCK = ".lock"
+VALIDATION, LOCK = "validation.csv", ".lock"
 # Old config keys and their names now; an old run folder is read with a note.
 RENAMED = {"lr": "learning_rate"}
 
@@ -250,7 +251,8 @@ def clear(run: str | Path, keep: tuple[str, ...] = ()) -> None:
     import shutil
 
     run = Path(run)
-    for name in (CONFIG, CHECKPOINT, LOSSES, SOURCE, GENERATOR, METRICS, ERROR, TRACEBACK):
+    for name in (CONFIG, CHECKPOINT, LOSSES, VALIDATION, SOURCE, GENERATOR, METRICS, ERROR,
+                 TRACEBACK):
         if name not in keep:
             (run / name).unlink(missing_ok=True)
     if "eval" not in keep:
@@ -269,9 +271,9 @@ def locked(folder: str | Path, what: str = "folder") -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"{what} {folder} cannot be created ({err.strerror})") from None
-    path = folder / LOCK
-    f = open(path, "a+")
-    try:
+    # The lock lives as long as the file is open: closing it (the end of the block, or the
+    # process dying) releases it.
+    with open(folder / LOCK, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -286,8 +288,6 @@ def locked(folder: str | Path, what: str = "folder") -> Iterator[Path]:
         f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
         f.flush()
         yield folder
-    finally:
-        f.close()  # closing releases the lock
 
 
 def check_writable_folder(out: str | Path, what: str = "--out") -> Path:

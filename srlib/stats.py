@@ -410,36 +410,9 @@ def parse_hypotheses(
             continue
         hid = h.get("id")
         name = f"'{hid}'" if isinstance(hid, str) and hid.strip() else f"#{i}"
-        err = [f"{k}: unknown key; allowed: {', '.join(_ALLOWED)}" for k in h
-               if k not in _ALLOWED]
-        for k in _REQUIRED:
-            if k not in h or h[k] is None:
-                err.append(f"{k}: missing")
-            elif not isinstance(h[k], str) or not h[k].strip():
-                err.append(f"{k}: expected a non-empty string, got {h[k]!r}")
-        ok = {k: h[k] for k in _REQUIRED if isinstance(h.get(k), str) and h[k].strip()}
-        for k in ("a", "b"):
-            if k in ok and ok[k] not in variants:
-                err.append(f"{k}: unknown variant '{ok[k]}'; variants: "
-                           f"{', '.join(sorted(variants))}")
-        if "a" in ok and ok.get("b") == ok["a"]:
-            err.append(f"b: same variant as a ('{ok['a']}')")
-        if "metric" in ok and ok["metric"] not in metrics:
-            err.append(f"metric: unknown metric '{ok['metric']}'; metrics: "
-                       f"{', '.join(sorted(metrics))}")
-        if "direction" in ok and ok["direction"] not in DIRECTIONS:
-            err.append(f"direction: unknown direction '{ok['direction']}'; one of: "
-                       f"{', '.join(DIRECTIONS)}")
-        ds = h.get("datasets", ())
-        ds = [ds] if isinstance(ds, str) else ds
-        if ds is None:
-            ds = []
-        if not isinstance(ds, list | tuple) or not all(isinstance(d, str) for d in ds):
-            err.append(f"datasets: expected a list of test set names, got {ds!r}")
-            ds = []
-        elif datasets is not None:
-            err += [f"datasets: unknown test set '{d}'; test sets: "
-                    f"{', '.join(sorted(datasets))}" for d in ds if d not in datasets]
+        ok, err = _hypothesis_fields(h, variants, metrics)
+        ds, ds_err = _hypothesis_datasets(h, datasets)
+        err += ds_err
         if "id" in ok:
             if ok["id"] in seen:
                 err.append(f"id: duplicate (also hypothesis #{seen[ok['id']]})")
@@ -451,6 +424,44 @@ def parse_hypotheses(
     if errors:
         raise ValueError("\n".join(errors))
     return out
+
+
+def _hypothesis_fields(h: Mapping, variants: Collection[str], metrics: Collection[str]
+                       ) -> tuple[dict, list[str]]:
+    """The well-formed required fields of one hypothesis, and what is wrong with it."""
+    err = [f"{k}: unknown key; allowed: {', '.join(_ALLOWED)}" for k in h if k not in _ALLOWED]
+    for k in _REQUIRED:
+        if k not in h or h[k] is None:
+            err.append(f"{k}: missing")
+        elif not isinstance(h[k], str) or not h[k].strip():
+            err.append(f"{k}: expected a non-empty string, got {h[k]!r}")
+    ok = {k: h[k] for k in _REQUIRED if isinstance(h.get(k), str) and h[k].strip()}
+    for k in ("a", "b"):
+        if k in ok and ok[k] not in variants:
+            err.append(f"{k}: unknown variant '{ok[k]}'; variants: "
+                       f"{', '.join(sorted(variants))}")
+    if "a" in ok and ok.get("b") == ok["a"]:
+        err.append(f"b: same variant as a ('{ok['a']}')")
+    if "metric" in ok and ok["metric"] not in metrics:
+        err.append(f"metric: unknown metric '{ok['metric']}'; metrics: "
+                   f"{', '.join(sorted(metrics))}")
+    if "direction" in ok and ok["direction"] not in DIRECTIONS:
+        err.append(f"direction: unknown direction '{ok['direction']}'; one of: "
+                   f"{', '.join(DIRECTIONS)}")
+    return ok, err
+
+
+def _hypothesis_datasets(h: Mapping, datasets: Collection[str] | None
+                         ) -> tuple[list[str], list[str]]:
+    """The test sets a hypothesis is restricted to (none: all), and what is wrong with them."""
+    ds = h.get("datasets", ())
+    ds = [ds] if isinstance(ds, str) else ([] if ds is None else ds)
+    if not isinstance(ds, list | tuple) or not all(isinstance(d, str) for d in ds):
+        return [], [f"datasets: expected a list of test set names, got {ds!r}"]
+    if datasets is None:
+        return list(ds), []
+    return list(ds), [f"datasets: unknown test set '{d}'; test sets: "
+                      f"{', '.join(sorted(datasets))}" for d in ds if d not in datasets]
 
 
 def _verdict(iv: Interval, direction: str) -> tuple[str, str]:

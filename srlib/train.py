@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from srlib import runs
 from srlib.data import PatchSampler, dataset_name, list_images, load_image
-from srlib.evaluate import evaluate_sets
+from srlib.evaluate import Validation, evaluate_sets
 from srlib.losses import Loss, parse_spec
 from srlib.models import (
     PRESETS,
@@ -51,11 +51,12 @@ from srlib.models import (
 # name -> (HR patch side, width) -> discriminator
 DISCRIMINATORS = {
     "vgg": lambda patch, nf: VGGDiscriminator(patch, nf),  # ESRGAN's, one logit per patch
-    "unet": lambda patch, nf: UNetDiscriminator(nf),  # Real-ESRGAN's, one logit per pixel
+    "unet": lambda _patch, nf: UNetDiscriminator(nf),  # Real-ESRGAN's, one logit per pixel
 }
 # Config fields that may change between a run and its resumption: they do not change
 # what is computed (or, for device, only its rounding).
 RESUMABLE_CHANGES = {"out", "ckpt_every", "log_every", "device", "compile", "progress"}
+VAL_COLUMNS = ["iter", "psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"]
 PRESET_FIELDS = ("batch", "patch", "learning_rate", "nf", "nb", "gc", "d_nf")
 
 
@@ -93,6 +94,12 @@ class Config:
     d_nf: int | None = _f(None, "discriminator width (preset's)")
     discriminator: str = _f("vgg", f"for adv losses: one of {', '.join(DISCRIMINATORS)}")
     init_from: str | None = _f(None, "start from the generator of this finished run folder")
+    val_every: int = _f(0, "evaluate the validation crops every this many iterations "
+                           "(0: never); logged to validation.csv")
+    val_data: str | None = _f(None, "validation images (default: the first test set); "
+                                    "centre crops, for curves only, never for selection")
+    val_crop: int = _f(96, "validation crop side in HR px, a multiple of scale")
+    val_images: int = _f(8, "validation crops: the first this many images of val_data")
     ckpt_every: int = _f(500, "checkpoint every this many iterations (and on SIGTERM)")
     log_every: int = _f(10, "log the loss terms every this many iterations")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
@@ -100,45 +107,50 @@ class Config:
     progress: bool = _f(True, "show a progress bar")
 
     def resolved(self) -> Config:
-        """A copy with the preset's sizes filled in, validated: ``ValueError`` (or
-        ``FileNotFoundError`` for data) names the field, the value and what was expected."""
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        if self.scale not in SCALES or isinstance(self.scale, bool):
-            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
-        if self.upsampler not in UPSAMPLERS:
-            raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, "
-                             f"got {self.upsampler!r}")
+        """A copy with the preset's sizes filled in, validated: ``ValueError`` names the
+        field, the value and what was expected."""
+        _choose("preset", self.preset, PRESETS)
+        _choose("scale", self.scale, SCALES)
+        _choose("upsampler", self.upsampler, UPSAMPLERS)
         c = dataclasses.replace(self, test_data=list(self.test_data))
-        if c.skip is None:
-            c.skip = default_skip(c.upsampler)
-        if c.skip not in SKIPS:
-            raise ValueError(f"skip must be one of {', '.join(SKIPS)}, got {c.skip!r}")
+        c.skip = default_skip(c.upsampler) if c.skip is None else c.skip
+        _choose("skip", c.skip, SKIPS)
         for k in PRESET_FIELDS:
             if getattr(c, k) is None:
                 setattr(c, k, PRESETS[c.preset][k])
-        for k in ("iters", "batch", "patch", "nf", "nb", "gc", "d_nf", "ckpt_every", "log_every"):
-            v = getattr(c, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{k} must be a positive integer, got {v!r}")
-        if not isinstance(c.seed, int) or isinstance(c.seed, bool) or c.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {c.seed!r}")
-        lr_ok = isinstance(c.learning_rate, (int, float)) and not isinstance(c.learning_rate, bool)
-        if not (lr_ok and 0 < c.learning_rate < 1):
-            raise ValueError(f"learning_rate must be a number in (0, 1), got {c.learning_rate!r}")
-        if c.patch % c.scale:
-            raise ValueError(f"patch {c.patch} must be a multiple of scale {c.scale}")
-        if c.discriminator not in DISCRIMINATORS:
-            raise ValueError(f"discriminator must be one of {', '.join(DISCRIMINATORS)}, "
-                             f"got {c.discriminator!r}")
-        if c.device not in ("auto", "cpu", "cuda") and not c.device.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}")
+        for k in ("iters", "batch", "patch", "nf", "nb", "gc", "d_nf", "ckpt_every", "log_every",
+                  "val_crop", "val_images"):
+            _check(k, getattr(c, k), _is_int(getattr(c, k), 1), "a positive integer")
+        _check("val_every", c.val_every, _is_int(c.val_every, 0), "a non-negative integer")
+        _check("val_crop", c.val_crop, c.val_crop % c.scale == 0, f"a multiple of scale {c.scale}")
+        _check("seed", c.seed, _is_int(c.seed, 0), "a non-negative integer")
+        lr = c.learning_rate
+        _check("learning_rate", lr, isinstance(lr, (int, float)) and not isinstance(lr, bool)
+               and 0 < lr < 1, "a number in (0, 1)")
+        _check("patch", c.patch, c.patch % c.scale == 0, f"a multiple of scale {c.scale}")
+        _choose("discriminator", c.discriminator, DISCRIMINATORS)
+        _check("device", c.device, c.device in ("auto", "cpu", "cuda")
+               or c.device.startswith("cuda:"), "auto, cpu, cuda or cuda:N")
         if c.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {c.device!r} requested but CUDA is not available")
-        if not isinstance(c.test_data, list) or not c.test_data:
-            raise ValueError(f"test_data must be a non-empty list, got {c.test_data!r}")
+        _check("test_data", c.test_data, isinstance(c.test_data, list) and bool(c.test_data),
+               "a non-empty list")
         parse_spec(c.loss)  # raises with the grammar and the choices
         return c
+
+
+def _is_int(v, least: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _check(name: str, value, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _choose(name: str, value, choices) -> None:
+    ok = not isinstance(value, bool) and value in choices
+    _check(name, value, ok, f"one of {', '.join(map(str, choices))}")
 
 
 def config_differences(out: Path, c: Config) -> list[str]:
@@ -155,7 +167,7 @@ def check_inputs(c: Config) -> None:
     data set, the run it starts from. Warns when no loss term ties SR to its input."""
     runs.check_writable_folder(c.out)
     list_images(c.data, "train")
-    for d in c.test_data:
+    for d in [*c.test_data, *([c.val_data] if c.val_data else [])]:
         list_images(d, "test")
     if c.init_from:
         src = Path(c.init_from)
@@ -283,10 +295,9 @@ def _signals_to(flag: dict):
     """Route SIGTERM / SIGINT to ``flag['signal']`` (main thread only) for the block."""
     old = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
+        # ValueError: not the main thread (some notebook front ends): no handler then
+        with contextlib.suppress(ValueError):
             old[sig] = signal.signal(sig, lambda signum, _frame: flag.update(signal=signum))
-        except ValueError:  # not the main thread (some notebook front ends)
-            pass
     try:
         yield
     finally:
@@ -332,23 +343,45 @@ def train(config: Config) -> dict:
         return _run(c, out)
 
 
+@dataclass
+class Session:
+    """What the loop of one run works with: the config, its folder and the built objects."""
+
+    c: Config
+    out: Path
+    dev: torch.device
+    sampler: PatchSampler
+    loss: Loss
+    nets: Nets
+    scheds: list
+    start: int = 0
+    train_seconds: float = 0.0
+    val: Validation | None = None
+
+    @property
+    def ckpt(self) -> Path:
+        return self.out / runs.CHECKPOINT
+
+
 def _run(c: Config, out: Path) -> dict:
     """Set up, resume, train and evaluate the validated config ``c`` in ``out``."""
-    ckpt = out / runs.CHECKPOINT
-    state = runs.load_checkpoint(ckpt) if ckpt.exists() else None
+    state = runs.load_checkpoint(out / runs.CHECKPOINT) if (out / runs.CHECKPOINT).exists() \
+        else None
     dev = _device(c)
-    cuda = dev.type == "cuda"
-    if cuda:  # TF32 for the convolutions; D and the losses run in float32 (see train_step)
+    if dev.type == "cuda":  # TF32 for convolutions; D and the losses run in float32
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     paths = list_images(c.data, "train")
     sampler = PatchSampler([load_image(p) for p in paths], c.patch, c.scale, c.batch, dev,
                            c.seed, names=[str(p) for p in paths])
     loss = Loss(c.loss, sampler.op).to(dev)
     nets, scheds = _build(c, loss, dev)
-    start, train_seconds = 0, 0.0
+    run = Session(c, out, dev, sampler, loss, nets, scheds)
+    if c.val_every:
+        run.val = Validation(c.val_data or c.test_data[0], c.scale, c.val_crop, c.val_images,
+                             dev)
     if state is not None:
         _restore(state, nets, scheds, sampler)
-        start, train_seconds = state["iter"], state["train_seconds"]
+        run.start, run.train_seconds = state["iter"], state["train_seconds"]
     # Written once everything above succeeded: a refused config leaves no trace.
     runs.write_json(out / runs.CONFIG, dataclasses.asdict(c))
     if c.init_from:
@@ -356,62 +389,81 @@ def _run(c: Config, out: Path) -> dict:
         old = runs.recorded_source(out)
         if state is not None and old is not None and old["generator_sha256"] != now:
             raise ValueError(f"{out}: its source {c.init_from} was retrained since this run "
-                             f"started; delete {ckpt} to restart from the new source")
+                             f"started; delete {run.ckpt} to restart from the new source")
         runs.write_json(out / runs.SOURCE, {"run": str(Path(c.init_from).resolve()),
                                             "generator_sha256": now})
-    log_path = out / runs.LOSSES
-    columns = ["iter", "total", *[t.name for t in loss.terms], "d_loss", "learning_rate",
-               "seconds"]
-    _start_log(log_path, columns, start)
+    session_seconds = _loop(run)
+    return _finish(run, session_seconds)
 
+
+def _loop(run: Session) -> float:
+    """Train from ``run.start`` to ``c.iters``: log, validate, checkpoint, stop on a signal.
+    Returns the seconds this session trained."""
+    c, nets, cuda = run.c, run.nets, run.dev.type == "cuda"
+    log_path, val_path = run.out / runs.LOSSES, run.out / runs.VALIDATION
+    columns = ["iter", "total", *[t.name for t in run.loss.terms], "d_loss", "learning_rate",
+               "seconds"]
+    _start_log(log_path, columns, run.start)
+    if run.val is not None:
+        _start_log(val_path, VAL_COLUMNS, run.start)
     stop: dict = {"signal": None}
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=cuda)
-    bar = tqdm(range(start, c.iters), initial=start, total=c.iters, disable=not c.progress,
-               desc=f"{c.loss} / {c.upsampler}", unit="it")
+    bar = tqdm(range(run.start, c.iters), initial=run.start, total=c.iters,
+               disable=not c.progress, desc=f"{c.loss} / {c.upsampler}", unit="it")
     t0 = t_session = time.perf_counter()
     with _signals_to(stop), contextlib.closing(bar):
         nets.g.train()
         for it in bar:
-            hr, lr = sampler.sample()
+            hr, lr = run.sampler.sample()
             if cuda:
                 hr, lr = (x.contiguous(memory_format=torch.channels_last) for x in (hr, lr))
             try:
-                total, terms, d_loss = train_step(nets, loss, hr, lr, autocast)
+                total, terms, d_loss = train_step(nets, run.loss, hr, lr, autocast)
             except FloatingPointError as err:
                 raise FloatingPointError(f"at iteration {it + 1}: {err}; the last good "
-                                         f"checkpoint is kept in {ckpt}") from None
-            for s in scheds:
+                                         f"checkpoint is kept in {run.ckpt}") from None
+            for s in run.scheds:
                 s.step()
             done = it + 1
             if done % c.log_every == 0 or done == c.iters:
                 _append_log(log_path, columns, {
                     "iter": done, "total": total.item(),
-                    "learning_rate": scheds[0].get_last_lr()[0],
+                    "learning_rate": run.scheds[0].get_last_lr()[0],
                     "d_loss": d_loss.item() if d_loss is not None else "",
-                    "seconds": round(train_seconds + time.perf_counter() - t0, 3),
+                    "seconds": round(run.train_seconds + time.perf_counter() - t0, 3),
                     **{k: float(v) for k, v in terms.items()}})
                 bar.set_postfix({k: f"{float(v):.4g}" for k, v in terms.items()})
+            if run.val is not None and (done % c.val_every == 0 or done == c.iters):
+                _append_log(val_path, VAL_COLUMNS, {"iter": done, **run.val(nets.g)})
             if done % c.ckpt_every == 0 or done == c.iters or stop["signal"]:
-                train_seconds += time.perf_counter() - t0
-                runs.write_torch(ckpt, _state(done, train_seconds, nets, scheds, sampler))
+                run.train_seconds += time.perf_counter() - t0
+                runs.write_torch(run.ckpt, _state(done, run.train_seconds, nets, run.scheds,
+                                                  run.sampler))
                 t0 = time.perf_counter()
             if stop["signal"]:
                 raise Interrupted(f"stopped by signal {stop['signal']} at iteration {done}; "
-                                  f"checkpoint saved in {ckpt}: run the same command to resume")
-    session_iters, session_seconds = c.iters - start, time.perf_counter() - t_session
+                                  f"checkpoint saved in {run.ckpt}: run the same command to "
+                                  "resume")
+    return time.perf_counter() - t_session
 
-    # ---- evaluation on the test sets, with the literature's conventions ---------------
-    runs.write_torch(out / runs.GENERATOR, nets.g.state_dict())
-    nets.g.eval()
-    per_set, kind = evaluate_sets(nets.g, c.test_data, c.scale, out, dev,
+
+def _finish(run: Session, session_seconds: float) -> dict:
+    """Save the generator, evaluate it on the test sets with the literature's conventions,
+    write ``metrics.json`` and drop the checkpoint."""
+    c, dev = run.c, run.dev
+    runs.write_torch(run.out / runs.GENERATOR, run.nets.g.state_dict())
+    run.nets.g.eval()
+    per_set, kind = evaluate_sets(run.nets.g, c.test_data, c.scale, run.out, dev,
                                   model=f"{c.loss} / {c.upsampler}")
+    session_iters = c.iters - run.start
     results = runs.write_metrics(
-        out, per_set, lpips_kind=kind, config=dataclasses.asdict(c),
-        first_set=dataset_name(c.test_data[0]), iters=c.iters, train_seconds=train_seconds,
+        run.out, per_set, lpips_kind=kind, config=dataclasses.asdict(c),
+        first_set=dataset_name(c.test_data[0]), iters=c.iters,
+        train_seconds=run.train_seconds,
         its_per_second=session_iters / session_seconds if session_iters else None,
-        device=torch.cuda.get_device_name(dev) if cuda else "cpu",
-        resumed_from_iter=start or None, perc_backend=loss.perc_backend)
-    ckpt.unlink(missing_ok=True)  # generator.pt holds the result; optimiser state is done
+        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        resumed_from_iter=run.start or None, perc_backend=run.loss.perc_backend)
+    run.ckpt.unlink(missing_ok=True)  # generator.pt holds the result; optimiser state is done
     return results
 
 

@@ -106,7 +106,7 @@ def test_train_step_refuses_a_non_finite_loss_before_changing_weights():
 
 def test_cli_scale_zero(tiny_sets, tmp_path, capsys):
     assert main([*tiny_args(tiny_sets, tmp_path / "r"), "--scale", "0"]) == 2
-    assert "scale must be one of (2, 3, 4), got 0" in capsys.readouterr().err
+    assert "scale must be one of 2, 3, 4, got 0" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
@@ -202,3 +202,27 @@ def test_old_run_folders_with_lr_are_read(tiny_sets, tmp_path, capsys):
     assert main(tiny_args(tiny_sets, out)) == 0  # same config: finished, not refused
     assert "old key 'lr' read as 'learning_rate'" in capsys.readouterr().out
     assert runs.load_generator(out) is not None
+
+
+def test_validation_curves_are_logged_and_pinv_scores_zero_gain(tiny_sets, tmp_path):
+    from srlib.evaluate import Validation
+
+    c = Config(loss="pixel", upsampler="nearest", iters=6, out=str(tmp_path / "r"),
+               data=tiny_sets[0], test_data=[tiny_sets[1]], batch=2, patch=16, nf=8, nb=1,
+               gc=4, device="cpu", progress=False, val_every=2, val_crop=32, val_images=2)
+    train(c)
+    import pandas as pd
+
+    log = pd.read_csv(tmp_path / "r" / "validation.csv")
+    assert log.iter.tolist() == [2, 4, 6]
+    assert set(log.columns) == {"iter", "psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"}
+    assert log.notna().all().all() and (log.psnr_y > 5).all()
+    val = Validation(tiny_sets[1], 4, 32, 2)
+    op = BicubicDegradation(4)
+
+    class Pinv(torch.nn.Module):
+        def forward(self, lr):
+            return op.pinv(lr)
+
+    scores = val(Pinv())
+    assert abs(scores["null_gain_db"]) < 1e-6 and abs(scores["range_gain_db"]) < 1e-6

@@ -179,9 +179,9 @@ def test_sampler_is_seeded_and_skips_small_images():
 
 def test_sampler_bad_input():
     img = torch.zeros(3, 20, 20, dtype=torch.uint8)
-    with pytest.raises(ValueError, match="no training image is at least 32x32"):
-        with pytest.warns(UserWarning):
-            PatchSampler([img], 32, 4, 2)
+    with pytest.raises(ValueError, match="no training image is at least 32x32"), \
+            pytest.warns(UserWarning):
+        PatchSampler([img], 32, 4, 2)
     with pytest.raises(ValueError, match="multiple of scale 4"):
         PatchSampler([img], 18, 4, 2)
     with pytest.raises(ValueError, match="batch"):
