@@ -26,14 +26,17 @@
 # say.
 #
 # Everything on this page is read from the result files of one run of the grid below
-# (`results.csv`, `manifold.json`, `artifacts.csv`, the runs' `losses.csv`,
-# `provenance.json` and the saved figures); the notebooks that wrote them are linked at
-# the end.
+# (`results.csv`, `per_image.csv`, `manifold.json`, `artifacts.csv`, the runs' `losses.csv`
+# and `validation.csv`, `provenance.json` and the saved figures); the notebooks that wrote
+# them are linked at the end. The hypotheses are the grid file's own: each names the two
+# variants it compares, the metric and the direction it expects, and its verdict follows
+# from a 95% interval, not from a threshold written here.
 
 # %% tags=["parameters"]
 results = "../reports/results.csv"
 runs = "../reports/runs"
 grid = "../configs/quick.yaml"
+per_image = ""  # the per-image table; "" means per_image.csv beside `results`
 
 # %%
 import json
@@ -43,23 +46,20 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import HTML, Image, Markdown, display
 
+from srlib import analysis as an
+from srlib import report as rp
 from srlib.ablate import load_grid
-from srlib.analysis import load_loss_curves, plot_losses, plot_perception_distortion
-from srlib.report import (
-    format_table,
-    grid_summary,
-    page_findings,
-    provenance_text,
-    run_links,
-    summary_table,
-)
 
 reports = Path(results).parent
 table = pd.read_csv(results, keep_default_na=False, na_values=[""])
 done = table[table.status == "done"]
-summ = summary_table(table)
+g = load_grid(grid)
+per_img = rp.load_per_image(per_image or reports / "per_image.csv")
+baselines = rp.baseline_variants(table, g)
+summ = rp.summary_table(table, per_img, baselines=baselines)
+verdicts = rp.hypothesis_verdicts(g["hypotheses"], per_img, baselines=baselines)
 datasets = list(summ.dataset.unique()) if len(summ) else []
-display(Markdown(grid_summary(table, load_grid(grid))))
+display(Markdown(rp.grid_summary(table, g)))
 
 # %% [markdown]
 # ## What is measured
@@ -68,13 +68,20 @@ display(Markdown(grid_summary(table, load_grid(grid))))
 # `imresize(x, 1/s, 'bicubic')`, the operator that made the LR images of every standard
 # benchmark. It is linear: per channel, `D(x) = A_h x A_w^T`. Its pseudo-inverse is
 # `D^+(y) = A_h^+ y (A_w^+)^T`, and `D^+ LR` is the image of least energy that downsamples
-# to `LR` (the `pinv` baseline, where the grid has it). The projection
-# `P(sr, lr) = sr + D^+(lr - D sr)` makes any image consistent with its input. Every image
-# splits into two orthogonal parts, `x = D^+ D x + (I - D^+ D) x`: the *range* part, which
-# its LR image fixes, and the *null-space* part, which `D` cannot see (at x4, 15 of every
-# 16 dimensions). The error of an SR image splits the same way,
+# to `LR` (the `pinv` baseline, where the grid has it): the image a downsampled-space loss
+# scores zero without any learning, so a network earns its place only where it beats it.
+# The projection `P(sr, lr) = sr + D^+(lr - D sr)` makes any image consistent with its
+# input. Every image splits into two orthogonal parts, `x = D^+ D x + (I - D^+ D) x`: the
+# *range* part, which its LR image fixes, and the *null-space* part, which `D` cannot see
+# (at x4, 15 of every 16 dimensions). The error of an SR image splits the same way,
 # `|SR - HR|^2 = |range(SR - HR)|^2 + |null(SR - HR)|^2` (the columns *range MSE* and
-# *null MSE*): a downsampled-space loss controls only the first.
+# *null MSE*): a downsampled-space loss controls only the first. The *null-space gain* of
+# a variant is `10 log10(null_mse(D^+ LR) / null_mse(variant))` per image, in dB: positive
+# where it restored detail that `D` cannot see, negative where it added error there; the
+# *range gain* is the same for the range part. Every trained variant `v` is also evaluated
+# as `v+P`, the projection `P(G(LR), LR)` of its own outputs (same weights, no training):
+# exactly consistent, and with the null-space part of `v` unchanged (up to 8-bit rounding),
+# so that only its range error moves.
 #
 # **The losses.** Variants are named `loss/upsampler`; their losses are sums of these
 # terms:
@@ -93,9 +100,16 @@ display(Markdown(grid_summary(table, load_grid(grid))))
 # from each border, the SR image clipped to [0, 1] and rounded to 8 bits first, as in the
 # literature; LPIPS, a learned perceptual distance (lower is closer); LR-PSNR, the PSNR
 # between `D(SR)` and the LR input, which measures consistency, the one thing `L_down`
-# rewards; range and null MSE as above.
+# rewards; range and null MSE and the gains as above (RGB, over the whole image, whereas
+# PSNR-Y and SSIM-Y crop the border).
 #
-# ## The hypotheses, and how each is tested
+# ## The questions, and how each is tested
+#
+# The study asks five questions. The grid file turns them into hypotheses that this page
+# can test: each declared hypothesis names two variants `a` and `b` (a trained variant, a
+# baseline, or a projected twin `v+P`), one metric, and whether it expects `a` above or
+# below `b`. Two trained variants are compared at equal training length, unless the grid
+# marks the hypothesis otherwise, and then the finding says so.
 #
 # - **H1, ill-posedness.** `hr + n`, with `n` in the null space of `D`, has the same LR
 #   image as `hr` and a low PSNR against it, so a downsampled-space loss cannot tell them
@@ -103,54 +117,65 @@ display(Markdown(grid_summary(table, load_grid(grid))))
 #   2-D toy where HR is two pixels on a circle and LR their mean. Refuted if `D(hr + n)`
 #   differed from `D(hr)` by more than float64 rounding.
 # - **H2, the proposal's failure.** `L_down` alone with pixel shuffle gives a high LR-PSNR
-#   but a large null-space error, periodic noise, and a PSNR-Y far below the same network
-#   trained with `L_pixel` (and below `pinv`, where the grid has it). Tested by comparing
-#   `down/pixelshuffle` with `pixel/pixelshuffle`, seed by seed. Refuted where the
-#   `down` network's null MSE is no larger, or its PSNR-Y no lower, than the `pixel`
-#   network's.
+#   but a large null-space error (a negative null-space gain), periodic noise, and a
+#   PSNR-Y far below the same network trained with `L_pixel`, and below `D^+ LR`.
 # - **H3, the upsampler.** The proposal's hypothesis: pixel shuffle makes the loss easy to
 #   exploit, and other upsamplers (nearest-neighbour with convolutions, transposed
-#   convolution, pre-upsampling) do better under `L_down`. Tested by ranking the `down/*`
-#   variants by null MSE and PSNR-Y, and by the share of periodic energy in their
-#   artifacts. Supported where pixel shuffle ranks worst by more than the spread over
-#   seeds; refuted where another upsampler does as badly. Variants trained for different
-#   numbers of iterations are flagged in the findings.
+#   convolution, pre-upsampling) do better under `L_down`, compared at equal iterations.
+#   The share of periodic energy in their artifacts is measured beside it.
 # - **H4, the adversarial fix.** The proposal's other hypothesis: `L_down + w L_adv` pulls
 #   outputs onto the manifold of natural images, without the tug of war between a pixel
-#   loss and an adversarial loss. Tested against `pixel + adv` and ESRGAN's mix on PSNR-Y,
-#   LPIPS and LR-PSNR; a fine-tune is read against the model it started from (its
-#   `init_from` variant, also in the tables). Supported where the adversarial term lowers
-#   LPIPS while LR-PSNR stays high; refuted where it does not.
-# - **H5, consistency by construction** (beyond the proposal): `SR = P(G(LR), LR)`, in
-#   training and after it, a generator with a noise input, and a loss operator other than
-#   the data's `D`. These are the study's coming measurements: where the grid has no such
-#   variant, this page states no finding about H5.
+#   loss and an adversarial loss; measured against `pixel + adv` and ESRGAN's mix, and a
+#   fine-tune against the model it started from.
+# - **H5, consistency by construction** (beyond the proposal): `SR = P(G(LR), LR)`, after
+#   training (the `+P` twins) and in it, a generator with a noise input, and a loss
+#   operator other than the data's `D`.
 #
+# ### The hypotheses this grid declares
+#
+# Each one in full, as the grid file words it, then the evidence: the paired difference
+# `a - b` in its metric, over the same test images (and seeds), with its 95% interval.
+# *Supported*: the interval excludes 0 on the expected side; *contradicted*: on the other
+# side; *inconclusive*: it includes 0 (or a single image gives no interval); *not tested*:
+# a variant or the metric is missing, and the note says which.
+
+# %%
+display(Markdown(rp.hypothesis_statements(g["hypotheses"])))
+display(HTML(rp.verdict_display(verdicts).to_html(index=False)))
+
+# %% [markdown]
 # ## Findings
 #
 # Each sentence below is computed from this run's result files; none is written by hand.
-# A hypothesis whose variants are missing from the grid, or failed, gets no sentence. A
-# grid with one seed gives no spread over seeds, and a grid trained for minutes on a CPU
-# (the `quick` profile) demonstrates the phenomena and every figure; it is not evidence.
+# First the ill-posedness measurement, then one sentence per declared hypothesis and test
+# set, then what the runs themselves report (training lengths, the perceptual loss's
+# backbone, runs that failed or did not run), then the periodic artifacts. A grid with one
+# seed gives intervals over test images only (how sure we are on images like these, not
+# how much a new training seed would move the result), and a grid trained for minutes on
+# a CPU (the `quick` profile) demonstrates the phenomena and every figure; it is not
+# evidence.
 
 # %%
-display(Markdown("\n".join(f"- {s}" for s in page_findings(table, reports))))
+lines = rp.page_findings(table, reports, verdicts, g["hypotheses"])
+display(Markdown("\n".join(f"- {s}" for s in lines)))
 
 # %% [markdown]
 # ## Results
 #
-# Mean ± standard deviation over seeds, one table per test set. PSNR-Y and SSIM-Y
-# measure fidelity to HR (higher is better); LPIPS, perceptual distance (lower is
-# better); LR-PSNR, consistency with the input (higher is more consistent); "raw": the
-# same before SR is clipped to [0, 1] and rounded, and "clipped": the share of raw SR
-# values outside [0, 1]; range and null MSE: the two parts of the RGB error (in [0, 1]
-# units). What to look for: a variant can top the LR-PSNR column and still sit low in
-# PSNR-Y; its null MSE then says where its error went.
+# One table per test set. Baselines come first, then each trained variant followed by its
+# projected twin `+P`. PSNR-Y and SSIM-Y measure fidelity to HR (higher is better); LPIPS,
+# perceptual distance (lower is better); LR-PSNR, consistency with the input (higher is
+# more consistent); the null-space and range gains, how much less error than `D^+ LR` the
+# variant leaves in each part (dB, higher is better). What to look for: a variant can top
+# the LR-PSNR column and still sit low in PSNR-Y; its null-space gain then says where its
+# error went. The iterations column gives a fine-tune as its source's iterations plus
+# its own.
 
 # %%
+display(Markdown(rp.table_note(summ)))
 for d in datasets:
     display(Markdown(f"### {d}"))
-    display(HTML(format_table(summ, d).to_html(index=False)))
+    display(HTML(rp.format_table(summ, d).to_html(index=False)))
 
 # %% [markdown]
 # ## The perception-distortion plane
@@ -161,11 +186,12 @@ for d in datasets:
 # and GAN-trained ones left and low. Right: fidelity to
 # HR against consistency with the input (LR-PSNR, better up). A loss that rewards only
 # consistency can place a variant at the top of the right panel and far to its left;
-# the bicubic baseline marks where no learning at all would land.
+# the baselines mark where no learning at all would land, and each projected twin sits
+# at the top of the right panel, straight above its variant.
 
 # %%
 for d in datasets:
-    plot_perception_distortion(table, d, str(done.lpips_kind.iloc[0]))
+    an.plot_perception_distortion(table, d, str(done.lpips_kind.iloc[0]))
     plt.show()
 
 # %% [markdown]
@@ -178,9 +204,28 @@ for d in datasets:
 # variant's numbers) and whether adversarial fine-tunes oscillate.
 
 # %%
-curves = load_loss_curves(runs, list(done.variant.unique()), int(table.seed.min()))
+curves = an.load_loss_curves(runs, list(done.variant.unique()), int(table.seed.min()))
 if curves:
-    plot_losses(curves, title="total training loss")
+    an.plot_losses(curves, title="total training loss")
+    plt.show()
+
+# %% [markdown]
+# ## Where the error goes during training
+#
+# Measured on fixed validation crops while each variant trained (mean over its seeds),
+# where the grid asked for it (`val_every`): left, the null-space gain against `D^+ LR`
+# (dB; the dashed line is `D^+ LR` itself); right, the LR-PSNR. Unlike the losses, these
+# are the same measurement for every variant. A downsampled-space loss drives the
+# LR-PSNR up from the start; what to look for is whether the null-space gain rises with
+# it, stays near 0 (the network learned `D^+`), or falls below 0 (it added error that
+# `D` cannot see). A fine-tune's curve counts its own iterations, from its start.
+
+# %%
+trained = [v for v, k in rp.variant_kinds(done).items() if k == "trained"]
+seeds = sorted(int(s) for s in table.seed.dropna().unique())
+val = an.load_validation(runs, trained, seeds, how="mean")
+if val:
+    an.plot_validation(val)
     plt.show()
 
 # %% [markdown]
@@ -204,7 +249,7 @@ for name in ("artifacts_crops.png", "artifacts_spectra.png"):
 # Each run's executed notebook: its loss curves, crops and metrics.
 
 # %%
-display(HTML(run_links(table, reports).to_html(index=False, escape=False)))
+display(HTML(rp.run_links(table, reports).to_html(index=False, escape=False)))
 
 # %% [markdown]
 # ## Provenance
@@ -213,4 +258,4 @@ display(HTML(run_links(table, reports).to_html(index=False, escape=False)))
 
 # %%
 if (reports / "provenance.json").is_file():
-    display(Markdown(provenance_text(json.loads((reports / "provenance.json").read_text()))))
+    display(Markdown(rp.provenance_text(json.loads((reports / "provenance.json").read_text()))))

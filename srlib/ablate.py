@@ -5,9 +5,12 @@
 A grid (YAML) has ``defaults`` (any ``srlib.train.Config`` field), ``seeds``,
 ``variants`` (``name: {loss, upsampler, ...}``) and optionally ``notebook_params``
 (papermill parameters of ``01_manifold``, ``03_artifacts``, ``04_report``), ``name`` and
-``hypotheses`` (a list). Any other key is refused, with the close match. A variant named
-``bicubic`` is the MATLAB bicubic baseline (evaluated, not trained); ``init_from:
-<variant>`` starts from that variant's generator of the same seed (which then runs first).
+``hypotheses`` (a list). Any other key is refused, with the close match. A variant with
+``baseline: bicubic`` or ``baseline: pinv`` is a closed-form baseline (evaluated once, with
+the first seed; not trained; ``bicubic: {}`` is the bicubic one). Every trained variant
+``v`` is also evaluated projected, ``P(G(LR), LR)`` from the same weights, as ``v+P``.
+``init_from: <variant>`` starts from that variant's generator of the same seed (which then
+runs first).
 
 Each run executes ``notebooks/02_train.py`` with papermill into
 ``<out>/runs/<variant>/seed<k>/`` (``train.ipynb`` and ``train.html`` beside the run's
@@ -48,8 +51,17 @@ from pathlib import Path
 import torch
 import yaml
 
-from srlib import runs
-from srlib.report import collect, stale_reason
+from srlib import runs, stats
+from srlib.report import (
+    add_gain_means,
+    baseline_of,
+    collect,
+    collect_per_image,
+    projected_name,
+    stale_reason,
+    total_iters,
+    variant_seeds,
+)
 from srlib.train import Config, config_differences
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -101,9 +113,6 @@ def load_grid(path: str | Path) -> dict:
     if not isinstance(grid["name"], str) or not grid["name"]:
         raise ValueError(f"{where('name')}: 'name' must be a non-empty string")
     grid["seeds"] = _check_seeds(grid.get("seeds", [0]), f"{where('seeds')}: seeds")
-    if grid.get("hypotheses") is not None and not isinstance(grid["hypotheses"], list):
-        raise ValueError(f"{where('hypotheses')}: 'hypotheses' must be a list, got a "
-                         f"{_kind(grid['hypotheses'])}")
     grid["defaults"] = _check_fields(grid.get("defaults"), "defaults", where)
     variants = grid["variants"] = _check_variants(grid.get("variants"), where)
     try:
@@ -111,7 +120,67 @@ def load_grid(path: str | Path) -> dict:
     except ValueError as err:  # a cycle of init_from
         raise ValueError(f"{where('variants')}: {err}") from None
     grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
+    grid["hypotheses"] = _check_hypotheses(grid, where)
     return grid
+
+
+def _check_hypotheses(grid: dict, where: Callable[..., str]) -> list[stats.Hypothesis]:
+    """``hypotheses`` -> ``stats.Hypothesis`` objects, checked against the grid's variants
+    and the ``+P`` twins of its trained ones, the metrics ``stats`` knows, the grid's test
+    sets and the training length of the variants compared (``_unequal_iters``); every
+    problem on its own line, each naming the hypothesis and the field."""
+    from srlib.data import dataset_name
+
+    if grid.get("hypotheses") is not None and not isinstance(grid["hypotheses"], list):
+        raise ValueError(f"{where('hypotheses')}: 'hypotheses' must be a list, got a "
+                         f"{_kind(grid['hypotheses'])}")
+    variants = grid["variants"]
+    trained = [v for v, spec in variants.items() if not baseline_of(spec, v)]
+    clash = [projected_name(v) for v in trained if projected_name(v) in variants]
+    if clash:
+        raise ValueError(f"{where('variants', clash[0])}: variant name {clash[0]!r} is taken "
+                         "by the projected twin of a trained variant; rename it")
+    names = [*variants, *map(projected_name, trained)]
+    sets = [grid["defaults"].get("test_data", Config().test_data),
+            *((spec or {}).get("test_data", []) for spec in variants.values())]
+    sets = {dataset_name(s) for x in sets for s in ([x] if isinstance(x, str) else x or [])}
+    hypotheses = stats.parse_hypotheses(grid.get("hypotheses"), names, stats.KNOWN_METRICS,
+                                        where("hypotheses"), sets)
+    problems = [f"{where('hypotheses')}: hypothesis '{h.id}': {why}" for h in hypotheses
+                if (why := _unequal_iters(h, variants, grid["defaults"]))]
+    if problems:
+        raise ValueError("\n".join(problems))
+    return hypotheses
+
+
+def _unequal_iters(h: stats.Hypothesis, variants: dict[str, dict], defaults: dict) -> str:
+    """Why hypothesis ``h`` compares two trained (or projected) variants trained for
+    different numbers of iterations (a fine-tune counts its source's too), or '' when the
+    counts agree, a side is a baseline, or ``h.unequal_iters_ok``."""
+    if h.unequal_iters_ok:
+        return ""
+    sides = [v[:-len(projected_name(""))] if v not in variants else v for v in (h.a, h.b)]
+    if any(baseline_of(variants[v], v) for v in sides):
+        return ""
+    counts = [iteration_label(variants, defaults, v) for v in sides]
+    totals = [total_iters(variants, defaults, v) for v in sides]
+    if totals[0] == totals[1]:
+        return ""
+    return (f"a '{h.a}' is trained for {counts[0]} iterations and b '{h.b}' for "
+            f"{counts[1]}: compare variants of equal training length, or mark the "
+            "hypothesis 'unequal_iters_ok: true' (the report then says so)")
+
+
+def iteration_label(variants: dict[str, dict], defaults: dict, variant: str) -> str:
+    """A variant's training length as text: ``'2000'``, or for a fine-tune its source's
+    total and its own, ``'2000 + 200'``; ``'0'`` for a baseline."""
+    spec = variants[variant] or {}
+    own = total_iters(variants, defaults, variant)
+    src = spec.get("init_from")
+    if not src:
+        return str(own)
+    before = total_iters(variants, defaults, src)
+    return f"{before} + {own - before}"
 
 
 def _check_variants(variants, where) -> dict:
@@ -125,15 +194,38 @@ def _check_variants(variants, where) -> dict:
                 or ".." in name.split("/"):
             raise ValueError(f"{where('variants', name)}: variant name {name!r} must be a "
                              "relative folder name (it becomes runs/<variant>/)")
-        spec = variants[name] = _check_fields(variants[name], f"variant {name!r}", where,
+        raw = variants[name]
+        base = raw.pop("baseline", None) if isinstance(raw, dict) else None
+        own_seeds = raw.pop("seeds", None) if isinstance(raw, dict) else None
+        spec = variants[name] = _check_fields(raw, f"variant {name!r}", where,
                                               ("variants", name))
-        if name != "bicubic" and "loss" not in spec:
-            raise ValueError(f"{where('variants', name)}: variant {name!r} needs a 'loss'")
+        if own_seeds is not None:  # a subset of the grid's seeds, checked in load_grid
+            spec["seeds"] = _check_seeds(own_seeds, f"{where('variants', name, 'seeds')}: "
+                                                    f"variant {name!r}: seeds")
+        if base is not None:
+            _check_baseline(base, name, spec, where)
+            spec["baseline"] = base
+        elif not baseline_of(spec, name) and "loss" not in spec:
+            raise ValueError(f"{where('variants', name)}: variant {name!r} needs a 'loss' "
+                             "(or 'baseline: <name>' for a closed-form baseline)")
         src = spec.get("init_from")
         if src is not None and src not in variants:
             raise ValueError(f"{where('variants', name, 'init_from')}: variant {name!r}: "
                              f"init_from {src!r} is not a variant")
     return variants
+
+
+def _check_baseline(base: object, name: str, spec: dict, where: Callable[..., str]) -> None:
+    """A closed-form baseline names one of ``evaluate.BASELINES`` and trains nothing."""
+    from srlib.evaluate import BASELINES
+
+    if base not in BASELINES:
+        raise ValueError(f"{where('variants', name, 'baseline')}: variant {name!r}: "
+                         f"{_unknown(base, tuple(BASELINES), 'as a baseline')}")
+    trained = sorted(set(spec) & {"loss", "upsampler", "init_from", "iters"})
+    if trained:
+        raise ValueError(f"{where('variants', name)}: variant {name!r} is the closed-form "
+                         f"baseline {base!r}: it trains nothing, so {trained} do not apply")
 
 
 def _yaml_problem(path: Path, err: yaml.YAMLError) -> str:
@@ -252,7 +344,8 @@ def notebook_parameters(stem: str) -> set[str]:
 
 def run_config(grid: dict, variant: str, seed: int, out: Path) -> dict:
     """The ``Config`` fields of one run, as plain data (the grid's, then the runner's)."""
-    spec = {**grid["defaults"], **grid["variants"][variant]}
+    spec = {k: v for k, v in {**grid["defaults"], **grid["variants"][variant]}.items()
+            if k in CONFIG_FIELDS}  # not the runner's own keys (baseline, seeds)
     if spec.get("init_from"):
         spec["init_from"] = str(runs.run_dir(out, spec["init_from"], seed).resolve())
     spec.update(seed=seed, out=str(runs.run_dir(out, variant, seed).resolve()), progress=False)
@@ -334,21 +427,23 @@ def to_html(notebook: Path, html: Path, code: bool) -> None:
     runs.write_text(html, body)
 
 
-def _bicubic_run(grid: dict, seed: int, out: Path) -> None:
-    """The bicubic baseline as a run folder (``metrics.json`` in the runs' schema)."""
+def _baseline_run(grid: dict, variant: str, seed: int, out: Path) -> None:
+    """A closed-form baseline (bicubic, ``D^+ LR``) as a run folder: evaluated, not
+    trained, ``metrics.json`` in the runs' schema."""
     from srlib.data import dataset_name
-    from srlib.evaluate import evaluate_sets
+    from srlib.evaluate import BASELINES, evaluate_sets
     from srlib.resize import BicubicDegradation
 
-    spec = {**grid["defaults"], **grid["variants"]["bicubic"]}
+    name = baseline_of(grid["variants"][variant], variant)
+    spec = {**grid["defaults"], **grid["variants"][variant]}
     fields = {k: v for k, v in spec.items() if k in CONFIG_FIELDS}
-    d = runs.run_dir(out, "bicubic", seed)
-    c = Config(**{**fields, "loss": "bicubic", "upsampler": "", "init_from": None,
+    d = runs.run_dir(out, variant, seed)
+    c = Config(**{**fields, "loss": name, "upsampler": "", "init_from": None,
                   "seed": seed, "out": str(d)})
     with runs.locked(d, "run folder"):
         runs.clear(d)
-        per_set, kind = evaluate_sets(BicubicDegradation(c.scale).up, c.test_data, c.scale, d,
-                                      model="bicubic")
+        per_set, kind, _ = evaluate_sets(BASELINES[name](BicubicDegradation(c.scale)),
+                                         c.test_data, c.scale, d, model=name)
         config = dataclasses.asdict(c)
         runs.write_json(d / runs.CONFIG, config)
         runs.write_metrics(d, per_set, lpips_kind=kind, config=config,
@@ -390,8 +485,8 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
     src_outcome = sources[(src, seed)].result() if src else None  # submitted earlier
     if stop.signum is not None:
         return Outcome("not started", "not started (stopping)")
-    if variant == "bicubic":
-        return _attempt(d, stop, lambda: _bicubic_run(plan.grid, seed, plan.out))
+    if baseline_of(plan.grid["variants"][variant], variant):
+        return _attempt(d, stop, lambda: _baseline_run(plan.grid, variant, seed, plan.out))
     params = run_params(plan.grid, variant, seed, plan.out)
     if src_outcome is not None:
         why = _unusable_source(runs.run_dir(plan.out, src, seed), src, seed, src_outcome)
@@ -577,7 +672,8 @@ def _threads_per_run(jobs: int) -> Iterator[None]:
 def run_grid(plan: Plan, stop: _Stop, t_start: float) -> dict[tuple[str, int], Outcome]:
     """Every run of the plan, ``plan.jobs`` at a time, sources before their fine-tunes;
     prints one progress line per run."""
-    jobs = [(v, s) for v in plan.names for s in plan.seeds]
+    jobs = [(v, s) for v in plan.names for s in variant_seeds(plan.grid["variants"][v], v,
+                                                               plan.seeds)]
     lock, progress = threading.Lock(), {"done": 0, "spent": 0.0, "ran": 0}
 
     def one(variant: str, seed: int) -> Outcome:
@@ -671,7 +767,11 @@ def provenance(stages: dict[str, float], grid_path: Path) -> dict:
 def write_results(plan: Plan) -> list[dict]:
     """``<out>/results.csv`` from whatever run folders exist (every variant of the grid,
     the seeds asked for); returns the rows that are not done, for the notes."""
-    results = collect(plan.out, plan.grid["variants"], plan.seeds)
+    variants = plan.grid["variants"]
+    results = collect(plan.out, variants, plan.seeds, plan.grid["defaults"])
+    per_image = collect_per_image(plan.out, results, variants)
+    results = add_gain_means(results, per_image)
+    runs.write_text(plan.out / "per_image.csv", per_image.to_csv(index=False))
     runs.write_text(plan.out / "results.csv", results.to_csv(index=False))
     stale = results[results.status == "stale"]
     for _, r in stale.iterrows():
@@ -684,7 +784,7 @@ def build_report(plan: Plan, stages: dict[str, float], stop: _Stop, t_start: flo
     """results.csv, then the notebooks, then index.html. A page that cannot be built
     replaces the old index.html with one saying so: never a stale report."""
     rows = write_results(plan)
-    trained = any(r["status"] == "done" and r["variant"] != "bicubic" for r in rows)
+    trained = any(r["status"] == "done" and r.get("kind") != "baseline" for r in rows)
     common = {"results": str(plan.out / "results.csv"), "runs": str(plan.out / "runs"),
               "grid": str(plan.config.resolve())}
     stage_params = {"01_manifold": {"out": str(plan.out / "manifold.json")},

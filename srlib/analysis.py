@@ -19,8 +19,9 @@ import torch
 
 from srlib.data import eval_pair
 from srlib.metrics import psnr_rgb, quantize
+from srlib.report import variant_kinds
 from srlib.resize import BicubicDegradation
-from srlib.runs import load_sr, run_dir
+from srlib.runs import VALIDATION, load_sr, run_dir
 
 
 def null_perturbation(
@@ -264,8 +265,9 @@ def artifact_inputs(results: str | Path | pd.DataFrame, runs: str | Path,
     """Everything ``03_artifacts`` needs, from ``results.csv``, the runs folder and the grid.
 
     The first test set of the grid, the first seed with finished runs, every finished
-    variant except ``bicubic`` (drawn from LR by ``artifact_panel``) that saved its SR
-    images, and ``image`` (default: the first test image)."""
+    trained variant (not the baselines, bicubic being drawn from LR by ``artifact_panel``,
+    nor the projected twins) that saved its SR images, and ``image`` (default: the first
+    test image)."""
     from srlib.data import dataset_name, load_dataset
 
     table = (results if isinstance(results, pd.DataFrame)
@@ -287,7 +289,8 @@ def artifact_inputs(results: str | Path | pd.DataFrame, runs: str | Path,
     if image not in images:
         raise ValueError(f"image {image!r} is not in {test_set}: one of {', '.join(images)}")
     at_seed = done[(done.seed == seed) & (done.dataset == dataset)].variant.unique()
-    variants = [v for v in at_seed if v != "bicubic" and
+    kinds = variant_kinds(done)
+    variants = [v for v in at_seed if kinds.get(v) == "trained" and
                 (run_folder(runs, v, seed) / "eval" / dataset / f"{image}.png").is_file()]
     a = ArtifactInputs(scale=int(g["defaults"].get("scale", 4)), test_set=test_set,
                        dataset=dataset, seed=seed, variants=variants, images=images,
@@ -418,3 +421,61 @@ def load_loss_curves(runs: str | Path, variants: list[str], seed: int) -> dict[s
             curves[v] = pd.read_csv(f)
     return curves
 
+
+
+# ---- 04_report: validation curves (``validation.csv`` of each run) ------------------------
+
+VALIDATION_PANELS = {"null_gain_db": "null-space gain vs D^+ LR (dB), higher is better",
+                     "lr_psnr": "LR-PSNR (dB), higher is more consistent"}
+
+
+def load_validation(runs: str | Path, variants: list[str], seeds: list[int],
+                    how: str = "first") -> dict[str, pd.DataFrame]:
+    """``validation.csv`` of each variant's runs (columns ``iter``, ``psnr_y``,
+    ``lr_psnr``, ``null_gain_db``, ``range_gain_db``; dB), logged on fixed validation crops
+    during training: ``how="first"`` the first of ``seeds`` that has one, ``"mean"`` the
+    mean over the seeds that have one, per iteration. Variants without any are left out;
+    each table gets ``seeds``, how many runs went in."""
+    if how not in ("first", "mean"):
+        raise ValueError(f"how must be 'first' or 'mean', got {how!r}")
+    out = {}
+    for v in variants:
+        tables = [pd.read_csv(f) for s in seeds
+                  if (f := run_folder(runs, v, s) / VALIDATION).is_file()]
+        tables = [t for t in tables if len(t) and "iter" in t]
+        if not tables:
+            continue
+        if how == "first":
+            tables = tables[:1]
+        t = pd.concat(tables).groupby("iter", as_index=False).mean(numeric_only=True)
+        out[v] = t.assign(seeds=len(tables))
+    return out
+
+
+def plot_validation(curves: dict[str, pd.DataFrame],
+                    panels: dict[str, str] | None = None) -> plt.Figure:
+    """One panel per column of ``panels`` (default: null-space gain and LR-PSNR, dB)
+    against the training iteration, one line per variant of ``curves``
+    (``load_validation``); one legend right of the panels, outside the axes."""
+    panels = panels or VALIDATION_PANELS
+    fig, axes = plt.subplots(1, len(panels), figsize=(14, 4.2), squeeze=False,
+                             layout="constrained")
+    for ax, (col, label) in zip(axes[0], panels.items(), strict=True):
+        for i, (v, t) in enumerate(curves.items()):
+            if col in t and t[col].notna().any():
+                ax.plot(t["iter"], t[col], lw=1.2, color=f"C{i % 10}", label=v)
+        ax.set(xlabel="iteration", ylabel=label)
+        if col == "null_gain_db":
+            ax.axhline(0, color="0.5", lw=0.8, ls="--")  # the D^+ LR baseline
+    if not curves:
+        axes[0, 0].text(0.5, 0.5, "no run logged validation.csv (val_every: 0)",
+                        ha="center", va="center", transform=axes[0, 0].transAxes)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in axes[0, 1:]:  # variants with a value in one panel only
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="variant")
+    return fig

@@ -31,6 +31,13 @@ from srlib.resize import BicubicDegradation
 Upscaler = Callable[[torch.Tensor], torch.Tensor]  # LR (1, 3, h, w) -> SR (1, 3, sh, sw)
 
 
+# Closed-form baselines: name -> (the operator -> LR to SR function). No training.
+BASELINES: dict[str, Callable[[BicubicDegradation], Upscaler]] = {
+    "bicubic": lambda op: op.up,  # MATLAB bicubic upsampling of LR
+    "pinv": lambda op: op.pinv,  # D^+ LR: the least-norm image with D(SR) = LR
+}
+
+
 def evaluate(
     upscale: Upscaler,
     data: str,
@@ -39,13 +46,19 @@ def evaluate(
     device: str | torch.device = "cpu",
     lpips_model: lpips.LPIPS | None = None,
     save_dir: Path | None = None,
-) -> pd.DataFrame:
+    projected_dir: Path | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """One row per image: ``image`` and the metrics of ``srlib.metrics.image_metrics``,
-    plus ``lpips`` when ``lpips_model`` is given; SR PNGs go to ``save_dir`` if given."""
+    plus ``lpips`` when ``lpips_model`` is given; SR PNGs go to ``save_dir`` if given.
+
+    With ``projected_dir``, the same model is also evaluated after the consistency
+    projection ``P(SR, LR) = SR + D^+(LR - D SR)`` of its raw output (post hoc, same
+    weights), its PNGs saved there; returns ``(table, projected table or None)``."""
     op = BicubicDegradation(scale)
-    if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    for folder in (save_dir, projected_dir):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+    rows, rows_p = [], []
     for path in list_images(data, split=split):
         name, img = path.stem, load_image(path)
         check_eval_size(img, path, scale)
@@ -54,14 +67,23 @@ def evaluate(
             sr = upscale(lr[None])[0].float()
         if sr.shape != hr.shape:
             raise ValueError(f"{name}: model output {tuple(sr.shape)} != HR {tuple(hr.shape)}")
-        row = {"image": name, **image_metrics(sr, hr, lr, op)}
-        if lpips_model is not None:
-            with torch.no_grad():
-                row["lpips"] = float(lpips_model(quantize(sr)[None], hr[None]))
-        if save_dir is not None:
-            runs.write_png(save_dir / f"{name}.png", sr)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        rows.append(_image_row(name, sr, hr, lr, op, lpips_model, save_dir))
+        if projected_dir is not None:
+            sr_p = op.project(sr.double(), lr.double()).float()
+            rows_p.append(_image_row(name, sr_p, hr, lr, op, lpips_model, projected_dir))
+    return pd.DataFrame(rows), (pd.DataFrame(rows_p) if projected_dir is not None else None)
+
+
+def _image_row(name: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
+               op: BicubicDegradation, lpips_model: lpips.LPIPS | None,
+               save_dir: Path | None) -> dict:
+    row = {"image": name, **image_metrics(sr, hr, lr, op)}
+    if lpips_model is not None:
+        with torch.no_grad():
+            row["lpips"] = float(lpips_model(quantize(sr)[None], hr[None]))
+    if save_dir is not None:
+        runs.write_png(save_dir / f"{name}.png", sr)
+    return row
 
 
 class Validation:
@@ -118,25 +140,32 @@ def summary(table: pd.DataFrame, data: str, scale: int, model: str) -> dict:
 def evaluate_sets(
     upscale: Upscaler, test_data: list[str], scale: int, out: Path,
     device: str | torch.device = "cpu", lpips_kind: str | None = None, model: str = "",
-) -> tuple[dict[str, dict], str]:
-    """Evaluate on each test set into ``out/eval/<set>/`` (per-image CSV and SR PNGs);
-    returns ``({set: summary}, lpips kind)``. LPIPS: ``lpips_kind`` or the default."""
+    project: bool = False,
+) -> tuple[dict[str, dict], str, dict[str, dict] | None]:
+    """Evaluate on each test set into ``out/eval/<set>/`` (per-image CSV and SR PNGs) and,
+    with ``project``, the projected outputs into ``out/projected/eval/<set>/``; returns
+    ``({set: summary}, lpips kind, {set: summary of the projected} or None)``. LPIPS:
+    ``lpips_kind`` or the default."""
     kind = lpips_kind or lpips.default_kind()
     metric = lpips.load(kind, device)
-    per_set = {}
+    per_set, per_set_p = {}, {}
     for data in test_data:
         name = dataset_name(data)
-        table = evaluate(upscale, data, scale, device=device, lpips_model=metric,
-                         save_dir=out / "eval" / name)
-        runs.write_text(out / "eval" / name / "per_image.csv", table.to_csv(index=False))
+        where, where_p = out / "eval" / name, out / runs.PROJECTED / "eval" / name
+        table, table_p = evaluate(upscale, data, scale, device=device, lpips_model=metric,
+                                  save_dir=where, projected_dir=where_p if project else None)
+        runs.write_text(where / "per_image.csv", table.to_csv(index=False))
         per_set[name] = summary(table, data, scale, model)
-    return per_set, kind
+        if table_p is not None:
+            runs.write_text(where_p / "per_image.csv", table_p.to_csv(index=False))
+            per_set_p[name] = summary(table_p, data, scale, model + " + P")
+    return per_set, kind, (per_set_p if project else None)
 
 
 def load_upscaler(model: str, scale: int, device: str) -> tuple[Upscaler, int]:
-    """``bicubic`` or a run folder -> (LR -> SR function, its scale)."""
-    if model == "bicubic":
-        return BicubicDegradation(scale).up, scale
+    """A baseline's name (``BASELINES``) or a run folder -> (LR -> SR function, its scale)."""
+    if model in BASELINES:
+        return BASELINES[model](BicubicDegradation(scale)), scale
     g = runs.load_generator(Path(model), device)
     return g, g.scale
 
@@ -146,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m srlib.evaluate", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--model", required=True, help="'bicubic' or the folder of a trained run")
+    ap.add_argument("--model", required=True,
+                    help=f"a baseline ({', '.join(BASELINES)}) or the folder of a trained run")
     ap.add_argument(
         "--data", default="default",
         help="'default', a name under data/ or $SRLIB_DATA, or a folder of HR images",
@@ -158,16 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true", help="print one JSON object of the means")
     args = ap.parse_args(argv)
-    if args.model != "bicubic" and not Path(args.model).is_dir():
-        ap.error(f"--model {args.model!r}: expected 'bicubic' or the folder of a trained run")
+    if args.model not in BASELINES and not Path(args.model).is_dir():
+        ap.error(f"--model {args.model!r}: expected one of {', '.join(BASELINES)} or the "
+                 "folder of a trained run")
     if args.scale < 1:
         ap.error(f"--scale must be an integer >= 1, got {args.scale}")
     try:
         upscale, scale = load_upscaler(args.model, args.scale, args.device)
         kind = lpips.default_kind() if args.lpips == "default" else args.lpips
         metric = lpips.load(kind, args.device) if kind else None
-        table = evaluate(upscale, args.data, scale, split=args.split, device=args.device,
-                         lpips_model=metric)
+        table, _ = evaluate(upscale, args.data, scale, split=args.split, device=args.device,
+                            lpips_model=metric)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -116,9 +116,11 @@ class PerceptualFeatures(nn.Module):
         super().__init__()
         if lpips.trunk_path("vgg19").is_file():
             features, taps, _ = lpips.vgg_trunk(19)
+            # the convolutions of torchvision's VGG19 checkpoint (its classifier is not used)
             features.load_state_dict(
-                {k.split(".", 1)[1]: v for k, v in lpips.trunk_state("vgg19").items()},
-                strict=False,
+                {k.split(".", 1)[1]: v for k, v in lpips.trunk_state("vgg19").items()
+                 if k.startswith("features.")},
+                strict=True,
             )
             self.backend = "vgg19-imagenet-conv5_4"
             # ImageNet normalisation of inputs in [0, 1], as torchvision's VGG expects

@@ -14,6 +14,7 @@ module:
 ``generator.pt``      the trained generator's state dict
 ``metrics.json``      means per test set and how they were made (one writer: ``write_metrics``)
 ``eval/<set>/``       ``per_image.csv`` and the SR images as 8-bit PNGs
+``projected/eval/``   the same for ``P(SR, LR)``, the post-hoc projection of the outputs
 ``error.txt``         a failed run: the error's last line; ``traceback.txt``: the whole text
 ``.lock``             held (advisory ``flock``) by the process working in the folder
 ====================  ==================================================================
@@ -41,7 +42,7 @@ from srlib.models import UPSAMPLERS, build_generator, default_skip
 
 CONFIG, CHECKPOINT, LOSSES, SOURCE = "config.json", "checkpoint.pt", "losses.csv", "source.json"
 GENERATOR, METRICS, ERROR, TRACEBACK = "generator.pt", "metrics.json", "error.txt", "traceback.txt"
-VALIDATION, LOCK = "validation.csv", ".lock"
+VALIDATION, LOCK, PROJECTED = "validation.csv", ".lock", "projected"
 # Old config keys and their names now; an old run folder is read with a note.
 RENAMED = {"lr": "learning_rate"}
 
@@ -212,13 +213,15 @@ def is_stale(run: str | Path) -> str | None:
 def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str, config: dict,
                   first_set: str, iters: int, train_seconds: float = 0.0,
                   its_per_second: float | None = None, device: str = "cpu",
-                  resumed_from_iter: int | None = None, perc_backend: str | None = None) -> dict:
+                  resumed_from_iter: int | None = None, perc_backend: str | None = None,
+                  projected: dict[str, dict] | None = None) -> dict:
     """Write ``metrics.json``: the first test set's means at the top level (what tables
     read), every set under ``datasets``, and how the numbers were made."""
     results = {
         **per_set[first_set],
         "lpips_kind": lpips_kind,
         "datasets": per_set,
+        "projected": projected,
         "iters": iters,
         "train_seconds": train_seconds,
         "its_per_second": its_per_second,
@@ -255,8 +258,9 @@ def clear(run: str | Path, keep: tuple[str, ...] = ()) -> None:
                  TRACEBACK):
         if name not in keep:
             (run / name).unlink(missing_ok=True)
-    if "eval" not in keep:
-        shutil.rmtree(run / "eval", ignore_errors=True)
+    for folder in ("eval", PROJECTED):
+        if folder not in keep:
+            shutil.rmtree(run / folder, ignore_errors=True)
 
 
 # ---- locks ------------------------------------------------------------------------------

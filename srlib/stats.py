@@ -21,7 +21,7 @@ The resampling (``paired_bootstrap``)
     like these, not how much a new training seed would move the result.
 
 Baselines (``paired_difference``)
-    A variant whose output does not depend on the seed (``bicubic``, ``pinv``) may be
+    A variant whose output does not depend on the seed (a closed-form baseline) may be
     stored under every seed, under some seeds only, or with no seed (NaN). It is paired on
     (dataset, image) and broadcast over the other variant's seeds. Such a variant is
     recognised from the table (no seed, or identical values under two or more seeds) or
@@ -31,7 +31,9 @@ Baselines (``paired_difference``)
 
 Hypotheses (``parse_hypotheses``, ``evaluate_hypothesis``, ``verdict_table``)
     Declared in the grid file: id, statement, variants ``a`` and ``b``, metric, direction
-    (``greater``: a > b in that metric; ``less``: a < b). The verdict follows from the
+    (``greater``: a > b in that metric; ``less``: a < b), optionally ``datasets`` and
+    ``unequal_iters_ok`` (the grid's loader refuses two trained variants of unequal training
+    length unless it is true; the report then says so). The verdict follows from the
     interval of ``a - b``: ``supported`` (it excludes 0 on the expected side),
     ``contradicted`` (it excludes 0 on the other side), ``inconclusive`` (it includes 0, or
     there is a single pair and so no interval), ``not tested`` (a variant or the metric is
@@ -53,6 +55,7 @@ KEYS = ["variant", "seed", "dataset", "image"]
 PER_IMAGE_METRICS = ["lr_psnr_raw", "clipped", "psnr_y", "ssim_y", "psnr_rgb", "lr_psnr",
                      "range_mse", "null_mse", "lpips"]
 GAIN_METRICS = ["null_gain_db", "range_gain_db"]  # added by ``add_gains``
+KNOWN_METRICS = (*PER_IMAGE_METRICS, *GAIN_METRICS)  # what a hypothesis may name
 DIRECTIONS = ("greater", "less")
 VERDICTS = ("supported", "contradicted", "inconclusive", "not tested")
 MIN_SEEDS_TO_RESAMPLE = 5  # fewer seeds: images alone are resampled (see the module doc)
@@ -299,10 +302,11 @@ def paired_difference(
 
 # ---- derived metrics ---------------------------------------------------------------------
 
-def add_gains(per_image: pd.DataFrame, baseline: str = "pinv", *,
+def add_gains(per_image: pd.DataFrame, baseline: str, *,
               baselines: Collection[str] = ()) -> pd.DataFrame:
     """A copy with ``null_gain_db`` and ``range_gain_db`` (dB) per row:
     ``10 log10(null_mse(baseline) / null_mse(row))`` against the ``baseline`` variant's row
+    (the grid's ``D^+ LR`` baseline, by whatever name it has there)
     of the same image (and seed, unless the baseline is seed-independent, as in
     ``paired_difference``); positive = less error than the baseline in that part. The
     baseline's own gains are exactly 0; rows without a baseline row get NaN."""
@@ -371,7 +375,8 @@ def summary_with_ci(
 class Hypothesis:
     """A claim ``metric(a) <direction> metric(b)``: direction ``greater`` means a is greater
     than b in ``metric``, ``less`` that it is less. ``datasets``: the test sets it is
-    evaluated on (empty: every test set in the table)."""
+    evaluated on (empty: every test set in the table). ``unequal_iters_ok``: the grid
+    accepts that a and b were trained for different numbers of iterations."""
 
     id: str
     statement: str
@@ -380,10 +385,11 @@ class Hypothesis:
     metric: str
     direction: str
     datasets: tuple[str, ...] = ()
+    unequal_iters_ok: bool = False
 
 
 _REQUIRED = ("id", "statement", "a", "b", "metric", "direction")
-_ALLOWED = (*_REQUIRED, "datasets")
+_ALLOWED = (*_REQUIRED, "datasets", "unequal_iters_ok")
 
 
 def parse_hypotheses(
@@ -394,7 +400,8 @@ def parse_hypotheses(
     training. Refused (ValueError, every problem on its own line, each naming the hypothesis
     and the field): a non-mapping entry, unknown keys, missing or empty fields, an unknown
     variant in ``a`` / ``b`` (or the same one twice), an unknown metric or direction,
-    unknown test sets (when ``datasets`` is given) and duplicate ids. None: no hypotheses."""
+    unknown test sets (when ``datasets`` is given), a non-boolean ``unequal_iters_ok`` and
+    duplicate ids. None: no hypotheses."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -413,6 +420,9 @@ def parse_hypotheses(
         ok, err = _hypothesis_fields(h, variants, metrics)
         ds, ds_err = _hypothesis_datasets(h, datasets)
         err += ds_err
+        unequal = h.get("unequal_iters_ok", False)
+        if not isinstance(unequal, bool):
+            err.append(f"unequal_iters_ok: expected true or false, got {unequal!r}")
         if "id" in ok:
             if ok["id"] in seen:
                 err.append(f"id: duplicate (also hypothesis #{seen[ok['id']]})")
@@ -420,7 +430,7 @@ def parse_hypotheses(
                 seen[ok["id"]] = i
         errors += [f"{where}: hypothesis {name}: {e}" for e in err]
         if not err:
-            out.append(Hypothesis(**ok, datasets=tuple(ds)))
+            out.append(Hypothesis(**ok, datasets=tuple(ds), unequal_iters_ok=unequal))
     if errors:
         raise ValueError("\n".join(errors))
     return out

@@ -93,6 +93,8 @@ class Config:
     gc: int | None = _f(None, "dense-block growth channels (preset's)")
     d_nf: int | None = _f(None, "discriminator width (preset's)")
     discriminator: str = _f("vgg", f"for adv losses: one of {', '.join(DISCRIMINATORS)}")
+    d_warmup: int = _f(0, "for adv losses: the first this many iterations train the "
+                          "discriminator alone (the generator is frozen)")
     init_from: str | None = _f(None, "start from the generator of this finished run folder")
     val_every: int = _f(0, "evaluate the validation crops every this many iterations "
                            "(0: never); logged to validation.csv")
@@ -121,7 +123,8 @@ class Config:
         for k in ("iters", "batch", "patch", "nf", "nb", "gc", "d_nf", "ckpt_every", "log_every",
                   "val_crop", "val_images"):
             _check(k, getattr(c, k), _is_int(getattr(c, k), 1), "a positive integer")
-        _check("val_every", c.val_every, _is_int(c.val_every, 0), "a non-negative integer")
+        for k in ("val_every", "d_warmup"):
+            _check(k, getattr(c, k), _is_int(getattr(c, k), 0), "a non-negative integer")
         _check("val_crop", c.val_crop, c.val_crop % c.scale == 0, f"a multiple of scale {c.scale}")
         _check("seed", c.seed, _is_int(c.seed, 0), "a non-negative integer")
         lr = c.learning_rate
@@ -199,30 +202,33 @@ class Nets:
 
 
 def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
-               autocast: contextlib.AbstractContextManager
+               autocast: contextlib.AbstractContextManager, update_g: bool = True
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
-    """One step of the generator, then one of the discriminator (if any).
+    """One step of the generator (unless ``update_g`` is False: the discriminator's
+    warm-up), then one of the discriminator (if any).
 
     ``hr``: ``(B, 3, H, W)``, ``lr``: ``(B, 3, H/s, W/s)`` (the low-resolution input),
     both in ``[0, 1]``. Returns the generator's total loss, its terms (unweighted,
     detached) and the discriminator's loss (or ``None``). Raises ``FloatingPointError``
     before any weight changes when the loss is not finite."""
     g, d = nets.g, nets.d
-    with autocast:
-        sr = (nets.forward_g or g)(lr)
-    sr = sr.float()  # losses in float32: D(SR) vs LR needs the precision
-    d_real = d_fake = None
-    if d is not None:
-        d.requires_grad_(False)  # the critic is fixed during the generator's step
+    with torch.set_grad_enabled(update_g):
         with autocast:
-            d_real, d_fake = d(hr).detach().float(), d(sr).float()
-    total, terms = loss(sr, hr, lr, d_real, d_fake)
+            sr = (nets.forward_g or g)(lr)
+        sr = sr.float()  # losses in float32: D(SR) vs LR needs the precision
+        d_real = d_fake = None
+        if d is not None:
+            d.requires_grad_(False)  # the critic is fixed during the generator's step
+            with autocast:
+                d_real, d_fake = d(hr).detach().float(), d(sr).float()
+        total, terms = loss(sr, hr, lr, d_real, d_fake)
     if not torch.isfinite(total):
         values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
         raise FloatingPointError(f"loss became {total.item()} ({values})")
-    nets.opt_g.zero_grad(set_to_none=True)
-    total.backward()
-    nets.opt_g.step()
+    if update_g:
+        nets.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        nets.opt_g.step()
     if d is None:
         return total.detach(), terms, None
     d.requires_grad_(True)
@@ -418,7 +424,8 @@ def _loop(run: Session) -> float:
             if cuda:
                 hr, lr = (x.contiguous(memory_format=torch.channels_last) for x in (hr, lr))
             try:
-                total, terms, d_loss = train_step(nets, run.loss, hr, lr, autocast)
+                total, terms, d_loss = train_step(nets, run.loss, hr, lr, autocast,
+                                                  update_g=it >= c.d_warmup)
             except FloatingPointError as err:
                 raise FloatingPointError(f"at iteration {it + 1}: {err}; the last good "
                                          f"checkpoint is kept in {run.ckpt}") from None
@@ -453,8 +460,8 @@ def _finish(run: Session, session_seconds: float) -> dict:
     c, dev = run.c, run.dev
     runs.write_torch(run.out / runs.GENERATOR, run.nets.g.state_dict())
     run.nets.g.eval()
-    per_set, kind = evaluate_sets(run.nets.g, c.test_data, c.scale, run.out, dev,
-                                  model=f"{c.loss} / {c.upsampler}")
+    per_set, kind, projected = evaluate_sets(run.nets.g, c.test_data, c.scale, run.out, dev,
+                                             model=f"{c.loss} / {c.upsampler}", project=True)
     session_iters = c.iters - run.start
     results = runs.write_metrics(
         run.out, per_set, lpips_kind=kind, config=dataclasses.asdict(c),
@@ -462,7 +469,8 @@ def _finish(run: Session, session_seconds: float) -> dict:
         train_seconds=run.train_seconds,
         its_per_second=session_iters / session_seconds if session_iters else None,
         device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        resumed_from_iter=run.start or None, perc_backend=run.loss.perc_backend)
+        resumed_from_iter=run.start or None, perc_backend=run.loss.perc_backend,
+        projected=projected)
     run.ckpt.unlink(missing_ok=True)  # generator.pt holds the result; optimiser state is done
     return results
 

@@ -48,7 +48,16 @@ def test_runner_builds_the_report(micro):
     results = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert list(results.columns) == COLUMNS
     done = results[results.status == "done"]
-    assert set(done.variant) == {"bicubic", "pixel/pixelshuffle", "down/pixelshuffle"}
+    assert set(done.variant) == {"bicubic", "pixel/pixelshuffle", "down/pixelshuffle",
+                                 "pixel/pixelshuffle+P", "down/pixelshuffle+P"}
+    kinds = done.set_index("variant").kind
+    assert kinds["bicubic"] == "baseline" and kinds["down/pixelshuffle"] == "trained"
+    assert kinds["down/pixelshuffle+P"] == "projected"
+    # the post-hoc projection makes the outputs consistent (after 8-bit rounding)
+    lr_psnr = done.set_index("variant").lr_psnr.astype(float)
+    assert lr_psnr["down/pixelshuffle+P"] > 50 > lr_psnr["down/pixelshuffle"]
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert set(per_image.variant) == set(done.variant) and len(per_image) == 2 * 5
     assert (done.dataset == "test").all()
     assert done.loc[done.variant == "bicubic", "train_seconds"].astype(float).iloc[0] == 0
     assert (done.psnr_y.astype(float) > 0).all() and (done.lpips_kind != "").all()
@@ -100,7 +109,8 @@ def test_only_into_a_new_folder_reports_what_exists(micro, tmp_path, capsys):
     assert "finished earlier, skipped" in capsys.readouterr().out
     results = pd.read_csv(fresh / "results.csv", keep_default_na=False).set_index("variant")
     assert results.loc["down/pixelshuffle", "status"] == "done"
-    assert set(results.drop("down/pixelshuffle").status) == {"not run"}
+    others = results.drop(["down/pixelshuffle", "down/pixelshuffle+P"])
+    assert set(others.status) == {"not run"}
     html = (fresh / "index.html").read_text()
     assert "Findings" in html and "Not run" in html
 
@@ -157,12 +167,13 @@ def test_bad_grids(tmp_path, capsys):
     assert "unknown variant" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["quick", "full", "benchmark"])
+@pytest.mark.parametrize("name", ["quick", "full", "study"])
 def test_shipped_grids_load(name):
     grid = load_grid(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
-    names = {"bicubic", "pixel/pixelshuffle", "down/pixelshuffle", "down/nearest",
-             "down/deconv", "down/pre", "down+adv/pixelshuffle", "esrgan"}
+    names = {"bicubic", "pinv", "pixel/pixelshuffle", "down/pixelshuffle", "down/nearest"}
     assert names <= set(grid["variants"])
+    ids = {h.id.split("-")[0] for h in grid.get("hypotheses") or []}
+    assert {"H1", "H2", "H3", "H4"} <= ids  # DESIGN section 2, declared in every grid
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.py")), ids=lambda p: p.name)

@@ -40,13 +40,11 @@ from srlib.report import (
     COLUMNS,
     artifact_finding,
     findings,
-    format_table,
     grid_summary,
     manifold_finding,
     page_findings,
     provenance_text,
     run_links,
-    summary_table,
 )
 from srlib.resize import BicubicDegradation
 from srlib.runs import load_sr, run_dir, write_png
@@ -122,36 +120,17 @@ def _results() -> pd.DataFrame:
     for seed in (0, 1):
         for v, (p, lrp, null) in spec.items():
             if v == "down/pixelshuffle" and seed == 1:
-                lrp = 30.0  # the LR-PSNR condition fails at this seed
-            rows.append({"variant": v, "loss": v.split("/")[0], "upsampler": "", "seed": seed,
+                lrp = 30.0  # seeds differ
+            rows.append({"variant": v, "kind": "baseline" if v == "bicubic" else "trained",
+                         "loss": v.split("/")[0], "upsampler": "", "seed": seed,
                          "dataset": "set", "status": "done", "psnr_y": p, "ssim_y": 0.8,
                          "lpips": 0.3, "lr_psnr": lrp, "range_mse": 1e-4, "null_mse": null,
                          "lr_psnr_raw": lrp + 1, "clipped": 0.01, "train_seconds": 10.0,
                          "lpips_kind": "stlpips-alex", "iters": 100, "device": "cpu",
                          "error": ""})
-    rows.append({"variant": "down/deconv", "seed": 0, "status": "failed",
+    rows.append({"variant": "down/deconv", "kind": "trained", "seed": 0, "status": "failed",
                  "error": "ValueError: boom"})
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def test_findings_are_computed_from_the_table():
-    r = _results()
-    text = "\n".join(findings(r, "set"))
-    assert "9.00 dB below" in text and "10.0 times" in text
-    assert "holds in 1 of 2 seeds" in text
-    assert "`down/pixelshuffle` 2.00e-02" in text and "`down/nearest` 2.50e-03" in text
-    assert "2 of 3 trained variants score higher" in text
-    assert "Failed" in text and "ValueError: boom" in text
-    assert "Adversarial" not in text  # no GAN variant in the table: no claim about one
-
-
-def test_summary_and_table():
-    s = summary_table(_results())
-    row = s[s.variant == "down/pixelshuffle"].iloc[0]
-    assert row.seeds == 2 and row.lr_psnr_mean == pytest.approx(33.0)
-    t = format_table(s, "set")
-    assert "LPIPS (stlpips-alex)" in t.columns
-    assert t.set_index("variant").loc["down/pixelshuffle", "LR-PSNR (dB)"] == "33.00 ± 4.24"
 
 
 # ---- 01_manifold ---------------------------------------------------------------------------
@@ -209,7 +188,8 @@ def fake_runs(tmp_path):
             d = run_dir(root, v, 0) / "eval" / "test"
             d.mkdir(parents=True, exist_ok=True)
             write_png(d / f"{name}.png", sr)
-        rows.append({"variant": v, "loss": v.split("/")[0], "seed": 0, "dataset": "test",
+        rows.append({"variant": v, "kind": "baseline" if v == "bicubic" else "trained",
+                     "loss": v.split("/")[0], "seed": 0, "dataset": "test",
                      "status": "done", "psnr_y": 25.0, "lpips": 0.3, "lr_psnr": 40.0,
                      "range_mse": 1e-4, "null_mse": 1e-3, "lpips_kind": "stlpips-alex",
                      "iters": 10})
@@ -324,7 +304,8 @@ def test_run_links_link_only_existing_notebooks_and_escape_text(tmp_path):
 def test_report_sentences_are_computed_from_the_files(tmp_path):
     r = _results()
     text = grid_summary(r, {"name": "g", "defaults": {"scale": 4, "data": "Sun80"}})
-    assert "Grid `g`: 5 variants x 2 seed(s) (0, 1), scale x4" in text
+    assert ("Grid `g`: 4 trained variant(s) and 1 closed-form baseline(s), 2 seed(s) (0, 1), "
+            "scale x4") in text and "0 declared hypothesis(es)" in text
     assert "`Sun80`" in text and "not comparable with published LPIPS" in text
     toy = {k: {"manifold_rmse": 0.1 * i, "consistency_rmse": 1e-3, "hr_rmse": 0.2}
            for i, k in enumerate(TOY_LOSSES, 1)}
@@ -365,7 +346,7 @@ def test_notebook_prose_outweighs_code(name):
 PARAMETERS = {"01_manifold.py": {"image", "scale", "target_psnr", "toy_steps", "toy_seeds", "seed",
                                    "out"},
               "03_artifacts.py": {"results", "runs", "grid", "image", "crop", "out"},
-              "04_report.py": {"results", "runs", "grid"}}
+              "04_report.py": {"results", "runs", "grid", "per_image"}}
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))

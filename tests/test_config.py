@@ -226,3 +226,14 @@ def test_validation_curves_are_logged_and_pinv_scores_zero_gain(tiny_sets, tmp_p
 
     scores = val(Pinv())
     assert abs(scores["null_gain_db"]) < 1e-6 and abs(scores["range_gain_db"]) < 1e-6
+
+
+def test_discriminator_warm_up_freezes_the_generator():
+    nets, loss, hr, lr = _nets("down+0.005*adv")
+    g_before = [p.detach().clone() for p in nets.g.parameters()]
+    d_before = [p.detach().clone() for p in nets.d.parameters()]
+    total, terms, d_loss = train_step(nets, loss, hr, lr, contextlib.nullcontext(),
+                                      update_g=False)
+    assert all(torch.equal(a, b) for a, b in zip(g_before, nets.g.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, nets.d.parameters(), strict=True))
+    assert set(terms) == {"down", "adv"} and d_loss is not None and torch.isfinite(total)

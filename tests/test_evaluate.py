@@ -21,7 +21,7 @@ PINNED_DEFAULT = {
 
 def _bicubic(data: str, scale: int) -> dict:
     op = BicubicDegradation(scale)
-    return summary(evaluate(op.up, data, scale), data, scale, "bicubic")
+    return summary(evaluate(op.up, data, scale)[0], data, scale, "bicubic")
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -63,4 +63,4 @@ def test_cli_bad_input(capsys):
     assert "'NoSuchSet' not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--model", "edsr"])
-    assert "expected 'bicubic' or the folder of a trained run" in capsys.readouterr().err
+    assert "expected one of bicubic, pinv or the folder of a trained run" in capsys.readouterr().err

@@ -174,8 +174,8 @@ def test_gains_against_the_baseline(ref):
 def test_gains_broadcast_a_named_one_seed_baseline_and_nan_without_it():
     t = _mse_table()
     t = t[(t.variant == "half") | (t.seed == 0)]
-    assert add_gains(t, baselines=("pinv",)).null_gain_db.notna().all()
-    unnamed = add_gains(t)
+    assert add_gains(t, "pinv", baselines=("pinv",)).null_gain_db.notna().all()
+    unnamed = add_gains(t, "pinv")
     assert unnamed[unnamed.seed == 1].null_gain_db.isna().all()
     assert add_gains(t, baseline="absent").null_gain_db.isna().all()
 
@@ -196,6 +196,9 @@ def test_parse_hypotheses_accepts_a_valid_list():
                           VARIANTS, METRICS, "grid.yaml", datasets={"S"})
     assert hs[0] == Hypothesis("H2", "A beats B", "A", "B", "psnr_y", "greater")
     assert hs[1].datasets == ("S",) and hs[1].direction == "less"
+    assert not hs[0].unequal_iters_ok
+    ok = parse_hypotheses([_h(unequal_iters_ok=True)], VARIANTS, METRICS, "grid.yaml")
+    assert ok[0].unequal_iters_ok
     assert parse_hypotheses(None, VARIANTS, METRICS, "grid.yaml") == []
 
 
@@ -210,6 +213,7 @@ def test_parse_hypotheses_accepts_a_valid_list():
     ({k: v for k, v in _h().items() if k != "id"}, "hypothesis #1: id: missing"),
     (_h(statement=""), "hypothesis 'H2': statement: expected a non-empty string"),
     (_h(datasets=["Set99"]), "hypothesis 'H2': datasets: unknown test set 'Set99'"),
+    (_h(unequal_iters_ok="yes"), "hypothesis 'H2': unequal_iters_ok: expected true or false"),
 ])
 def test_parse_errors_name_the_hypothesis_and_the_field(bad, message):
     with pytest.raises(ValueError) as e:

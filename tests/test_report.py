@@ -1,0 +1,403 @@
+"""The report from declared hypotheses: grid checks, verdict sentences, tables with
+intervals, the validation-curve figure, and no variant name written into srlib."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from srlib import report as rp
+from srlib import stats
+from srlib.ablate import load_grid, main
+from srlib.analysis import load_validation, plot_validation
+from srlib.runs import VALIDATION, run_dir
+from srlib.stats import Hypothesis
+
+matplotlib.use("Agg")
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"n_boot": 1000}
+SETS = ("S", "T")
+BASELINES = ("pinv", "bic")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# ---- synthetic result files ----------------------------------------------------------------
+
+def per_image(n_images: int = 12, seeds=(0, 1, 2)) -> pd.DataFrame:
+    """A per-image table as the runner writes it: two baselines (one seed), a trained
+    variant ``A`` (3 dB more null-space error than ``pinv``), its fine-tune ``B`` (better
+    PSNR-Y), and their projected twins (consistent: LR-PSNR 60 dB), on two test sets."""
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def add(v, seed, d, i, psnr, null, lrp, lpips=0.3):
+        rows.append({"variant": v, "seed": seed, "dataset": d, "image": f"{i:03d}",
+                     "psnr_y": psnr, "ssim_y": 0.8, "lpips": lpips, "lr_psnr": lrp,
+                     "range_mse": 1e-5 if lrp > 50 else 1e-4, "null_mse": null})
+
+    for d in SETS:
+        null = rng.uniform(1e-3, 2e-3, n_images)
+        level = 25 + rng.normal(0, 2, n_images)  # hard and easy images
+        for i in range(n_images):
+            add("pinv", 0, d, i, level[i], null[i], 60.0)
+            add("bic", 0, d, i, level[i] - 0.6, 1.1 * null[i], 40.0)
+            for s in seeds:
+                e = rng.normal(0, 0.1)
+                add("A", s, d, i, level[i] - 1 + e, 2 * null[i] * (1 + e / 10), 45.0 + e)
+                add("A+P", s, d, i, level[i] - 0.8 + e, 2 * null[i] * (1 + e / 10), 60.0)
+                f = rng.normal(0, 0.3)
+                add("B", s, d, i, level[i] + 1 + f, 0.8 * null[i], 38.0 + e)
+                add("B+P", s, d, i, level[i] + 1.1 + f, 0.8 * null[i], 60.0)
+    return stats.add_gains(pd.DataFrame(rows), "pinv", baselines=BASELINES)
+
+
+KIND = {"pinv": "baseline", "bic": "baseline", "A": "trained", "B": "trained",
+        "A+P": "projected", "B+P": "projected"}
+ITERS = {"pinv": (0, 0), "bic": (0, 0), "A": (100, 100), "A+P": (100, 100), "B": (20, 120),
+         "B+P": (20, 120)}  # (own, total): B is a fine-tune of A
+
+
+def results(table: pd.DataFrame) -> pd.DataFrame:
+    """results.csv of ``table``: the per-run means, kinds, iterations, a perceptual
+    backend for B, and a failed run."""
+    means = table.groupby(["variant", "seed", "dataset"], sort=False).mean(
+        numeric_only=True).reset_index()
+    means["kind"] = means.variant.map(KIND)
+    means["iters"] = means.variant.map(lambda v: ITERS[v][0])
+    means["iters_total"] = means.variant.map(lambda v: ITERS[v][1])
+    means["status"], means["lpips_kind"], means["error"] = "done", "stlpips-alex", ""
+    means["perc_backend"] = np.where(means.variant.isin(["B", "B+P"]), "vgg19 (test)", "")
+    failed = {"variant": "C", "kind": "trained", "seed": 1, "dataset": "", "status": "failed",
+              "error": "Traceback\nValueError: boom"}
+    out = pd.concat([means, pd.DataFrame([failed])], ignore_index=True)
+    return out.reindex(columns=rp.COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def files():
+    t = per_image()
+    return t, results(t)
+
+
+def _h(hid, a, b, metric, direction, **kw) -> Hypothesis:
+    return Hypothesis(hid, f"{a} vs {b}", a, b, metric, direction, **kw)
+
+
+# ---- verdicts and their sentences ----------------------------------------------------------
+
+def test_verdicts_from_the_per_image_table(files):
+    t, r = files
+    hs = [_h("fine-tune", "B", "A", "psnr_y", "greater", unequal_iters_ok=True),
+          _h("backwards", "A", "B", "psnr_y", "greater"),
+          _h("null", "A", "pinv", "null_gain_db", "less"),
+          _h("same", "B", "A", "lpips", "less"),
+          _h("twin", "A+P", "A", "lr_psnr", "greater"),
+          _h("absent", "Z", "A", "psnr_y", "greater")]
+    v = rp.hypothesis_verdicts(hs, t, baselines=BASELINES, **FAST)
+    assert list(v.columns) == stats.VERDICT_COLUMNS and len(v) == len(hs) * len(SETS)
+    got = v.set_index(["id", "dataset"]).verdict
+    assert all(got[h, d] == want for h, want in [
+        ("fine-tune", "supported"), ("backwards", "contradicted"), ("null", "supported"),
+        ("same", "inconclusive"), ("twin", "supported"), ("absent", "not tested")]
+        for d in SETS)
+    null = v[(v.id == "null") & (v.dataset == "S")].iloc[0]
+    assert null["mean"] == pytest.approx(-10 * np.log10(2), abs=0.02)  # twice the error
+    assert (null.n_images, null.n_seeds) == (12, 3)  # the baseline broadcast over seeds
+    lines = rp.hypothesis_findings(hs, v, r)
+    assert len(lines) == len(v) + 1  # and one note: gains are from RGB errors, uncropped
+    assert lines[-1].startswith("**Note**: The range and null-space errors, and the gains ")
+    assert "RGB errors over the whole image" in lines[-1] and "cropped" in lines[-1]
+    fine = lines[0]
+    assert fine.startswith("**fine-tune** on `S`: PSNR-Y of `B` minus `A`: 2.")
+    assert re.search(r"dB, 95% interval \[1\.\d\d, 2\.\d\d\], over 12 images x 3 seeds; the "
+                     r"interval excludes 0\. Expected: `B` higher than `A`\. Verdict: "
+                     r"\*\*supported\*\*\.", fine)
+    assert ("`B` and `A` were trained for different numbers of iterations (100 + 20 and "
+            "100); the grid accepts this for this hypothesis (`unequal_iters_ok`).") in fine
+    back = next(s for s in lines if s.startswith("**backwards** on `S`"))
+    assert "Verdict: **contradicted** (" not in back  # its note only repeats the interval
+    nul = next(s for s in lines if s.startswith("**null** on `S`"))
+    assert "null-space gain of `A` minus `pinv`: -3.0" in nul
+    assert "RGB" not in nul and "iterations" not in nul
+    same = next(s for s in lines if s.startswith("**same** on `S`"))
+    assert "the interval includes 0" in same and "**inconclusive**" in same
+    assert lines[-2] == ("**absent** on `T`: PSNR-Y of `Z` minus `A`: not tested (missing "
+                         "variant(s): 'Z').")
+
+
+def test_a_hypothesis_with_a_missing_variant_or_set_is_not_tested(files):
+    t, r = files
+    hs = [_h("gone", "A", "D", "psnr_y", "greater"),
+          _h("elsewhere", "A", "B", "psnr_y", "less", datasets=("U",))]
+    v = rp.hypothesis_verdicts(hs, t[t.variant != "D"], **FAST)
+    assert set(v.verdict) == {"not tested"}
+    assert list(v[v.id == "elsewhere"].note) == ["no results on test set 'U'"]
+    text = "\n".join(rp.findings(r, "S", v, hs))
+    assert "**gone** on `S`: PSNR-Y of `A` minus `D`: not tested (missing variant(s): 'D')" \
+        in text
+    assert "**gone** on `T`" not in text  # findings() of one test set
+    # an older folder without per_image.csv: every hypothesis says why it is not tested
+    old = rp.hypothesis_verdicts(hs, None)
+    assert set(old.verdict) == {"not tested"}
+    assert all("per_image.csv" in n for n in old.note)
+    shown = rp.verdict_display(v)
+    assert list(shown.columns) == ["hypothesis", "statement", "comparison", "metric",
+                                   "test set", "a - b: mean [95% interval]", "images x seeds",
+                                   "verdict"]
+    assert shown.iloc[0]["a - b: mean [95% interval]"] == "n/a"
+
+
+def test_statements_are_given_in_full():
+    hs = [Hypothesis("H2", "The proposal fails: A is below B.", "A", "B", "psnr_y", "less",
+                     ("S",))]
+    md = rp.hypothesis_statements(hs)
+    assert md == ("- **H2** (PSNR-Y: expected `A` lower than `B`, on `S`): The proposal fails: "
+                  "A is below B.")
+    assert "declares no hypothesis" in rp.hypothesis_statements([])
+
+
+def test_general_findings_name_no_hypothesis(files):
+    _, r = files
+    text = "\n".join(rp.general_findings(r))
+    assert "**Training length differs**" in text and "`A` 100, `B` 100 + 20" in text
+    assert "`A+P`" not in text.split("Perceptual")[0]  # twins share their variant's length
+    assert "**Perceptual loss**: `B`, `B+P`: perceptual loss on vgg19 (test)." in text
+    assert "**Failed**: `C` seed 1: `ValueError: boom`" in text
+    same = r[r.variant.isin(["pinv", "A"])]
+    assert not any("Training length" in s for s in rp.general_findings(same))
+
+
+# ---- tables --------------------------------------------------------------------------------
+
+def test_table_with_intervals(files):
+    t, r = files
+    s = rp.summary_table(r, t, baselines=BASELINES, **FAST)
+    assert list(s[s.dataset == "S"].variant) == ["pinv", "bic", "A", "A+P", "B", "B+P"]
+    assert list(s.dataset.unique()) == list(SETS) and s.intervals.all()
+    table = rp.format_table(s, "S").set_index("variant")
+    assert list(table.columns) == ["kind", "PSNR-Y (dB)", "SSIM-Y", "LPIPS (stlpips-alex)",
+                                   "LR-PSNR (dB)", "null-space gain (dB)", "range gain (dB)",
+                                   "images", "seeds", "iterations"]
+    cell = re.compile(r"^-?\d+\.\d{2} \[-?\d+\.\d{2}, -?\d+\.\d{2}\]$")
+    assert all(cell.match(c) for c in table["PSNR-Y (dB)"])
+    assert table.loc["A", "null-space gain (dB)"].startswith("-3.0")
+    assert table.loc["pinv", "null-space gain (dB)"] == "0.00 [0.00, 0.00]"
+    assert table.loc["A", "SSIM-Y"] == "0.8000 [0.8000, 0.8000]"
+    assert list(table.loc[["pinv", "A", "B"], "seeds"]) == ["1", "3", "3"]
+    assert set(table.images) == {"12"}
+    assert list(table.loc[["pinv", "A", "B+P"], "iterations"]) == ["0", "100", "100 + 20"]
+    assert list(table.loc[["bic", "A+P"], "kind"]) == ["baseline", "projected"]
+    mean = t[(t.variant == "A") & (t.dataset == "S")].psnr_y.mean()
+    assert s.set_index(["dataset", "variant"]).loc[("S", "A"), "psnr_y_mean"] == \
+        pytest.approx(mean)
+    assert "95% interval" in rp.table_note(s) and "whole image" in rp.table_note(s)
+
+
+def test_table_without_per_image_falls_back_to_means(files):
+    _, r = files
+    old = r.drop(columns=["kind", "iters_total", "null_gain_db", "range_gain_db"])
+    old.loc[old.variant.str.endswith("+P"), "status"] = "not run"  # before the twins
+    s = rp.summary_table(old, None)
+    assert not s.intervals.any()
+    table = rp.format_table(s, "S").set_index("variant")
+    assert list(table.index) == ["pinv", "bic", "A", "B"]  # baselines by their 0 iterations
+    assert re.match(r"^\d+\.\d{2}$", table.loc["A", "PSNR-Y (dB)"])
+    assert table.loc["A", "images"] == "" and table.loc["A", "seeds"] == "3"
+    assert "null-space gain (dB)" not in table and table.loc["B", "iterations"] == "20"
+    assert "no per-image table" in rp.table_note(s)
+    assert rp.summary_table(old[old.status != "done"]).empty
+
+
+def test_runs_the_per_image_table_lacks_get_means(files):
+    t, r = files
+    s = rp.summary_table(r, t[t.variant != "B"], baselines=BASELINES, **FAST)
+    table = rp.format_table(s, "T").set_index("variant")
+    assert list(table.index) == ["pinv", "bic", "A", "A+P", "B", "B+P"]  # still in order
+    assert re.match(r"^\d+\.\d{2}$", table.loc["B", "PSNR-Y (dB)"])
+    assert "[" in table.loc["B+P", "PSNR-Y (dB)"] and table.loc["B", "images"] == ""
+    note = rp.table_note(s)
+    assert "95% interval" in note and "lacks `B`: their cells are the mean over seeds" in note
+
+
+def test_load_per_image(tmp_path, files):
+    t, _ = files
+    assert rp.load_per_image(tmp_path / "per_image.csv") is None
+    t.to_csv(tmp_path / "per_image.csv", index=False)
+    back = rp.load_per_image(tmp_path / "per_image.csv")
+    assert back.image.iloc[0] == "000" and len(back) == len(t)
+
+
+# ---- the grid's hypotheses are checked before any training ---------------------------------
+
+def _grid(tmp_path: Path, hypotheses: list[dict], **variants) -> Path:
+    g = {"name": "h", "defaults": {"iters": 100, "test_data": ["default"]},
+         "variants": {"pinv": {"baseline": "pinv"}, "bicubic": {},
+                      "A": {"loss": "down", "upsampler": "pixelshuffle"},
+                      "B": {"loss": "pixel", "upsampler": "pixelshuffle"},
+                      "short": {"loss": "pixel", "iters": 50},
+                      "tune": {"loss": "down+0.005*adv", "init_from": "A", "iters": 20},
+                      **variants},
+         "hypotheses": hypotheses}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(g, sort_keys=False))
+    return path
+
+
+def _hd(**kw) -> dict:
+    return {"id": "H", "statement": "A is below B", "a": "A", "b": "B", "metric": "psnr_y",
+            "direction": "less", **kw}
+
+
+def test_valid_hypotheses_are_parsed(tmp_path):
+    grid = load_grid(_grid(tmp_path, [
+        _hd(), _hd(id="P", a="A+P", b="pinv", metric="null_gain_db", datasets=["default"]),
+        _hd(id="U", a="tune", b="A", unequal_iters_ok=True)]))
+    hs = grid["hypotheses"]
+    assert [h.id for h in hs] == ["H", "P", "U"]
+    assert hs[0] == Hypothesis("H", "A is below B", "A", "B", "psnr_y", "less")
+    assert hs[1].a == "A+P" and hs[1].datasets == ("default",)
+    assert hs[2].unequal_iters_ok
+    assert load_grid(_grid(tmp_path, []))["hypotheses"] == []
+
+
+@pytest.mark.parametrize("bad, message", [
+    (_hd(a="Z"), "hypothesis 'H': a: unknown variant 'Z'"),
+    (_hd(b="pinv+P"), "hypothesis 'H': b: unknown variant 'pinv+P'"),  # no twin of a baseline
+    (_hd(metric="psnr"), "hypothesis 'H': metric: unknown metric 'psnr'"),
+    (_hd(direction="lower"), "hypothesis 'H': direction: unknown direction 'lower'"),
+    (_hd(datasets=["Set99"]), "hypothesis 'H': datasets: unknown test set 'Set99'"),
+    (_hd(b="short"), "hypothesis 'H': a 'A' is trained for 100 iterations and b 'short' for 50"),
+    (_hd(a="tune+P", b="A"),
+     "hypothesis 'H': a 'tune+P' is trained for 100 + 20 iterations and b 'A' for 100"),
+    (_hd(unequal_iters_ok="yes"), "hypothesis 'H': unequal_iters_ok: expected true or false"),
+])
+def test_bad_hypotheses_are_refused_before_training(tmp_path, capsys, bad, message):
+    path = _grid(tmp_path, [bad])
+    with pytest.raises(ValueError) as err:
+        load_grid(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+    assert main([str(path), "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing trained
+
+
+def test_equal_iterations_and_baselines_pass_the_length_check(tmp_path):
+    grid = load_grid(_grid(tmp_path, [_hd(a="A", b="bicubic"), _hd(id="2", a="B+P", b="A"),
+                                      _hd(id="3", a="short", b="pinv")]))
+    assert len(grid["hypotheses"]) == 3
+
+
+def test_a_variant_may_not_take_a_twin_name(tmp_path):
+    with pytest.raises(ValueError, match="'A\\+P' is taken by the projected twin"):
+        load_grid(_grid(tmp_path, [], **{"A+P": {"loss": "pixel"}}))
+
+
+# ---- no variant name, label or threshold in srlib's report code ----------------------------
+
+def _shipped_variant_names() -> set[str]:
+    from srlib.evaluate import BASELINES as KINDS  # kind names, which a grid may reuse
+
+    names = set()
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        names |= set(yaml.safe_load(path.read_text()).get("variants") or {})
+    return {n for n in names if n not in KINDS}
+
+
+@pytest.mark.parametrize("module", ["report.py", "stats.py"])
+def test_no_variant_name_of_the_shipped_grids_in_srlib(module):
+    source = (ROOT / "srlib" / module).read_text()
+    names = _shipped_variant_names()
+    assert len(names) >= 5  # the grids were read
+    prefixes = {n.split("/")[0] + "/" for n in names if "/" in n}
+    found = [x for x in sorted(names | prefixes)
+             if re.search(r"""["'`]""" + re.escape(x) + (r"" if x.endswith("/") else r"""["'`]"""),
+                          source)]
+    assert not found, f"srlib/{module} names variants of the shipped grids: {found}"
+
+
+# ---- validation curves ---------------------------------------------------------------------
+
+def _legend_clear_of_axes(fig: plt.Figure) -> bool:
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    assert legends, "the figure has no legend"
+    return all(not leg.get_window_extent(r).overlaps(ax.get_window_extent(r))
+               for leg in legends for ax in fig.axes)
+
+
+def test_validation_curves(tmp_path):
+    runs = tmp_path / "runs"
+    for v, sign in (("A", -1.0), ("B", 1.0)):
+        for seed in (0, 1):
+            d = run_dir(tmp_path, v, seed)
+            d.mkdir(parents=True)
+            it = np.arange(0, 101, 20)
+            pd.DataFrame({"iter": it, "psnr_y": 25.0, "lr_psnr": 30 + it / 10 + seed,
+                          "null_gain_db": sign * it / 100 + seed,
+                          "range_gain_db": 0.5}).to_csv(d / VALIDATION, index=False)
+    first = load_validation(runs, ["A", "B", "none"], [0, 1])
+    assert list(first) == ["A", "B"] and first["A"].seeds.iloc[0] == 1
+    assert first["A"].null_gain_db.iloc[-1] == pytest.approx(-1.0)
+    mean = load_validation(runs, ["A", "B"], [0, 1], how="mean")
+    assert mean["A"].null_gain_db.iloc[-1] == pytest.approx(-0.5)
+    assert mean["B"].lr_psnr.iloc[0] == pytest.approx(30.5) and mean["B"].seeds.iloc[0] == 2
+    fig = plot_validation(mean)
+    assert len(fig.axes) == 2 and [len(ax.lines) for ax in fig.axes] == [3, 2]  # + 0 dB line
+    assert "null-space gain" in fig.axes[0].get_ylabel()
+    assert "LR-PSNR" in fig.axes[1].get_ylabel()
+    assert fig.axes[0].get_xlabel() == "iteration"
+    assert _legend_clear_of_axes(fig)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["A", "B"]
+    assert plot_validation({}).axes[0].texts  # nothing logged: says so
+    with pytest.raises(ValueError, match="how must be"):
+        load_validation(runs, ["A"], [0], how="median")
+
+
+# ---- the report notebook on synthetic result files -----------------------------------------
+
+def test_report_notebook_states_each_hypothesis_before_its_verdict(tmp_path, files):
+    """04_report on a result folder with per_image.csv and one validation.csv: the page
+    states the statements, their verdicts, the tables with intervals and the curves."""
+    from srlib.ablate import execute
+
+    t, r = files
+    out = tmp_path / "reports"
+    (out / "runs").mkdir(parents=True)
+    r.to_csv(out / "results.csv", index=False)
+    t.to_csv(out / "per_image.csv", index=False)
+    d = run_dir(out, "A", 0)
+    d.mkdir(parents=True)
+    pd.DataFrame({"iter": [10, 20], "psnr_y": [24.0, 25.0], "lr_psnr": [30.0, 35.0],
+                  "null_gain_db": [-1.0, -2.0], "range_gain_db": [0.1, 0.2]}).to_csv(
+        d / VALIDATION, index=False)
+    grid = {"name": "synthetic", "defaults": {"test_data": ["S", "T"]},
+            "variants": {"pinv": {"baseline": "pinv"}, "bic": {"baseline": "bicubic"},
+                         "A": {"loss": "down"},
+                         "B": {"loss": "pixel", "init_from": "A", "iters": 20}},
+            "hypotheses": [{"id": "H-twin", "statement": "Projection makes A consistent.",
+                            "a": "A+P", "b": "A", "metric": "lr_psnr",
+                            "direction": "greater"}]}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
+    params = {"results": str(out / "results.csv"), "runs": str(out / "runs"),
+              "grid": str(tmp_path / "grid.yaml")}
+    execute("04_report.py", out / "04_report.ipynb", params, ROOT / "notebooks")
+    html = (out / "04_report.html").read_text()
+    said = html.index("Projection makes A consistent.")
+    assert said < html.index("supported")
+    assert "H-twin" in html and "95% interval" in html
+    assert re.search(r"-?\d+\.\d\d \[-?\d+\.\d\d, -?\d+\.\d\d\]", html)
+    assert "perceptual loss on vgg19 (test)" in html
+    assert html.count("data:image/png;base64") >= 4  # 2 planes, validation, no loss curves
