@@ -210,6 +210,25 @@ if curves:
     plt.show()
 
 # %% [markdown]
+# ## Do the discriminators learn?
+#
+# An adversarial term can only help if its critic tells SR from HR. For every run with a
+# discriminator (first seed), its loss against the run's own iterations, smoothed: a
+# critic that cannot tell the two apart sits at `ln 2` (dashed) for the relativistic loss;
+# one that learns stays below it. The first iterations of the adversarial runs of the
+# study train the critic alone (`d_warmup`), so the curve starts from a critic that has
+# already seen the generator's outputs. A curve back at `ln 2` means the generator has
+# caught up with its critic, or the critic has stopped learning: read the adversarial
+# findings with that in mind.
+
+# %%
+fig = an.plot_discriminators(curves) if curves else None
+if fig is not None:
+    plt.show()
+else:
+    display(Markdown("No run of this grid has a discriminator."))
+
+# %% [markdown]
 # ## Where the error goes during training
 #
 # Measured on fixed validation crops while each variant trained (mean over its seeds),

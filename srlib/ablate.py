@@ -416,14 +416,20 @@ def execute(notebook: str, output: Path, params: dict, cwd: Path) -> None:
     to_html(output, output.with_suffix(".html"), code=True)
 
 
-def to_html(notebook: Path, html: Path, code: bool) -> None:
-    """Executed notebook -> self-contained HTML (figures embedded), code cells optional."""
+def to_html(notebook: Path, html: Path, code: bool, title: str | None = None) -> None:
+    """Executed notebook -> self-contained HTML (figures embedded), code cells optional;
+    ``title``: the page's title (default: the notebook's first heading)."""
     import nbformat
     from nbconvert import HTMLExporter
 
+    nb = nbformat.read(notebook, as_version=4)
+    if title is None:
+        first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
+        title = next((ln.lstrip("# ").strip() for ln in first.splitlines()
+                      if ln.startswith("#")), notebook.stem)
     exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code,
                             exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     runs.write_text(html, body)
 
 

@@ -125,6 +125,26 @@ def plot_losses(curves: dict[str, pd.DataFrame], columns: list[str] | None = Non
     return fig
 
 
+def plot_discriminators(curves: dict[str, pd.DataFrame], window: int = 10) -> plt.Figure | None:
+    """The discriminator's loss of every adversarial run (``d_loss`` of ``losses.csv``),
+    a running mean over ``window`` logged points, against iteration; the dashed line is
+    ``ln 2``, the relativistic (and vanilla, per term) loss of a critic that cannot tell
+    SR from HR. A critic that learns stays below it. ``None`` when no run has a critic."""
+    adv = {n: df for n, df in curves.items()
+           if "d_loss" in df.columns and pd.to_numeric(df["d_loss"], errors="coerce").notna().any()}
+    if not adv:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
+    for name, df in adv.items():
+        d = pd.to_numeric(df["d_loss"], errors="coerce")
+        ax.plot(df["iter"], d.rolling(window, min_periods=1).mean(), label=name, lw=1)
+    ax.axhline(np.log(2), ls="--", c="0.5", lw=1, label="ln 2 (chance)")
+    ax.set_xlabel("iteration (of the run itself)")
+    ax.set_ylabel(f"discriminator loss (running mean of {window})")
+    fig.legend(loc="outside right upper", fontsize=7)
+    return fig
+
+
 def busiest_box(hr_u8: torch.Tensor, size: int, scale: int) -> tuple[int, int, int]:
     """``(top, left, size)`` of the ``size`` px square with the most gradient energy (the
     most textured place, where SR differs most), on a grid of multiples of ``scale``."""

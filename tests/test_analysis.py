@@ -365,3 +365,17 @@ def test_notebooks_state_their_hypotheses_and_stay_thin(name):
     assert not any(re.search(r"^\s*def ", src, re.M) for src in code), "functions belong in srlib"
     assert max(len(src.splitlines()) for src in code) <= 25
     assert "the seed's" not in md.lower() and "from srlib" not in md
+
+
+def test_plot_discriminators_shows_adversarial_runs_only():
+    from srlib.analysis import plot_discriminators
+
+    plain = pd.DataFrame({"iter": [10, 20], "total": [1.0, 0.5], "d_loss": [None, None]})
+    assert plot_discriminators({"pixel": plain}) is None
+    adv = pd.DataFrame({"iter": [10, 20, 30], "total": [1.0, 0.9, 0.8],
+                        "d_loss": [0.69, 0.5, 0.4]})
+    fig = plot_discriminators({"pixel": plain, "gan": adv}, window=2)
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "gan" in labels and "pixel" not in labels
+    assert ax.get_lines()[0].get_ydata()[-1] == pytest.approx(0.45)  # running mean of 2
