@@ -19,6 +19,13 @@ they are installed with ``--no-deps`` and never imported: their files are found 
 ``[0, 1]`` -> ``[-1, 1]`` -> scaling layer -> trunk; at five layers, unit-normalise the
 features over channels, square the difference, weight channels by the linear head (1x1
 conv), average over space; sum the five. Returns ``(B,)``.
+
+``LPIPS.spatial_map(x, y)`` is the reference packages' ``spatial=True`` output: each
+layer's weighted map (before the average over space) upsampled bilinearly to the input's
+size (``align_corners=False``) and the five summed, ``(B, 1, H, W)``; the NTIRE 2021
+challenge's diversity score is built on it (``srlib.diversity``). Its spatial mean is the
+scalar distance up to the upsampling's weighting of border pixels when a layer's size
+does not divide the input's (about 1e-4 relative; exact for integer factors).
 """
 
 from __future__ import annotations
@@ -157,12 +164,24 @@ class LPIPS(nn.Module):
                 out.append(x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10))
         return out
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def layer_maps(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """The five weighted distance maps ``(B, 1, h_l, w_l)``, each at its layer's size."""
         self._check(x, y)
         b = x.shape[0]
         feats = self._taps(torch.cat([x, y]))  # one pass through the trunk for both
-        layers = zip(self.lins, feats, strict=True)
-        return sum(lin((f[:b] - f[b:]).pow(2)).mean(dim=(1, 2, 3)) for lin, f in layers)
+        return [lin((f[:b] - f[b:]).pow(2)) for lin, f in zip(self.lins, feats, strict=True)]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return sum(d.mean(dim=(1, 2, 3)) for d in self.layer_maps(x, y))
+
+    def spatial_map(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` per-pixel distances, as the reference packages' ``spatial=True``:
+        each layer's map upsampled bilinearly (``align_corners=False``) to the input's
+        size, the five summed. Its mean over space is about ``self(x, y)`` (module doc)."""
+        maps = self.layer_maps(x, y)
+        size = tuple(x.shape[-2:])
+        return sum(F.interpolate(d, size=size, mode="bilinear", align_corners=False)
+                   for d in maps)
 
 
 def _package_file(dist: str, rel: str) -> Path:

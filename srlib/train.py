@@ -161,8 +161,11 @@ def config_differences(out: Path, c: Config) -> list[str]:
     config ``c``, ignoring the fields a resumed run may change."""
     old = runs.read_config(out)
     new = dataclasses.asdict(c)
-    return [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new
-            if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+    # A field added after the run was made reads as its default: such a run computed what
+    # the default computes, so it stays resumable (and, finished, is skipped).
+    defaults = dataclasses.asdict(Config())
+    return [f"{k}: {old.get(k, defaults[k])!r} -> {new[k]!r}" for k in new
+            if k not in RESUMABLE_CHANGES and old.get(k, defaults[k]) != new[k]]
 
 
 def check_inputs(c: Config) -> None:

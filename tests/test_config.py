@@ -237,3 +237,14 @@ def test_discriminator_warm_up_freezes_the_generator():
     assert all(torch.equal(a, b) for a, b in zip(g_before, nets.g.parameters(), strict=True))
     assert any(not torch.equal(a, b) for a, b in zip(d_before, nets.d.parameters(), strict=True))
     assert set(terms) == {"down", "adv"} and d_loss is not None and torch.isfinite(total)
+
+
+def test_a_field_added_later_reads_as_its_default(tiny_sets, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_args(tiny_sets, out)) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    del cfg["d_warmup"], cfg["val_every"]  # as a run made before these fields existed
+    (out / "config.json").write_text(json.dumps(cfg))
+    assert main(tiny_args(tiny_sets, out)) == 0  # the same run: finished, not refused
+    assert main([*tiny_args(tiny_sets, out), "--d-warmup", "3"]) == 2
+    assert "d_warmup: 0 -> 3" in capsys.readouterr().err
