@@ -3,6 +3,9 @@
 A stochastic generator draws ``K`` samples per test image (``K = 10``, as the challenge),
 sample ``i`` from a generator seeded with ``sample_seeds(K)[i]``, the same seeds for every
 image and every variant, so that samples are reproducible and paired across variants.
+A run with ``noise`` (``srlib.models.RRDBNet``'s noise input) is measured so by
+``srlib.evaluate.evaluate_samples``: ``sample_stats``, ``diversity_score`` and the
+challenge's LR-PSNR (``srlib.ntire``) per image, into ``samples.csv`` and ``metrics.json``.
 
 The challenge's diversity score (``measure.py`` of ``andreas128/NTIRE21_Learning_SR_Space``):
 for each sample, the spatial LPIPS map against HR (AlexNet, v0.1, inputs scaled to

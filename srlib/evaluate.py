@@ -8,6 +8,11 @@ quantised to 8 bits, then PSNR-Y / SSIM-Y (crop s), LR-PSNR, the range / null-sp
 of the error (see ``srlib.metrics``) and, with ``--lpips KIND``, LPIPS. A trained run is
 given by its folder (``srlib.train`` writes it). Prints a per-image table and the mean;
 with ``--json``, one JSON object instead.
+
+A stochastic generator (a run with ``noise``) is evaluated here on its sample 0 (its
+eval-mode output, ``srlib.models``); ``evaluate_samples`` draws its ``K`` samples per image
+with the fixed seeds of ``srlib.diversity.sample_seeds`` and measures them as the NTIRE
+2021 challenge does (``srlib.train`` calls it for runs with ``noise``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import torch
 
 from srlib import lpips, runs
 from srlib.data import check_eval_size, dataset_name, eval_pair, list_images, load_image
+from srlib.diversity import DEFAULT_K, diversity_score, sample_seeds, sample_stats
 from srlib.metrics import image_metrics, lr_psnr, psnr_y, quantize, range_null_mse
+from srlib.ntire import lr_psnr_ntire_float
 from srlib.resize import BicubicDegradation
 
 Upscaler = Callable[[torch.Tensor], torch.Tensor]  # LR (1, 3, h, w) -> SR (1, 3, sh, sw)
@@ -160,6 +167,75 @@ def evaluate_sets(
             runs.write_text(where_p / "per_image.csv", table_p.to_csv(index=False))
             per_set_p[name] = summary(table_p, data, scale, model + " + P")
     return per_set, kind, (per_set_p if project else None)
+
+
+SAMPLES, SAMPLES_CSV = "samples", "samples.csv"  # eval/<set>/samples/<image>/<k>.png
+
+
+def _require_noise(g: torch.nn.Module) -> None:
+    if not getattr(g, "noise", 0):
+        raise ValueError("samples need a generator with a noise input (config field noise "
+                         f"> 0); this one has noise={getattr(g, 'noise', 0)!r}")
+
+
+@torch.no_grad()
+def draw_samples(g: torch.nn.Module, lr: torch.Tensor, k: int = DEFAULT_K) -> torch.Tensor:
+    """``k`` samples ``(k, 3, sH, sW)`` (float32, unquantised) of a generator with a noise
+    input for one LR image ``(3, h, w)``: sample ``i`` with the noise of
+    ``g.sample_noise(lr, seed)`` for the ``i``-th of ``sample_seeds(k)``. Sample 0 is
+    ``g(lr)`` in eval mode. ``ValueError`` for a generator without a noise input."""
+    _require_noise(g)
+    x = lr[None]
+    return torch.cat([g(x, g.sample_noise(x, seed)).float() for seed in sample_seeds(k)])
+
+
+def _sample_row(name: str, samples: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
+                op: BicubicDegradation, metric: lpips.LPIPS, save_dir: Path) -> dict:
+    """The K-sample statistics of one image (``srlib.diversity``; ``lr_psnr_ntire_*``: the
+    challenge's LR-PSNR, ``srlib.ntire``), its samples saved as ``save_dir/<name>/<i>.png``."""
+    (save_dir / name).mkdir(parents=True, exist_ok=True)
+    for i, sr in enumerate(samples):
+        runs.write_png(save_dir / name / f"{i}.png", sr)
+    ntire = [lr_psnr_ntire_float(sr, hr, op.scale) for sr in samples]
+    div = diversity_score(samples, hr, metric)
+    return {"image": name, **sample_stats(samples, hr, lr, op),
+            "lr_psnr_ntire_mean": float(np.mean(ntire)), "lr_psnr_ntire_worst": min(ntire),
+            "diversity": div["score"], "lpips_global_best": div["global_best"],
+            "lpips_local_best": div["local_best"], "lpips_mean": div["lpips_mean"]}
+
+
+def evaluate_samples(
+    g: torch.nn.Module, test_data: list[str], scale: int, out: Path, k: int = DEFAULT_K,
+    device: str | torch.device = "cpu", lpips_kind: str | None = None, model: str = "",
+) -> dict[str, dict]:
+    """Draw ``k`` samples per test image from ``g`` (a generator with a noise input, in
+    eval mode; ``draw_samples``), save them under ``out/eval/<set>/samples/<image>/<i>.png``
+    and their statistics, one row per image, in ``out/eval/<set>/samples.csv``: LR-PSNR
+    (ours) mean and worst over the samples, the challenge's LR-PSNR mean and worst, PSNR-Y
+    of the samples' mean image and the mean PSNR-Y, the diversity score (percent) and its
+    LPIPS terms. Returns ``{set: means over the images}`` with ``n_samples`` and
+    ``lpips_kind``. ``ValueError`` when ``k < 1`` or ``g`` has no noise input."""
+    sample_seeds(k)  # validates k before any work
+    _require_noise(g)
+    kind = lpips_kind or lpips.default_kind()
+    metric = lpips.load(kind, device)
+    op = BicubicDegradation(scale)
+    per_set = {}
+    for data in test_data:
+        name = dataset_name(data)
+        where = out / "eval" / name
+        rows = []
+        for path in list_images(data, split="test"):
+            img = load_image(path)
+            check_eval_size(img, path, scale)
+            hr, lr = eval_pair(img.to(device), op)
+            samples = draw_samples(g, lr, k)
+            rows.append(_sample_row(path.stem, samples, hr, lr, op, metric, where / SAMPLES))
+        table = pd.DataFrame(rows)
+        runs.write_text(where / SAMPLES_CSV, table.to_csv(index=False))
+        per_set[name] = summary(table, data, scale, model) | {"n_samples": k,
+                                                               "lpips_kind": kind}
+    return per_set
 
 
 def load_upscaler(model: str, scale: int, device: str) -> tuple[Upscaler, int]:

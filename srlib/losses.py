@@ -28,15 +28,29 @@ one entry in one of them, and a name missing from them is refused with the choic
     which; the run records it). Built only for specs that use it.
   - ``adv`` (ragan | vanilla | hinge): the generator's adversarial term;
     ``Loss.discriminator`` gives the matching discriminator loss.
+- ``LOSS_OPERATORS``: name -> ``f(scale)``, the operator ``D'`` that ``down`` applies to
+  SR (an object with ``down(hr) -> lr``, ``(B, C, H, W)`` -> ``(B, C, H/s, W/s)``,
+  differentiable), for the operator-mismatch study: the data and the evaluation keep
+  MATLAB's ``D``, only the loss changes. ``matlab`` (``BicubicDegradation``, the
+  default: ``D' = D``); ``torch-bicubic`` (``F.interpolate(mode="bicubic",
+  antialias=True)``: the same kernel, a = -0.5 widened by s, but its borders renormalise
+  the truncated kernel instead of padding symmetrically, so it equals ``D`` except in the
+  outer 2 LR pixels); ``bilinear`` (``F.interpolate(mode="bilinear", antialias=True)``:
+  the triangle kernel widened by s); ``gauss`` (``GaussDegradation``: a Gaussian of sigma
+  ``s / sqrt(12)``, the variance of the s-pixel box of area averaging, sampled at the
+  centres of the s x s blocks, MATLAB's sampling grid).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import lru_cache
+from typing import Protocol, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -144,6 +158,109 @@ class PerceptualFeatures(nn.Module):
         return self.features((x - self.shift) / self.scale)
 
 
+# --- the loss's operator D' -------------------------------------------------------------
+
+
+class Operator(Protocol):
+    """What ``down`` needs of an operator: ``down(hr)``, ``(B, C, H, W)`` -> ``(B, C, H/s,
+    W/s)``, linear and differentiable."""
+
+    def down(self, hr: Tensor) -> Tensor: ...
+
+
+def _lr_size(hr: Tensor, scale: int) -> tuple[int, int]:
+    """``(H/s, W/s)`` of an HR batch, or a ValueError that says what is wrong."""
+    if not isinstance(hr, Tensor) or hr.dim() != 4 or not hr.is_floating_point():
+        raise ValueError("hr must be a float tensor of shape (B, C, H, W), got "
+                         f"{getattr(hr, 'shape', type(hr).__name__)}")
+    h, w = hr.shape[-2:]
+    if h % scale or w % scale:
+        raise ValueError(f"hr of size {h}x{w} is not a multiple of the scale {scale}")
+    return h // scale, w // scale
+
+
+class TorchResize:
+    """``D'``: ``F.interpolate`` to ``(H/s, W/s)`` with ``antialias=True`` (the kernel
+    widened by s) and ``align_corners=False``: ``mode`` ``bicubic`` (a = -0.5 when
+    antialiased, like MATLAB, but near the borders it renormalises the truncated kernel
+    where MATLAB pads symmetrically) or ``bilinear`` (the triangle kernel)."""
+
+    def __init__(self, scale: int, mode: str):
+        self.scale, self.mode = int(scale), mode
+
+    def __repr__(self) -> str:
+        return f"TorchResize(scale={self.scale}, mode={self.mode!r})"
+
+    def down(self, hr: Tensor) -> Tensor:
+        return F.interpolate(hr, size=_lr_size(hr, self.scale), mode=self.mode,
+                             antialias=True, align_corners=False)
+
+
+@lru_cache(maxsize=64)
+def _gauss_np(n_in: int, scale: int) -> np.ndarray:
+    """The ``(n_in / s, n_in)`` float64 matrix of ``GaussDegradation`` on one axis."""
+    sigma = scale / math.sqrt(12.0)
+    radius = 3.0 * sigma
+    centre = scale * np.arange(n_in // scale) + (scale - 1) / 2.0  # 0-based block centres
+    taps = int(math.ceil(2.0 * radius)) + 2
+    idx = np.floor(centre - radius)[:, None] + np.arange(taps)[None, :]
+    d = idx - centre[:, None]
+    w = np.exp(-0.5 * (d / sigma) ** 2) * (np.abs(d) <= radius)
+    w /= w.sum(axis=1, keepdims=True)
+    mirror = np.concatenate([np.arange(n_in), np.arange(n_in)[::-1]])  # symmetric padding
+    src = mirror[np.mod(idx.astype(np.int64), 2 * n_in)]
+    a = np.zeros((len(centre), n_in))
+    np.add.at(a, (np.repeat(np.arange(len(centre)), taps), src.ravel()), w.ravel())
+    return a
+
+
+@lru_cache(maxsize=64)
+def _gauss_matrix(n_in: int, scale: int, dtype: torch.dtype, device: str) -> Tensor:
+    return torch.from_numpy(_gauss_np(n_in, scale)).to(device=device, dtype=dtype)
+
+
+class GaussDegradation:
+    """``D'``: Gaussian blur and decimation by s, separable, as one matrix per axis.
+
+    Sigma is ``s / sqrt(12)`` (0.58, 0.87, 1.15 px at x2, x3, x4): the Gaussian with the
+    variance of the s-pixel box filter, i.e. of area averaging (a sensor integrating over
+    its pixel). The kernel is cut at 3 sigma and renormalised; borders are padded
+    symmetrically, like MATLAB's. Decimation keeps MATLAB's phase: LR pixel ``i`` is the
+    blurred image at the centre ``s*i + (s-1)/2`` of its s x s block (0-based), every
+    s-th pixel from ``(s-1)/2`` at odd s, half-way between two pixels at even s (the
+    Gaussian sampled at half-integer offsets). So ``D'`` and ``D`` see the same grid and
+    differ in the kernel only (no half-pixel shift)."""
+
+    def __init__(self, scale: int):
+        self.scale = int(scale)
+        self.sigma = self.scale / math.sqrt(12.0)
+
+    def __repr__(self) -> str:
+        return f"GaussDegradation(scale={self.scale}, sigma={self.sigma:.4g})"
+
+    def down(self, hr: Tensor) -> Tensor:
+        _lr_size(hr, self.scale)
+        h, w = hr.shape[-2:]
+        dev = str(hr.device)
+        a_h = _gauss_matrix(h, self.scale, hr.dtype, dev)
+        a_w = _gauss_matrix(w, self.scale, hr.dtype, dev)
+        return a_h @ hr @ a_w.transpose(0, 1)
+
+
+# name -> scale -> the operator D' that the down term applies to SR (see the docstring)
+LOSS_OPERATORS: dict[str, Callable[[int], Operator]] = {
+    "matlab": BicubicDegradation,  # D' = D, the data's own operator
+    "torch-bicubic": lambda s: TorchResize(s, "bicubic"),
+    "bilinear": lambda s: TorchResize(s, "bilinear"),
+    "gauss": GaussDegradation,
+}
+
+
+def loss_operator(name: str, scale: int) -> Operator:
+    """The operator ``LOSS_OPERATORS[name]`` at ``scale``; unknown names list the choices."""
+    return _lookup(LOSS_OPERATORS, "loss_operator", name)(scale)
+
+
 # --- terms ------------------------------------------------------------------------------
 
 
@@ -151,7 +268,7 @@ class PerceptualFeatures(nn.Module):
 class Context:
     """What a term may use besides ``(sr, hr, lr)``."""
 
-    op: BicubicDegradation  # the degradation the loss assumes (``down``)
+    op: Operator  # the degradation the loss assumes (``down``): D, or a D' of LOSS_OPERATORS
     module: nn.Module | None  # the term's own network (``TermSpec.module``), if it has one
     d_real: Tensor | None  # discriminator logits on HR (detached), or None without a D
     d_fake: Tensor | None  # ... and on SR
@@ -259,10 +376,11 @@ class Loss(nn.Module):
 
     Args:
         spec: a loss spec (see the module docstring).
-        op: the degradation ``down`` applies to SR (in training, the one that made the LR).
+        op: the degradation ``down`` applies to SR: in training, the one that made the LR
+            (``BicubicDegradation``), or another of ``LOSS_OPERATORS`` (``loss_operator``).
     """
 
-    def __init__(self, spec: str, op: BicubicDegradation):
+    def __init__(self, spec: str, op: Operator):
         super().__init__()
         self.spec, self.terms, self.op = spec, parse_spec(spec), op
         # the terms' own networks (perc's VGG), built only for the terms of this spec

@@ -22,6 +22,31 @@
   ``skip=None`` is the upsampler's historical default, ``default_skip``: ``bicubic`` for
   ``pre`` (its residual skip, VDSR-style), ``none`` for the others. The skip has no
   weights: the same state dict loads whatever the skip.
+
+  Consistency by construction, ``CONSISTENCY``: ``none`` (the default, today's output) or
+  ``project``, the output replaced by ``P(SR, LR) = SR + D^+(LR - D SR)`` (DESIGN 2; CEM,
+  DDNM's range-null decomposition) inside the forward pass, after the skip, so that
+  ``D(output) == LR`` to float32 rounding for every upsampler and skip; differentiable (the
+  gradient reaching the network is its null-space part). No weights either: a projected
+  generator loads an unprojected one's state dict (a fine-tune into projection).
+
+  A noise input, ``noise`` channels (0, the default: none, today's deterministic
+  generator): the stochastic generator of DESIGN 2 H5. Per-pixel Gaussian noise
+  ``z ~ N(0, 1)``, ``(B, noise, h, w)`` at the size the body runs at (LR; HR for ``pre``),
+  is mixed into the features after ``conv_first`` by a 1x1 conv without bias,
+  ``conv_noise`` (``feat = conv_first(x) + conv_noise(z)``; StyleGAN's per-pixel noise
+  inputs, with a learned mix per feature instead of one scale per channel; an SRFlow-like
+  latent at LR size, injected once). The body's 3x3 convs spread it spatially. Its
+  layer is created last, so a noise generator seeded alike has the deterministic one's
+  weights plus ``conv_noise`` (PyTorch's default init, non-zero: z matters from the
+  start), and a deterministic state dict loads into it but for ``conv_noise``.
+  ``forward(lr, z)`` takes z explicitly (``sample_noise(lr, seed)`` draws the fixed one of
+  a seed, on the CPU, so a sample is the same on every device); with ``z=None`` it draws
+  from torch's global generator in training mode (reproducible under
+  ``torch.manual_seed``; ``srlib.train`` checkpoints that generator's state) and, in eval
+  mode, uses the noise of seed 0, so ``g(lr)`` is deterministic: sample 0 of the K of
+  ``srlib.diversity.sample_seeds``. With ``consistency: project`` every sample is exactly
+  consistent: the samples differ in the null space of ``D`` only.
 - ``VGGDiscriminator``: ESRGAN's VGG-style discriminator, its depth adapted to the patch.
 - ``UNetDiscriminator``: Real-ESRGAN's U-Net discriminator with spectral normalisation,
   a per-pixel realness map.
@@ -166,6 +191,31 @@ SKIPS: dict[str, Skip | None] = {
 }
 
 
+Consistency = Callable[[BicubicDegradation, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def project64(op: BicubicDegradation, sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    """``P(sr, lr) = sr + D^+(lr - D sr)`` computed in float64, returned in float32.
+
+    ``sr`` (float32, ``(B, 3, s*h, s*w)``) and ``lr`` are cast to float64, so ``D`` and
+    ``D^+`` run with float64 matrices (``BicubicDegradation`` caches them per dtype) and
+    float64 matmuls; only the result is rounded to float32 (relative 6e-8), which leaves
+    ``D(output) - lr`` at about 1e-7. Neither TF32 nor autocast can touch it: TF32
+    (``torch.backends.cuda.matmul.allow_tf32``, ``set_float32_matmul_precision``) applies
+    to float32 matmuls only, never to float64 ones (cuBLAS DGEMM is IEEE double, on tensor
+    cores or not), and autocast leaves float64 ops alone; the caller also disables autocast
+    around it (``RRDBNet.forward``). Differentiable: the casts pass gradients through."""
+    return op.project(sr.double(), lr.double()).float()
+
+
+# Consistency name -> (op, sr, lr) -> the output that replaces SR: (B, 3, s*h, s*w),
+# float32. None: the output as it is.
+CONSISTENCY: dict[str, Consistency | None] = {
+    "none": None,
+    "project": project64,  # P(SR, LR): D(output) == LR by construction
+}
+
+
 def default_skip(upsampler: str) -> str:
     """The skip an upsampler had before skips were selectable, what ``skip=None`` means:
     ``bicubic`` for pre-upsampling (a ``None`` entry of ``UPSAMPLERS``), else ``none``."""
@@ -191,22 +241,34 @@ class RRDBNet(nn.Module):
         skip: one of ``SKIPS`` (``none``, ``bicubic``, ``pinv``), added to the output;
             ``None``: ``default_skip(upsampler)``, the historical behaviour. ``pre`` always
             takes the bicubic image as input; its output skip is this one.
+        consistency: one of ``CONSISTENCY``: ``none`` (the output as it is) or ``project``
+            (the output, skip included, replaced by ``P(SR, LR)``, computed in float64
+            outside autocast: ``D(output) == LR`` to float32 rounding).
+        noise: Gaussian noise channels mixed into the features (module doc); 0: none.
     """
 
     def __init__(self, scale: int = 4, upsampler: str = "nearest", nf: int = 64,
-                 nb: int = 23, gc: int = 32, skip: str | None = None):
+                 nb: int = 23, gc: int = 32, skip: str | None = None,
+                 consistency: str = "none", noise: int = 0):
         super().__init__()
         if upsampler not in UPSAMPLERS:
             raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, got {upsampler!r}")
         skip = default_skip(upsampler) if skip is None else skip
         if skip not in SKIPS:
             raise ValueError(f"skip must be one of {', '.join(SKIPS)}, got {skip!r}")
+        if consistency not in CONSISTENCY:
+            raise ValueError(f"consistency must be one of {', '.join(CONSISTENCY)}, "
+                             f"got {consistency!r}")
         step = UPSAMPLERS[upsampler]
         _steps(scale)  # validates scale
         for name, v in (("nf", nf), ("nb", nb), ("gc", gc)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if isinstance(noise, bool) or not isinstance(noise, int) or noise < 0:
+            raise ValueError("noise must be a non-negative integer (0: no noise input, "
+                             f"else the number of noise channels), got {noise!r}")
         self.scale, self.upsampler, self.skip = scale, upsampler, skip
+        self.consistency, self.noise = consistency, noise
         self.pre = step is None  # pre-upsampling: the whole network at HR size
         self.op = BicubicDegradation(scale)  # no weights: skips leave the state dict alone
         self.conv_first = nn.Conv2d(3, nf, 3, padding=1)
@@ -215,21 +277,65 @@ class RRDBNet(nn.Module):
         self.upsample = nn.Identity() if step is None else _upsampler(step, nf, scale)
         self.conv_hr = nn.Conv2d(nf, nf, 3, padding=1)
         self.conv_last = nn.Conv2d(nf, 3, 3, padding=1)
+        # Created last: every other weight is drawn as without noise (module doc).
+        self.conv_noise = nn.Conv2d(noise, nf, 1, bias=False) if noise else None
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+    def noise_shape(self, lr: torch.Tensor) -> tuple[int, int, int, int]:
+        """The shape of ``z`` for the input ``lr`` ``(B, 3, h, w)``: ``(B, noise, h, w)``,
+        ``(B, noise, s*h, s*w)`` for ``pre`` (the size the body runs at)."""
+        b, _, h, w = lr.shape
+        r = self.scale if self.pre else 1
+        return (b, self.noise, r * h, r * w)
+
+    def sample_noise(self, lr: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """``z ~ N(0, 1)`` of ``noise_shape(lr)`` on ``lr``'s device, float32: from
+        ``torch.Generator().manual_seed(seed)`` on the CPU (the same z on every device), or
+        from torch's global generator (on ``lr``'s device) when ``seed`` is None."""
+        if not self.noise:
+            raise ValueError("this generator has no noise input (noise=0): there is no z "
+                             "to draw; build it with noise > 0 for samples")
+        shape = self.noise_shape(lr)
+        if seed is None:
+            return torch.randn(shape, device=lr.device)
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randn(shape, generator=gen).to(lr.device)
+
+    def _noise_features(self, x: torch.Tensor, lr: torch.Tensor,
+                        z: torch.Tensor | None) -> torch.Tensor | None:
+        """``conv_noise(z)`` for the body's input ``x``, z drawn when None (module doc);
+        None without a noise input."""
+        if not self.noise:
+            if z is not None:
+                raise ValueError("z given, but this generator has no noise input (noise=0); "
+                                 "pass z=None, or build it with noise > 0")
+            return None
+        if z is None:
+            z = self.sample_noise(lr, None if self.training else 0)
+        want = self.noise_shape(lr)
+        if tuple(z.shape) != want:
+            raise ValueError(f"z must have shape {want} (B, noise, h, w), got {tuple(z.shape)}")
+        return self.conv_noise(z.to(device=x.device, dtype=x.dtype))
+
+    def forward(self, lr: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """SR of ``lr``; ``z``: the noise of a generator with a noise input (module doc),
+        drawn when None; a generator without one refuses a z."""
         # Under bf16 autocast, the image-valued ends run in float32: a bf16 image would
         # carry rounding errors of about one 8-bit level (and pinv would lose D(SR) == LR).
         fp32 = torch.autocast(lr.device.type, enabled=False)
         skip_fn = SKIPS[self.skip]  # looked up here, so a table entry added later is used
+        consistent = CONSISTENCY[self.consistency]
         with fp32:
             x = self.op.up(lr.float()) if self.pre else lr
             base = None if skip_fn is None else skip_fn(self.op, lr.float())
         feat = self.conv_first(x)
+        mixed = self._noise_features(x, lr, z)
+        feat = feat if mixed is None else feat + mixed
         feat = feat + self.conv_body(self.body(feat))
         feat = F.leaky_relu(self.conv_hr(self.upsample(feat)), 0.2)
-        with fp32:
+        with fp32:  # the projection too: autocast never reaches D (it runs in float64)
             out = self.conv_last(feat.float())
-            return out if base is None else base + out
+            out = out if base is None else base + out
+            return out if consistent is None else consistent(self.op, out, lr)
 
 
 class VGGDiscriminator(nn.Module):
@@ -305,10 +411,12 @@ class UNetDiscriminator(nn.Module):
 
 
 def build_generator(preset: str, scale: int, upsampler: str, skip: str | None = None,
-                    **overrides) -> RRDBNet:
+                    consistency: str = "none", noise: int = 0, **overrides) -> RRDBNet:
     """The generator of a preset (``quick`` or ``esrgan``), sizes (``nf``, ``nb``, ``gc``)
-    overridable; ``skip`` as in ``RRDBNet`` (``None``: the upsampler's historical one)."""
+    overridable; ``skip`` as in ``RRDBNet`` (``None``: the upsampler's historical one),
+    ``consistency`` too (``none`` or ``project``), and ``noise`` (0: deterministic)."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     sizes = {k: PRESETS[preset][k] for k in ("nf", "nb", "gc")} | overrides
-    return RRDBNet(scale=scale, upsampler=upsampler, skip=skip, **sizes)
+    return RRDBNet(scale=scale, upsampler=upsampler, skip=skip, consistency=consistency,
+                   noise=noise, **sizes)

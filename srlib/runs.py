@@ -7,13 +7,15 @@ module:
 ====================  ==================================================================
 ``config.json``       the resolved ``Config`` (written once it is validated)
 ``checkpoint.pt``     while training: weights, optimisers, schedules, sampler RNG, iteration
+                      (and torch's RNG state, for a generator with a noise input)
 ``losses.csv``        each loss term every ``log_every`` iterations
 ``validation.csv``    with ``val_every``: metrics of fixed validation crops during training
 ``source.json``       a fine-tune only: the run it started from and the SHA-256 of its
                       ``generator.pt`` (a changed source makes this run stale)
 ``generator.pt``      the trained generator's state dict
 ``metrics.json``      means per test set and how they were made (one writer: ``write_metrics``)
-``eval/<set>/``       ``per_image.csv`` and the SR images as 8-bit PNGs
+``eval/<set>/``       ``per_image.csv`` and the SR images as 8-bit PNGs; with ``noise``,
+                      ``samples.csv`` (one row per image) and ``samples/<image>/<k>.png``
 ``projected/eval/``   the same for ``P(SR, LR)``, the post-hoc projection of the outputs
 ``error.txt``         a failed run: the error's last line; ``traceback.txt``: the whole text
 ``.lock``             held (advisory ``flock``) by the process working in the folder
@@ -155,8 +157,10 @@ def load_generator(run: str | Path, device: str | torch.device = "cpu") -> torch
     if not (run / CONFIG).is_file() or not (run / GENERATOR).is_file():
         raise FileNotFoundError(f"{run}: not a finished run (needs {CONFIG} and {GENERATOR})")
     c = read_config(run)
-    g = build_generator(c["preset"], c["scale"], c["upsampler"], skip=c["skip"], nf=c["nf"],
-                        nb=c["nb"], gc=c["gc"])
+    # consistency, noise: runs from before the fields hold none, the behaviour of that time
+    g = build_generator(c["preset"], c["scale"], c["upsampler"], skip=c["skip"],
+                        consistency=c.get("consistency", "none"), noise=c.get("noise", 0),
+                        nf=c["nf"], nb=c["nb"], gc=c["gc"])
     try:
         state = torch.load(run / GENERATOR, map_location="cpu", weights_only=True)
         g.load_state_dict(state)
@@ -214,14 +218,18 @@ def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str,
                   first_set: str, iters: int, train_seconds: float = 0.0,
                   its_per_second: float | None = None, device: str = "cpu",
                   resumed_from_iter: int | None = None, perc_backend: str | None = None,
-                  projected: dict[str, dict] | None = None) -> dict:
+                  projected: dict[str, dict] | None = None,
+                  samples: dict[str, dict] | None = None) -> dict:
     """Write ``metrics.json``: the first test set's means at the top level (what tables
-    read), every set under ``datasets``, and how the numbers were made."""
+    read), every set under ``datasets``, and how the numbers were made. ``projected``:
+    the post-hoc projected outputs' means per set; ``samples``: a stochastic generator's
+    K-sample statistics per set (``srlib.evaluate.evaluate_samples``); None otherwise."""
     results = {
         **per_set[first_set],
         "lpips_kind": lpips_kind,
         "datasets": per_set,
         "projected": projected,
+        "samples": samples,
         "iters": iters,
         "train_seconds": train_seconds,
         "its_per_second": its_per_second,

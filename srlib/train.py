@@ -35,9 +35,11 @@ from tqdm import tqdm
 
 from srlib import runs
 from srlib.data import PatchSampler, dataset_name, list_images, load_image
-from srlib.evaluate import Validation, evaluate_sets
-from srlib.losses import Loss, parse_spec
+from srlib.diversity import DEFAULT_K
+from srlib.evaluate import Validation, evaluate_samples, evaluate_sets
+from srlib.losses import LOSS_OPERATORS, Loss, loss_operator, parse_spec
 from srlib.models import (
+    CONSISTENCY,
     PRESETS,
     SCALES,
     SKIPS,
@@ -73,9 +75,20 @@ class Config:
 
     loss: str = _f("pixel", "loss spec: [weight*][criterion:]name joined by '+', e.g. "
                             "'down', 'down+0.005*adv', '0.01*l1:pixel+perc+0.005*adv'")
+    loss_operator: str = _f("matlab", "the operator D' the loss's down term applies to SR: "
+                                      f"one of {', '.join(LOSS_OPERATORS)} (the data and the "
+                                      "evaluation keep MATLAB's D)")
     upsampler: str = _f("nearest", f"one of {', '.join(UPSAMPLERS)}")
     skip: str | None = _f(None, f"global skip added to the output: one of {', '.join(SKIPS)} "
                                 "(default: the upsampler's own: bicubic for pre, else none)")
+    consistency: str = _f("none", f"one of {', '.join(CONSISTENCY)}: 'project' makes the "
+                                  "output P(G(LR), LR), consistent with LR by construction")
+    noise: int = _f(0, "Gaussian noise channels mixed into the generator's LR features (a "
+                       "stochastic generator; 0: none, deterministic); train it with an adv "
+                       "term")
+    eval_samples: int = _f(DEFAULT_K, "with noise: samples drawn per test image at evaluation "
+                                      "(K >= 1, fixed seeds 0..K-1; the NTIRE 2021 challenge "
+                                      "draws 10)")
     preset: str = _f("quick", f"model and batch sizes: one of {', '.join(PRESETS)}")
     iters: int = _f(1000, "training iterations (generator steps)")
     seed: int = _f(0, "random seed: weights, batches, discriminator")
@@ -117,6 +130,8 @@ class Config:
         c = dataclasses.replace(self, test_data=list(self.test_data))
         c.skip = default_skip(c.upsampler) if c.skip is None else c.skip
         _choose("skip", c.skip, SKIPS)
+        _choose("consistency", c.consistency, CONSISTENCY)
+        _choose("loss_operator", c.loss_operator, LOSS_OPERATORS)
         for k in PRESET_FIELDS:
             if getattr(c, k) is None:
                 setattr(c, k, PRESETS[c.preset][k])
@@ -125,6 +140,10 @@ class Config:
             _check(k, getattr(c, k), _is_int(getattr(c, k), 1), "a positive integer")
         for k in ("val_every", "d_warmup"):
             _check(k, getattr(c, k), _is_int(getattr(c, k), 0), "a non-negative integer")
+        _check("noise", c.noise, _is_int(c.noise, 0), "a non-negative integer (0: no noise "
+               "input, deterministic; k > 0: k noise channels)")
+        _check("eval_samples", c.eval_samples, _is_int(c.eval_samples, 1),
+               "a positive integer (K >= 1 samples per test image)")
         _check("val_crop", c.val_crop, c.val_crop % c.scale == 0, f"a multiple of scale {c.scale}")
         _check("seed", c.seed, _is_int(c.seed, 0), "a non-negative integer")
         lr = c.learning_rate
@@ -180,14 +199,47 @@ def check_inputs(c: Config) -> None:
         if not (src / runs.GENERATOR).is_file() or not (src / runs.CONFIG).is_file():
             raise FileNotFoundError(f"init_from {src}: not a finished run (no generator.pt)")
         old = runs.read_config(src)
+        # Not consistency: it has no weights, and fine-tuning an unprojected generator
+        # into a projected one (same weights, P added) is a legitimate start. Nor noise
+        # from a deterministic source: its weights load, conv_noise starts fresh.
         arch = ("scale", "upsampler", "skip", "nf", "nb", "gc")
         diff = [f"{k} {old.get(k)!r} vs {getattr(c, k)!r}" for k in arch
                 if old.get(k) != getattr(c, k)]
+        if old.get("noise", 0) not in (0, c.noise):
+            diff.append(f"noise {old['noise']!r} vs {c.noise!r}")
         if diff:
             raise ValueError(f"init_from {src}: its generator differs ({'; '.join(diff)})")
-    if not {t.name for t in parse_spec(c.loss)} & {"pixel", "down", "perc"}:
+    _warn_about_loss(c)
+    _warn_about_noise(c)
+
+
+def _warn_about_loss(c: Config) -> None:
+    """Warn when nothing ties SR to its input (projection does), when ``down`` is zero by
+    construction (projection with the data's own D) and when ``loss_operator`` is unused."""
+    names = {t.name for t in parse_spec(c.loss)}
+    projected = c.consistency == "project"
+    if not names & {"pixel", "down", "perc"} and not projected:
         warnings.warn(f"loss {c.loss!r} has no pixel, down or perc term: nothing ties the "
-                      "output to its input, only the discriminator guides it", stacklevel=2)
+                      "output to its input, only the discriminator guides it", stacklevel=3)
+    if "down" in names and projected and c.loss_operator == "matlab":
+        warnings.warn(f"loss {c.loss!r} with consistency 'project': the down term is zero by "
+                      "construction (D(SR) == LR) and contributes nothing", stacklevel=3)
+    if "down" not in names and c.loss_operator != "matlab":
+        warnings.warn(f"loss_operator {c.loss_operator!r} is unused: loss {c.loss!r} has no "
+                      "down term", stacklevel=3)
+
+
+def _warn_about_noise(c: Config) -> None:
+    """Warn when a noise input is trained without an adversarial term (an MSE-type loss
+    is lowest at the conditional mean: the generator learns to ignore z) and when
+    ``eval_samples`` is set for a generator without noise (it is ignored)."""
+    if c.noise and "adv" not in {t.name for t in parse_spec(c.loss)}:
+        warnings.warn(f"noise {c.noise} with loss {c.loss!r}: without an adv term, pixel, down "
+                      "and perc losses are lowest when the generator ignores its noise, so "
+                      "its samples will barely differ", stacklevel=3)
+    if not c.noise and c.eval_samples != DEFAULT_K:
+        warnings.warn(f"eval_samples {c.eval_samples} is unused: noise is 0 (a deterministic "
+                      "generator has one output per image)", stacklevel=3)
 
 
 # ---- one optimisation step ------------------------------------------------------------
@@ -259,10 +311,16 @@ def _device(c: Config) -> torch.device:
 def _build(c: Config, loss: Loss, dev: torch.device) -> tuple[Nets, list]:
     """Seeded networks, optimisers and learning-rate schedules of a run."""
     torch.manual_seed(c.seed)
-    g = build_generator(c.preset, c.scale, c.upsampler, skip=c.skip, nf=c.nf, nb=c.nb,
+    g = build_generator(c.preset, c.scale, c.upsampler, skip=c.skip,
+                        consistency=c.consistency, noise=c.noise, nf=c.nf, nb=c.nb,
                         gc=c.gc).to(dev)
     if c.init_from:
-        g.load_state_dict(runs.load_generator(c.init_from).state_dict())
+        src = runs.load_generator(c.init_from).state_dict()
+        # A deterministic source into a noise generator: all but conv_noise (checked alike)
+        missing, unexpected = g.load_state_dict(src, strict=False)
+        if unexpected or any(not k.startswith("conv_noise.") for k in missing):
+            raise ValueError(f"init_from {c.init_from}: its generator does not fit "
+                             f"(missing {missing}, unexpected {unexpected})")
     d = None
     if loss.needs_discriminator:
         d = DISCRIMINATORS[c.discriminator](c.patch, c.d_nf).to(dev)
@@ -281,11 +339,16 @@ def _build(c: Config, loss: Loss, dev: torch.device) -> tuple[Nets, list]:
 
 
 def _state(it: int, seconds: float, nets: Nets, scheds: list, sampler: PatchSampler) -> dict:
-    return {"iter": it, "train_seconds": seconds, "g": nets.g.state_dict(),
-            "opt_g": nets.opt_g.state_dict(),
-            "d": nets.d.state_dict() if nets.d is not None else None,
-            "opt_d": nets.opt_d.state_dict() if nets.opt_d is not None else None,
-            "sched": [s.state_dict() for s in scheds], "sampler_rng": sampler.gen.get_state()}
+    state = {"iter": it, "train_seconds": seconds, "g": nets.g.state_dict(),
+             "opt_g": nets.opt_g.state_dict(),
+             "d": nets.d.state_dict() if nets.d is not None else None,
+             "opt_d": nets.opt_d.state_dict() if nets.opt_d is not None else None,
+             "sched": [s.state_dict() for s in scheds], "sampler_rng": sampler.gen.get_state()}
+    if getattr(nets.g, "noise", 0):  # z is drawn from torch's global generator in training
+        state["torch_rng"] = torch.get_rng_state()
+        if sampler.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(sampler.device)
+    return state
 
 
 def _restore(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) -> None:
@@ -297,6 +360,11 @@ def _restore(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) -> No
     for s, st in zip(scheds, state["sched"], strict=True):
         s.load_state_dict(st)
     sampler.gen.set_state(state["sampler_rng"].to(sampler.gen.get_state().device))
+    # Checkpoints without them (noise 0, or older) drew nothing from torch's generator.
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"].cpu())
+    if "cuda_rng" in state and sampler.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), sampler.device)
 
 
 @contextlib.contextmanager
@@ -377,12 +445,16 @@ def _run(c: Config, out: Path) -> dict:
     state = runs.load_checkpoint(out / runs.CHECKPOINT) if (out / runs.CHECKPOINT).exists() \
         else None
     dev = _device(c)
-    if dev.type == "cuda":  # TF32 for convolutions; D and the losses run in float32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if dev.type == "cuda":
+        # TF32 for the convolutions only: D, D^+ and the skips are matmuls, which stay in
+        # full float32 (and the projection of consistency: project runs in float64).
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = False
     paths = list_images(c.data, "train")
     sampler = PatchSampler([load_image(p) for p in paths], c.patch, c.scale, c.batch, dev,
                            c.seed, names=[str(p) for p in paths])
-    loss = Loss(c.loss, sampler.op).to(dev)
+    # The loss's operator D' (loss_operator); the sampler's D (MATLAB's) makes the LR.
+    loss = Loss(c.loss, loss_operator(c.loss_operator, c.scale)).to(dev)
     nets, scheds = _build(c, loss, dev)
     run = Session(c, out, dev, sampler, loss, nets, scheds)
     if c.val_every:
@@ -464,7 +536,13 @@ def _finish(run: Session, session_seconds: float) -> dict:
     runs.write_torch(run.out / runs.GENERATOR, run.nets.g.state_dict())
     run.nets.g.eval()
     per_set, kind, projected = evaluate_sets(run.nets.g, c.test_data, c.scale, run.out, dev,
-                                             model=f"{c.loss} / {c.upsampler}", project=True)
+                                             model=f"{c.loss} / {c.upsampler}",
+                                             # a projected generator needs no +P twin
+                                             project=c.consistency == "none")
+    samples = None
+    if c.noise:  # K samples per image, fixed seeds; sample 0 is the output evaluated above
+        samples = evaluate_samples(run.nets.g, c.test_data, c.scale, run.out, c.eval_samples,
+                                   dev, lpips_kind=kind, model=f"{c.loss} / {c.upsampler}")
     session_iters = c.iters - run.start
     results = runs.write_metrics(
         run.out, per_set, lpips_kind=kind, config=dataclasses.asdict(c),
@@ -473,7 +551,7 @@ def _finish(run: Session, session_seconds: float) -> dict:
         its_per_second=session_iters / session_seconds if session_iters else None,
         device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         resumed_from_iter=run.start or None, perc_backend=run.loss.perc_backend,
-        projected=projected)
+        projected=projected, samples=samples)
     run.ckpt.unlink(missing_ok=True)  # generator.pt holds the result; optimiser state is done
     return results
 

@@ -5,7 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srlib.losses import Loss, Term, adversarial_d, adversarial_g, parse_spec
+from srlib.losses import (
+    LOSS_OPERATORS,
+    Loss,
+    Term,
+    adversarial_d,
+    adversarial_g,
+    loss_operator,
+    parse_spec,
+)
 from srlib.models import (
     PRESETS,
     SKIPS,
@@ -274,3 +282,87 @@ def test_loss_without_discriminator_inputs():
         loss(hr, hr, BicubicDegradation(2).down(hr))
     with pytest.raises(ValueError, match="no adv term"):
         Loss("down", BicubicDegradation(2)).discriminator(hr, hr)
+
+
+# ---- the loss's operator D' ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", LOSS_OPERATORS)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_loss_operators_shape_phase_and_gradient(name, scale):
+    op = loss_operator(name, scale)
+    x = torch.rand(2, 3, 8 * scale, 6 * scale, requires_grad=True)
+    y = op.down(x)
+    assert y.shape == (2, 3, 8, 6) and y.dtype == torch.float32
+    y.square().sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    # weights sum to 1, and the LR grid is MATLAB's (block centres): a linear ramp maps to
+    # the same interior values as D's, so a mismatch is the kernel's, never a shift
+    torch.testing.assert_close(op.down(torch.ones(1, 1, 8 * scale, 8 * scale)),
+                               torch.ones(1, 1, 8, 8), rtol=0, atol=1e-6)
+    n = 12 * scale
+    i = torch.arange(n, dtype=torch.float64)
+    ramp = (i[:, None] + 0.5 * i[None, :]).expand(1, 1, n, n)
+    inner = (..., slice(3, -3), slice(3, -3))
+    torch.testing.assert_close(op.down(ramp)[inner], BicubicDegradation(scale).down(ramp)[inner],
+                               rtol=0, atol=1e-12)
+
+
+def test_matlab_loss_operator_is_d():
+    op = loss_operator("matlab", 3)
+    hr = torch.rand(2, 3, 24, 21)
+    assert isinstance(op, BicubicDegradation)
+    assert torch.equal(op.down(hr), BicubicDegradation(3).down(hr))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_torch_bicubic_is_d_but_at_the_borders(scale):
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 16 * scale, 12 * scale)
+    diff = (loss_operator("torch-bicubic", scale).down(hr) - BicubicDegradation(scale).down(hr))
+    assert diff[..., 2:-2, 2:-2].abs().max() < 1e-6  # measured <= 2.4e-7 in float32
+    assert diff[..., 0, :].abs().max() > 1e-3 and diff[..., :, -1].abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("scale,at,want", [
+    (3, 13, (4,)),  # odd s: LR pixel 4 samples HR pixel 3*4 + 1 = 13 itself
+    (2, 9, (4, 5)),  # even s: centres 8.5 and 10.5, offsets 0.5 and 1.5 (< 3 sigma = 1.73)
+])
+def test_gauss_operator_is_blur_then_decimation_at_block_centres(scale, at, want):
+    """An impulse at HR pixel ``at`` (both axes) lands on the LR pixels whose block centre
+    ``s*i + (s-1)/2`` is within 3 sigma, weighted by the normalised Gaussian there."""
+    op = loss_operator("gauss", scale)
+    sigma = scale / 12**0.5
+    assert op.sigma == pytest.approx(sigma)
+    radius = 3 * sigma
+
+    def weight(i: int) -> float:  # 1-D weight of HR pixel `at` in LR pixel i
+        c = scale * i + (scale - 1) / 2
+        offsets = torch.arange(-10, 11, dtype=torch.float64) + (c % 1)
+        g = torch.exp(-0.5 * (offsets / sigma) ** 2) * (offsets.abs() <= radius)
+        d = torch.tensor(at - c, dtype=torch.float64)
+        return (torch.exp(-0.5 * (d / sigma) ** 2) / g.sum()).item()
+
+    x = torch.zeros(1, 1, 10 * scale, 10 * scale, dtype=torch.float64)
+    x[..., at, at] = 1.0
+    y = op.down(x)[0, 0]
+    expected = torch.zeros(10, 10, dtype=torch.float64)
+    for i in want:
+        for j in want:
+            expected[i, j] = weight(i) * weight(j)
+    torch.testing.assert_close(y, expected, rtol=0, atol=1e-12)
+
+
+def test_unknown_loss_operator_is_refused():
+    with pytest.raises(ValueError, match="loss_operator must be one of matlab, torch-bicubic, "
+                                         "bilinear, gauss, got 'box'"):
+        loss_operator("box", 4)
+    with pytest.raises(ValueError, match="not a multiple of the scale 4"):
+        loss_operator("gauss", 4).down(torch.rand(1, 3, 18, 16))
+
+
+def test_down_term_uses_the_given_operator():
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 32, 32)
+    lr = BicubicDegradation(4).down(hr)
+    assert Loss("down", loss_operator("matlab", 4))(hr, hr, lr)[0].item() < 1e-12
+    assert Loss("down", loss_operator("bilinear", 4))(hr, hr, lr)[0].item() > 1e-5

@@ -1,0 +1,223 @@
+"""Consistency by construction (``consistency: project``) and the loss's operator
+(``loss_operator``): the generator, the config, old run folders, a short training."""
+
+import dataclasses
+import json
+import warnings
+
+import pytest
+import torch
+from conftest import write_small_sets
+
+from srlib import runs
+from srlib.models import CONSISTENCY, SKIPS, UPSAMPLERS, RRDBNet, build_generator
+from srlib.resize import BicubicDegradation
+from srlib.train import Config, check_inputs, config_differences, train
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory) -> tuple[str, str]:
+    return write_small_sets(tmp_path_factory.mktemp("data"))
+
+
+def tiny(scale: int = 4, upsampler: str = "nearest", skip: str | None = None,
+         consistency: str = "none") -> RRDBNet:
+    return RRDBNet(scale=scale, upsampler=upsampler, nf=8, nb=1, gc=4, skip=skip,
+                   consistency=consistency)
+
+
+def tiny_config(sets, out, **kw) -> Config:
+    return Config(**{"loss": "pixel", "upsampler": "nearest", "iters": 2, "out": str(out),
+                     "data": sets[0], "test_data": [sets[1]], "batch": 2, "patch": 16,
+                     "nf": 8, "nb": 1, "gc": 4, "d_nf": 8, "device": "cpu",
+                     "progress": False} | kw)
+
+
+# ---- the generator ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("skip", SKIPS)
+@pytest.mark.parametrize("upsampler", UPSAMPLERS)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_projected_output_is_consistent(scale, upsampler, skip):
+    torch.manual_seed(0)
+    op = BicubicDegradation(scale)
+    lr = torch.rand(2, 3, 8, 7)
+    with torch.no_grad():
+        raw = tiny(scale, upsampler, skip)(lr)
+        torch.manual_seed(0)
+        out = tiny(scale, upsampler, skip, "project")(lr)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 8 * scale, 7 * scale)
+    # measured: max |D(SR) - LR| <= 1.8e-7 for every upsampler, skip and scale
+    assert (op.down(out) - lr).abs().max() < 1e-5
+    if skip != "pinv":  # the check can fail: the unprojected output is not consistent
+        assert (op.down(raw) - lr).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("upsampler", UPSAMPLERS)
+def test_none_is_todays_output_and_project_is_p_of_it(upsampler):
+    lr = torch.rand(1, 3, 8, 8)
+    gens = {}
+    for c in (None, *CONSISTENCY):
+        torch.manual_seed(1)  # no random numbers drawn for consistency: same weights
+        gens[c] = tiny(3, upsampler) if c is None else tiny(3, upsampler, consistency=c)
+    keys = {k: tuple(g.state_dict()) for k, g in gens.items()}
+    assert len(set(keys.values())) == 1
+    for k in ("none", "project"):
+        assert all(torch.equal(a, b) for a, b in zip(gens[None].state_dict().values(),
+                                                     gens[k].state_dict().values(), strict=True))
+    with torch.no_grad():
+        today, none, proj = gens[None](lr), gens["none"](lr), gens["project"](lr)
+    assert gens[None].consistency == "none" and torch.equal(today, none)
+    want = BicubicDegradation(3).project(today.double(), lr.double())
+    torch.testing.assert_close(proj.double(), want, rtol=0, atol=1e-6)
+    gens["project"].load_state_dict(gens["none"].state_dict())  # no weights of its own
+
+
+@pytest.mark.parametrize("upsampler", UPSAMPLERS)
+def test_gradients_flow_through_the_projection(upsampler):
+    torch.manual_seed(0)
+    g = tiny(4, upsampler, consistency="project")
+    lr = torch.rand(2, 3, 8, 8)
+    out = g(lr)
+    (out - torch.rand_like(out)).square().mean().backward()
+    grads = dict(g.named_parameters())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in grads.values())
+    # conv_last.bias adds a constant per channel: constants lie in D's range (D^+ D 1 == 1),
+    # so P removes it and its gradient is zero up to rounding; every other parameter acts
+    live = {n: p.grad.abs().max().item() for n, p in grads.items() if n != "conv_last.bias"}
+    assert min(live.values()) > 0, {n: v for n, v in live.items() if v == 0}
+    # measured: conv_last.weight 1.5e-4 to 1.2e-3, conv_last.bias <= 7.4e-10
+    assert grads["conv_last.weight"].grad.abs().max() > 1e-5
+    assert grads["conv_last.bias"].grad.abs().max() < 1e-7
+
+
+def test_projection_runs_in_float64_outside_bf16_autocast(monkeypatch):
+    seen = []
+    project = BicubicDegradation.project
+
+    def spy(self, sr, lr):
+        seen.append((sr.dtype, lr.dtype, torch.is_autocast_enabled("cpu")))
+        return project(self, sr, lr)
+
+    monkeypatch.setattr(BicubicDegradation, "project", spy)
+    torch.manual_seed(0)
+    g = tiny(2, "pixelshuffle", consistency="project")
+    lr = torch.rand(1, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")
+        out = g(lr)
+    assert seen == [(torch.float64, torch.float64, False)]
+    assert out.dtype == torch.float32
+    assert (BicubicDegradation(2).down(out) - lr).abs().max() < 1e-5
+
+
+def test_unknown_consistency_is_refused():
+    with pytest.raises(ValueError, match="consistency must be one of none, project, got 'cem'"):
+        tiny(consistency="cem")
+    with pytest.raises(ValueError, match="consistency must be one of none, project"):
+        build_generator("quick", 2, "nearest", consistency="Project")
+    assert build_generator("quick", 2, "pre", consistency="project", nf=8).consistency \
+        == "project"
+    with pytest.raises(ValueError, match="consistency must be one of none, project, got 'x'"):
+        Config(consistency="x").resolved()
+    with pytest.raises(ValueError, match="loss_operator must be one of matlab, torch-bicubic, "
+                                         "bilinear, gauss, got 'box'"):
+        Config(loss_operator="box").resolved()
+
+
+# ---- run folders from before the fields ---------------------------------------------------
+
+def fake_run(out, **kw) -> dict:
+    """A finished-looking run folder (config.json, generator.pt) without training; ``kw``
+    with value None deletes the key, as a run made before the field existed."""
+    c = dataclasses.asdict(Config(nf=8, nb=1, gc=4, scale=2, out=str(out)).resolved())
+    for k, v in kw.items():
+        if v is None:
+            del c[k]
+        else:
+            c[k] = v
+    out.mkdir(parents=True)
+    (out / runs.CONFIG).write_text(json.dumps(c))
+    torch.manual_seed(0)
+    g = build_generator("quick", 2, c["upsampler"], nf=8, nb=1, gc=4)
+    torch.save(g.state_dict(), out / runs.GENERATOR)
+    return c
+
+
+def test_old_run_folder_without_the_fields_loads_as_the_defaults(tmp_path):
+    old = tmp_path / "old"
+    cfg = fake_run(old, consistency=None, loss_operator=None)
+    assert "consistency" not in json.loads((old / runs.CONFIG).read_text())
+    g = runs.load_generator(old)
+    assert g.consistency == "none"
+    c = Config(**cfg).resolved()  # the fields absent: their defaults
+    assert (c.consistency, c.loss_operator) == ("none", "matlab")
+    assert config_differences(old, c) == []
+    assert config_differences(old, dataclasses.replace(c, consistency="project")) == [
+        "consistency: 'none' -> 'project'"]
+    fake_run(tmp_path / "new", consistency="project")
+    assert runs.load_generator(tmp_path / "new").consistency == "project"
+
+
+# ---- check_inputs: init_from and the warnings --------------------------------------------
+
+def caught(c: Config) -> list[str]:
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        check_inputs(c.resolved())
+    return [str(x.message) for x in w]
+
+
+def test_fine_tune_from_an_unprojected_run_into_projection(tiny_sets, tmp_path):
+    src = tmp_path / "src"
+    fake_run(src, consistency=None)
+    c = tiny_config(tiny_sets, tmp_path / "r", scale=2, patch=16, consistency="project",
+                    init_from=str(src))
+    assert caught(c) == []  # consistency is not part of the architecture check
+    with pytest.raises(ValueError, match="its generator differs"):
+        check_inputs(dataclasses.replace(c, nf=16).resolved())
+
+
+@pytest.mark.parametrize("loss,consistency,operator,expected", [
+    ("down", "project", "matlab", "the down term is zero by construction"),
+    ("0.01*pixel+down", "project", "matlab", "the down term is zero by construction"),
+    ("down", "project", "bilinear", None),  # D' != D: D'(SR) - LR is not zero
+    ("down", "none", "matlab", None),
+    ("adv", "none", "matlab", "nothing ties the output to its input"),
+    ("adv", "project", "matlab", None),  # the projection ties it
+    ("pixel", "none", "gauss", "loss_operator 'gauss' is unused"),
+])
+def test_loss_warnings(tiny_sets, tmp_path, loss, consistency, operator, expected):
+    got = caught(tiny_config(tiny_sets, tmp_path / "r", loss=loss, consistency=consistency,
+                             loss_operator=operator))
+    if expected is None:
+        assert got == []
+    else:
+        assert len(got) == 1 and expected in got[0], got
+
+
+# ---- training --------------------------------------------------------------------------
+
+def test_unknown_loss_operator_is_refused_before_training(tiny_sets, tmp_path):
+    out = tmp_path / "r"
+    with pytest.raises(ValueError, match="loss_operator must be one of matlab, torch-bicubic"):
+        train(tiny_config(tiny_sets, out, loss="down", loss_operator="Bilinear"))
+    assert not out.exists() or not (out / runs.CONFIG).exists()
+
+
+def test_projected_training_with_a_bilinear_loss_operator(tiny_sets, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "r"
+    r = train(tiny_config(tiny_sets, out, loss="pixel+down", loss_operator="bilinear",
+                          consistency="project"))
+    assert r["iters"] == 2
+    cfg = runs.read_config(out)
+    assert (cfg["loss_operator"], cfg["consistency"]) == ("bilinear", "project")
+    # the loss used D' = bilinear: D'(SR) != LR although D(SR) == LR by construction
+    assert (pd.read_csv(out / runs.LOSSES)["down"] > 1e-6).all()
+    g = runs.load_generator(out)
+    assert g.consistency == "project"
+    lr = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert (BicubicDegradation(4).down(g(lr)) - lr).abs().max() < 1e-5

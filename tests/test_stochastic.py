@@ -1,0 +1,272 @@
+"""A stochastic generator (``noise``): samples by seed, today's output without noise, K
+samples evaluated as the NTIRE 2021 challenge does, bad input, bit-exact resume."""
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+from conftest import write_small_sets
+
+from srlib import runs
+from srlib.data import PatchSampler, eval_pair, list_images, load_image, to_float
+from srlib.evaluate import draw_samples
+from srlib.losses import Loss
+from srlib.metrics import quantize
+from srlib.models import UPSAMPLERS, RRDBNet, build_generator
+from srlib.resize import BicubicDegradation
+from srlib.train import Config, Interrupted, _build, check_inputs, config_differences, train
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory) -> tuple[str, str]:
+    return write_small_sets(tmp_path_factory.mktemp("data"))
+
+
+def tiny(upsampler: str = "nearest", scale: int = 4, **kw) -> RRDBNet:
+    return RRDBNet(scale=scale, upsampler=upsampler, nf=8, nb=1, gc=4, **kw)
+
+
+def tiny_config(sets, out, **kw) -> Config:
+    return Config(**{"loss": "adv", "consistency": "project", "noise": 2, "eval_samples": 3,
+                     "upsampler": "nearest", "iters": 3, "out": str(out), "data": sets[0],
+                     "test_data": [sets[1]], "batch": 2, "patch": 16, "nf": 8, "nb": 1,
+                     "gc": 4, "d_nf": 8, "device": "cpu", "progress": False} | kw)
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---- the generator ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("upsampler", UPSAMPLERS)
+def test_samples_differ_with_the_seed_and_repeat_with_it(upsampler):
+    torch.manual_seed(0)
+    g = tiny(upsampler, scale=2, noise=2).eval()
+    lr = torch.rand(1, 3, 8, 8)
+    h = 16 if upsampler == "pre" else 8  # the noise lives where the body runs
+    assert g.sample_noise(lr, 0).shape == (1, 2, h, h)
+    with torch.no_grad():
+        s0, s0_again, s1 = (g(lr, g.sample_noise(lr, k)) for k in (0, 0, 1))
+        plain = g(lr)  # eval mode without z: the noise of seed 0, sample 0
+    assert torch.equal(s0, s0_again) and torch.equal(plain, s0)
+    assert (s0 - s1).abs().max() > 1e-3
+    g.train()  # training draws z from torch's global generator
+    with torch.no_grad():
+        torch.manual_seed(7)
+        a, b = g(lr), g(lr)
+        torch.manual_seed(7)
+        a_again = g(lr)
+    assert torch.equal(a, a_again) and (a - b).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("upsampler", UPSAMPLERS)
+def test_noise_zero_is_todays_generator_output_and_rng_use(upsampler):
+    lr = torch.rand(2, 3, 8, 8)
+    gens, rng = {}, {}
+    for key, kw in (("today", {}), ("zero", {"noise": 0}), ("two", {"noise": 2})):
+        torch.manual_seed(1)
+        gens[key] = tiny(upsampler, **kw)
+        rng[key] = torch.get_rng_state()
+    today, zero, two = gens["today"], gens["zero"], gens["two"]
+    assert same_weights(today, zero) and torch.equal(rng["today"], rng["zero"])
+    assert zero.noise == 0 and zero.conv_noise is None
+    # built last, the noise layer leaves every other weight as it was
+    shared = {k: v for k, v in two.state_dict().items() if not k.startswith("conv_noise.")}
+    assert list(shared) == list(today.state_dict())
+    assert all(torch.equal(v, today.state_dict()[k]) for k, v in shared.items())
+    for mode in (True, False):
+        outs, after = [], []
+        for g in (today, zero):
+            g.train(mode)
+            torch.manual_seed(3)
+            with torch.no_grad():
+                outs.append(g(lr))
+            after.append(torch.get_rng_state())
+        torch.manual_seed(3)
+        untouched = torch.get_rng_state()
+        assert torch.equal(*outs)
+        assert torch.equal(after[0], untouched) and torch.equal(after[1], untouched)
+    torch.manual_seed(1)
+    built = build_generator("quick", 4, upsampler, nf=8, nb=1, gc=4)
+    torch.manual_seed(1)
+    assert same_weights(built, build_generator("quick", 4, upsampler, noise=0, nf=8, nb=1, gc=4))
+
+
+def test_projected_samples_are_each_consistent():
+    torch.manual_seed(0)
+    g = tiny("pixelshuffle", noise=3, consistency="project").eval()
+    lr = torch.rand(3, 8, 8)
+    samples = draw_samples(g, lr, 4)
+    assert samples.shape == (4, 3, 32, 32)
+    err = (BicubicDegradation(4).down(samples) - lr).abs().amax(dim=(1, 2, 3))
+    assert (err < 1e-5).all(), err  # measured: about 1e-7
+    assert min((samples[i] - samples[j]).abs().max() for i in range(4)
+               for j in range(i)) > 1e-3  # only the null space varies, but it does
+
+
+def test_noise_input_bad_use_is_refused():
+    lr = torch.rand(1, 3, 8, 8)
+    plain = tiny()
+    with pytest.raises(ValueError, match=r"z given, but this generator has no noise input"):
+        plain(lr, torch.zeros(1, 2, 8, 8))
+    with pytest.raises(ValueError, match=r"no noise input \(noise=0\)"):
+        plain.sample_noise(lr, 0)
+    with pytest.raises(ValueError, match=r"config field noise > 0.*noise=0"):
+        draw_samples(plain.eval(), lr[0], 2)
+    with pytest.raises(ValueError, match=r"z must have shape \(1, 2, 8, 8\)"):
+        tiny(noise=2)(lr, torch.zeros(1, 3, 8, 8))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="noise must be a non-negative integer"):
+            tiny(noise=bad)
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
+        draw_samples(tiny(noise=2).eval(), lr[0], 0)
+
+
+# ---- the config ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value,match", [
+    ("eval_samples", 0, r"eval_samples must be a positive integer \(K >= 1 samples per test "
+                        r"image\), got 0"),
+    ("eval_samples", 2.0, "eval_samples must be a positive integer"),
+    ("noise", -1, r"noise must be a non-negative integer \(0: no noise input, deterministic; "
+                  r"k > 0: k noise channels\), got -1"),
+    ("noise", True, "noise must be a non-negative integer"),
+])
+def test_bad_noise_config_is_refused_before_training(tiny_sets, tmp_path, field, value, match):
+    out = tmp_path / "r"
+    with pytest.raises(ValueError, match=match):
+        train(tiny_config(tiny_sets, out, **{field: value}))
+    assert not (out / runs.CONFIG).exists()
+
+
+def caught(c: Config) -> list[str]:
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        check_inputs(c.resolved())
+    return [str(x.message) for x in w]
+
+
+@pytest.mark.parametrize("kw,expected", [
+    ({}, None),  # adv + project + noise: the intended use
+    ({"loss": "pixel+0.005*adv"}, None),
+    ({"loss": "pixel"}, "noise 2 with loss 'pixel': without an adv term"),
+    ({"loss": "down", "consistency": "none"}, "its samples will barely differ"),
+    ({"noise": 0, "eval_samples": 3}, "eval_samples 3 is unused: noise is 0"),
+    ({"noise": 0, "eval_samples": 10}, None),  # the default: nothing to say
+])
+def test_noise_warnings(tiny_sets, tmp_path, kw, expected):
+    got = caught(tiny_config(tiny_sets, tmp_path / "r", **kw))
+    if expected is None:
+        assert got == []
+    else:
+        assert len(got) == 1 and expected in got[0], got
+
+
+def fake_run(out, noise: int | None) -> dict:
+    """A finished-looking run folder; ``noise=None``: made before the noise fields."""
+    c = dataclasses.asdict(Config(nf=8, nb=1, gc=4, scale=4, out=str(out),
+                                  noise=noise or 0).resolved())
+    if noise is None:
+        del c["noise"], c["eval_samples"]
+    out.mkdir(parents=True)
+    (out / runs.CONFIG).write_text(json.dumps(c))
+    torch.manual_seed(0)
+    g = build_generator("quick", 4, c["upsampler"], noise=noise or 0, nf=8, nb=1, gc=4)
+    torch.save(g.state_dict(), out / runs.GENERATOR)
+    return c
+
+
+def test_old_run_folders_read_as_no_noise_and_fine_tune_into_noise(tiny_sets, tmp_path):
+    old = tmp_path / "old"
+    cfg = fake_run(old, None)
+    assert runs.load_generator(old).noise == 0
+    c = Config(**cfg).resolved()
+    assert (c.noise, c.eval_samples) == (0, 10) and config_differences(old, c) == []
+    assert config_differences(old, dataclasses.replace(c, noise=2)) == ["noise: 0 -> 2"]
+    # a deterministic source starts a noise generator: its weights, conv_noise fresh
+    c = tiny_config(tiny_sets, tmp_path / "r", init_from=str(old)).resolved()
+    check_inputs(c)
+    nets, _ = _build(c, Loss(c.loss, BicubicDegradation(4)), torch.device("cpu"))
+    src = runs.load_generator(old).state_dict()
+    mine = nets.g.state_dict()
+    assert set(mine) - set(src) == {"conv_noise.weight"}
+    assert all(torch.equal(v, mine[k]) for k, v in src.items())
+    # a noise source into another noise count (or none) is another architecture
+    noisy = tmp_path / "noisy"
+    fake_run(noisy, 3)
+    assert runs.load_generator(noisy).noise == 3
+    for n in (0, 2):
+        with pytest.raises(ValueError, match=rf"its generator differs \(noise 3 vs {n}\)"):
+            check_inputs(tiny_config(tiny_sets, tmp_path / "x", noise=n,
+                                     init_from=str(noisy)).resolved())
+
+
+# ---- training and evaluation --------------------------------------------------------------
+
+def test_training_writes_k_samples_their_table_and_metrics(tiny_sets, tmp_path):
+    out = tmp_path / "r"
+    r = train(tiny_config(tiny_sets, out))
+    s = r["samples"]["test"]
+    assert s["n_samples"] == 3 and s["n_images"] == 2 and s["lpips_kind"] == r["lpips_kind"]
+    assert s["diversity"] >= 0 and math.isfinite(s["lr_psnr_worst"])
+    assert s["lr_psnr_worst"] <= s["lr_psnr_mean"] and s["lr_psnr_ntire_worst"] > 0
+    assert s["lr_psnr_worst"] > 50  # projected: consistent up to 8-bit rounding
+    table = pd.read_csv(out / "eval" / "test" / "samples.csv")
+    names = [p.stem for p in list_images(tiny_sets[1])]
+    assert table.image.tolist() == names
+    assert {"lr_psnr_mean", "lr_psnr_worst", "psnr_y_mean_image", "diversity",
+            "lr_psnr_ntire_mean", "lr_psnr_ntire_worst"} <= set(table.columns)
+    g = runs.load_generator(out)
+    assert g.noise == 2 and g.consistency == "project"
+    op = BicubicDegradation(4)
+    for name, path in zip(names, list_images(tiny_sets[1]), strict=True):
+        folder = out / "eval" / "test" / "samples" / name
+        assert sorted(p.name for p in folder.iterdir()) == ["0.png", "1.png", "2.png"]
+        # sample 0 is the run's regular output
+        assert (folder / "0.png").read_bytes() == (out / "eval" / "test" / f"{name}.png"
+                                                   ).read_bytes()
+        # reproducible: the saved generator draws the saved samples again
+        _, lr = eval_pair(load_image(path), op)
+        again = quantize(draw_samples(g, lr, 3))
+        saved = torch.stack([to_float(load_image(folder / f"{i}.png")) for i in range(3)])
+        assert torch.equal(again, saved)
+        assert not torch.equal(saved[0], saved[1])
+
+
+def _interrupt_at(monkeypatch, call: int) -> None:
+    original, count = PatchSampler.sample, {"n": 0}
+
+    def sample(self):
+        count["n"] += 1
+        if count["n"] == call:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self)
+
+    monkeypatch.setattr(PatchSampler, "sample", sample)
+
+
+def test_resume_with_noise_gives_the_same_weights(tiny_sets, tmp_path, monkeypatch):
+    kw = {"iters": 6, "ckpt_every": 100, "eval_samples": 1, "loss": "down+0.005*adv",
+          "consistency": "none"}
+    whole = train(tiny_config(tiny_sets, tmp_path / "whole", **kw))
+    cfg = tiny_config(tiny_sets, tmp_path / "cut", **kw)
+    _interrupt_at(monkeypatch, 4)
+    with pytest.raises(Interrupted, match="iteration 4"):
+        train(cfg)
+    state = torch.load(tmp_path / "cut" / runs.CHECKPOINT, weights_only=False)
+    assert state["iter"] == 4 and "torch_rng" in state  # z is drawn from torch's generator
+    monkeypatch.undo()
+    torch.manual_seed(123)  # whatever the global generator holds when the run resumes
+    resumed = train(cfg)
+    assert resumed["resumed_from_iter"] == 4
+    assert same_weights(runs.load_generator(tmp_path / "whole"),
+                        runs.load_generator(tmp_path / "cut"))
+    assert resumed["samples"] == whole["samples"]
