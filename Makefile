@@ -37,6 +37,7 @@ study: setup
 	@test -n "$$SRLIB_DATA" || { echo "make study: set SRLIB_DATA to the folder holding Sun80, Set5, Set14 and BSD68"; exit 2; }
 	$(PY) -m srlib.ablate configs/study.yaml --out reports/study
 	@du -h reports/study/index.html
+	@test $$(stat -c %s reports/study/index.html) -le 6291456 || { echo "reports/study/index.html is over 6 MB: lower the figures' dpi"; exit 1; }
 
 # JupyterLab with jupytext: notebooks/*.py open as notebooks (double-click).
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings

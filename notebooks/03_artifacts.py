@@ -105,7 +105,7 @@ op = BicubicDegradation(a.scale)
 bic = quantize(op.up(eval_pair(a.images[a.image], op)[1]))
 shown = energy[energy.image == a.image].set_index("variant").lr_grid_energy.to_dict()
 fig = plot_spectra(a.srs, bic, shown)
-fig.savefig(Path(out).with_name("artifacts_spectra.png"), dpi=80)
+fig.savefig(Path(out).with_name("artifacts_spectra.png"), dpi=56)  # keeps the page small
 
 # %%
 summary = artifact_summary(energy, a)

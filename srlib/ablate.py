@@ -384,8 +384,13 @@ def same_config(d: Path, config: dict) -> bool:
     return not config_differences(d, Config(**config).resolved())
 
 
-def execute(notebook: str, output: Path, params: dict, cwd: Path) -> None:
-    """Run a jupytext notebook with papermill, then write its HTML beside it."""
+def execute(notebook: str, output: Path, params: dict) -> None:
+    """Run a jupytext notebook with papermill, then write its HTML beside it.
+
+    The kernel starts in the runner's working directory: papermill's ``cwd=`` would change
+    the runner's own directory for the duration, and runs executing in parallel threads
+    would then restore each other's (a race that once left the runner in notebooks/).
+    The runner passes every path absolute, so no notebook depends on its directory."""
     import jupytext
     import nbformat
     import papermill as pm
@@ -402,8 +407,8 @@ def execute(notebook: str, output: Path, params: dict, cwd: Path) -> None:
     src = output.with_name(output.stem + ".input.ipynb")
     nbformat.write(nb, src)
     try:
-        pm.execute_notebook(str(src), str(output), parameters=params, cwd=str(cwd),
-                            progress_bar=False, kernel_name="python3")
+        pm.execute_notebook(str(src), str(output), parameters=params, progress_bar=False,
+                            kernel_name="python3")
     except BaseException:
         # the executed notebook shows where it failed; converting it must not replace
         # the notebook's own error with one of its own
@@ -519,8 +524,7 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
         elif runs.is_finished(d):
             _drop_runner_error(d)
             return Outcome("skipped", "finished earlier, skipped")
-    outcome = _attempt(d, stop, lambda: execute("02_train.py", d / "train.ipynb", params,
-                                                NOTEBOOKS))
+    outcome = _attempt(d, stop, lambda: execute("02_train.py", d / "train.ipynb", params))
     outcome.text += note
     return outcome
 
@@ -809,7 +813,7 @@ def build_report(plan: Plan, stages: dict[str, float], stop: _Stop, t_start: flo
         if stem == "04_report":
             runs.write_json(plan.out / "provenance.json", provenance(stages, plan.config))
         try:
-            execute(f"{stem}.py", plan.out / f"{stem}.ipynb", params, NOTEBOOKS)
+            execute(f"{stem}.py", plan.out / f"{stem}.ipynb", params)
         except Exception as err:
             if stop.signum is not None:
                 break
@@ -900,8 +904,8 @@ def make_plan(a: argparse.Namespace) -> Plan:
         raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
     out = runs.check_writable_folder(a.out).resolve()
     jobs = a.jobs or (1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
-    return Plan(config=Path(a.config), grid=grid, names=_ordered(names, grid), seeds=seeds,
-                forced=forced, out=out, jobs=jobs)
+    return Plan(config=Path(a.config).resolve(), grid=grid, names=_ordered(names, grid),
+                seeds=seeds, forced=forced, out=out, jobs=jobs)
 
 
 def run(plan: Plan) -> int:

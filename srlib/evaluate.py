@@ -84,7 +84,9 @@ def evaluate(
 def _image_row(name: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
                op: BicubicDegradation, lpips_model: lpips.LPIPS | None,
                save_dir: Path | None) -> dict:
-    row = {"image": name, **image_metrics(sr, hr, lr, op)}
+    row = {"image": name, **image_metrics(sr, hr, lr, op),
+           # the challenge's LR-PSNR (srlib.ntire), beside ours (lr_psnr)
+           "lr_psnr_ntire": lr_psnr_ntire_float(sr.cpu(), hr.cpu(), op.scale)}
     if lpips_model is not None:
         with torch.no_grad():
             row["lpips"] = float(lpips_model(quantize(sr)[None], hr[None]))

@@ -77,6 +77,9 @@ GT_MULTIPLE = 8  # the challenge crops GT to a multiple of 8 px, whatever the sc
 PEAK = 255.0  # skimage's data range for uint8 images
 
 
+# The challenge's consistency requirement: every sample's LR-PSNR at least this (dB).
+THRESHOLD_DB = 45.0
+
 def _check_u8(x: torch.Tensor, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")

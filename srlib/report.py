@@ -22,8 +22,8 @@ import pandas as pd
 
 from srlib import runs, stats
 
-METRICS = ["psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse", "lr_psnr_raw",
-           "clipped", "train_seconds"]
+METRICS = ["psnr_y", "ssim_y", "lpips", "lr_psnr", "lr_psnr_ntire", "range_mse", "null_mse",
+           "lr_psnr_raw", "clipped", "train_seconds"]
 COLUMNS = ["variant", "kind", "loss", "upsampler", "seed", "dataset", "status", *METRICS,
            "null_gain_db", "range_gain_db", "lpips_kind", "iters", "iters_total", "device",
            "perc_backend", "error"]
@@ -451,7 +451,32 @@ def hypothesis_findings(hypotheses: list[stats.Hypothesis], verdicts: pd.DataFra
 def general_findings(results: pd.DataFrame) -> list[str]:
     """The sentences that name no hypothesis: training lengths that differ, the perceptual
     loss's backend, and the runs that are not done."""
-    return [*_length_finding(results), *_perc_finding(results), *_not_done(results)]
+    return [*_length_finding(results), *_perc_finding(results), *_threshold_finding(results),
+            *_not_done(results)]
+
+
+def _threshold_finding(results: pd.DataFrame) -> list[str]:
+    """Which variants meet the NTIRE 2021 challenge's consistency threshold, on our LR-PSNR
+    and on the challenge's (mean over images and seeds, per test set)."""
+    from srlib.ntire import THRESHOLD_DB
+
+    done = results[results.status == "done"]
+    if done.empty or "lr_psnr_ntire" not in done or done.lr_psnr_ntire.isna().all():
+        return []
+    out = []
+    for dataset, g in done.groupby("dataset", sort=False):
+        means = g.groupby("variant", sort=False)[["lr_psnr", "lr_psnr_ntire"]].mean()
+        both = [v for v, r in means.iterrows()
+                if r.lr_psnr >= THRESHOLD_DB and r.lr_psnr_ntire >= THRESHOLD_DB]
+        ours = [v for v, r in means.iterrows()
+                if r.lr_psnr >= THRESHOLD_DB and not r.lr_psnr_ntire >= THRESHOLD_DB]
+        names = ", ".join(f"`{v}`" for v in both) or "none"
+        out.append(f"**Consistency at the NTIRE 2021 threshold** on `{dataset}` "
+                   f"({THRESHOLD_DB:.0f} dB, mean LR-PSNR): on both our definition and the "
+                   f"challenge's: {names}"
+                   + (f"; on ours only: {', '.join(f'`{v}`' for v in ours)}" if ours else "")
+                   + ".")
+    return out
 
 
 def _length_finding(results: pd.DataFrame) -> list[str]:

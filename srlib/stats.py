@@ -53,7 +53,7 @@ import pandas as pd
 KEYS = ["variant", "seed", "dataset", "image"]
 # the columns of eval/<set>/per_image.csv besides ``image`` (lpips only where computed)
 PER_IMAGE_METRICS = ["lr_psnr_raw", "clipped", "psnr_y", "ssim_y", "psnr_rgb", "lr_psnr",
-                     "range_mse", "null_mse", "lpips"]
+                     "lr_psnr_ntire", "range_mse", "null_mse", "lpips"]
 GAIN_METRICS = ["null_gain_db", "range_gain_db"]  # added by ``add_gains``
 KNOWN_METRICS = (*PER_IMAGE_METRICS, *GAIN_METRICS)  # what a hypothesis may name
 DIRECTIONS = ("greater", "less")

@@ -126,7 +126,7 @@ def test_a_report_that_cannot_be_built_leaves_no_stale_page(micro, tmp_path, mon
     shutil.copytree(out, copy)
     assert "Findings" in (copy / "index.html").read_text()
 
-    def fail_the_report(notebook, output, params, cwd):
+    def fail_the_report(notebook, output, params):
         if notebook == "04_report.py":
             raise RuntimeError("the report notebook broke")
 
@@ -216,7 +216,7 @@ def test_a_failed_figure_stage_is_left_out_of_the_report_and_the_exit_says_so(
     shutil.copytree(out, copy)
     assert (copy / "artifacts.csv").is_file()
 
-    def fail_the_artifacts(notebook, output, params, cwd):
+    def fail_the_artifacts(notebook, output, params):
         if notebook == "03_artifacts.py":
             raise RuntimeError("no artifacts today")
 

@@ -39,7 +39,7 @@ def write_grid(path: Path, sets: tuple[str, str], variants: dict, **defaults) ->
     return path
 
 
-def _train_here(notebook: str, output: Path, params: dict, cwd: Path) -> None:
+def _train_here(notebook: str, output: Path, params: dict) -> None:
     """``02_train`` without a kernel: the same ``train()`` the notebook calls."""
     from srlib.train import Config, train
 

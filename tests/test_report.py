@@ -393,7 +393,7 @@ def test_report_notebook_states_each_hypothesis_before_its_verdict(tmp_path, fil
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     params = {"results": str(out / "results.csv"), "runs": str(out / "runs"),
               "grid": str(tmp_path / "grid.yaml")}
-    execute("04_report.py", out / "04_report.ipynb", params, ROOT / "notebooks")
+    execute("04_report.py", out / "04_report.ipynb", params)
     html = (out / "04_report.html").read_text()
     said = html.index("Projection makes A consistent.")
     assert said < html.index("supported")
@@ -401,3 +401,13 @@ def test_report_notebook_states_each_hypothesis_before_its_verdict(tmp_path, fil
     assert re.search(r"-?\d+\.\d\d \[-?\d+\.\d\d, -?\d+\.\d\d\]", html)
     assert "perceptual loss on vgg19 (test)" in html
     assert html.count("data:image/png;base64") >= 4  # 2 planes, validation, no loss curves
+
+
+def test_threshold_finding_names_variants_passing_on_both_definitions():
+    from srlib.report import general_findings
+
+    rows = [{"variant": v, "kind": "trained", "seed": 0, "dataset": "S", "status": "done",
+             "lr_psnr": ours, "lr_psnr_ntire": theirs, "iters": 10, "iters_total": 10}
+            for v, ours, theirs in (("a", 50.0, 47.0), ("b", 46.0, 44.0), ("c", 30.0, 30.0))]
+    text = "\n".join(general_findings(pd.DataFrame(rows)))
+    assert "on both our definition and the challenge's: `a`; on ours only: `b`." in text
