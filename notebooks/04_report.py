@@ -138,6 +138,12 @@ display(Markdown(rp.grid_summary(table, g)))
 # *Supported*: the interval excludes 0 on the expected side; *contradicted*: on the other
 # side; *inconclusive*: it includes 0 (or a single image gives no interval); *not tested*:
 # a variant or the metric is missing, and the note says which.
+#
+# A grid declares only what it can test. The default grid of `make report` (`quick`: one
+# seed, three test images, minutes on a CPU) leaves out the sweep of the adversarial
+# weight (H4 with several weights, from scratch and from a pixel-trained start) and the
+# H5 variants: they do not fit its budget. They are in the study grid
+# (`configs/study.yaml`, `make study`), whose report is committed under `reports/study/`.
 
 # %%
 display(Markdown(rp.hypothesis_statements(g["hypotheses"])))
