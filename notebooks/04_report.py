@@ -37,6 +37,8 @@ results = "../reports/results.csv"
 runs = "../reports/runs"
 grid = "../configs/quick.yaml"
 per_image = ""  # the per-image table; "" means per_image.csv beside `results`
+tradeoff = []  # [[variant, label], ...]: the sweep of the weight of `down`, in order
+samples_variant = ""  # a variant whose runs drew samples (noise > 0); "" for none
 
 # %%
 import json
@@ -49,6 +51,7 @@ from IPython.display import HTML, Image, Markdown, display
 from srlib import analysis as an
 from srlib import report as rp
 from srlib.ablate import load_grid
+from srlib.data import dataset_name, load_dataset
 
 reports = Path(results).parent
 table = pd.read_csv(results, keep_default_na=False, na_values=[""])
@@ -201,6 +204,27 @@ for d in datasets:
     plt.show()
 
 # %% [markdown]
+# ## How much consistency costs
+#
+# Where the grid sweeps the weight of the downsampled-space term added to a pixel and
+# adversarial loss (the report's `tradeoff` parameter), from 0 through several decades to
+# the projection `P`, which makes every output exactly consistent: PSNR-Y, LPIPS and
+# LR-PSNR (means over seeds) against that weight, one figure per test set. The
+# x axis is ordered, not to scale. What to look for: how far LR-PSNR climbs as the weight
+# grows, and what it costs in PSNR-Y and LPIPS on the way; a flat PSNR-Y and LPIPS with a
+# rising LR-PSNR means consistency came for free. Where the grid did not ask for the
+# sweep, or fewer than two of its variants finished, this section says so instead.
+
+# %%
+figs = [an.plot_tradeoff(table, tradeoff, d) for d in datasets] if tradeoff else []
+for fig in figs:
+    if fig is not None:
+        plt.show()
+if not any(f is not None for f in figs):
+    display(Markdown("This grid did not ask for a sweep of the weight of `down` "
+                     "(`tradeoff`), or fewer than two of its variants finished."))
+
+# %% [markdown]
 # ## Training curves
 #
 # The total loss of each run (the weighted sum of its terms), first seed, log scale. The
@@ -267,6 +291,33 @@ if val:
 for name in ("artifacts_crops.png", "artifacts_spectra.png"):
     if (reports / name).is_file():
         display(Image(filename=str(reports / name)))
+
+# %% [markdown]
+# ## Samples of a generator with a noise input
+#
+# A generator fed noise beside its LR input draws many SR images of one input; projected
+# with `P`, every sample is exactly consistent with its LR image, so the samples can
+# differ only in the null space of `D`. The same crop of the first image of the first test
+# set (first seed of the report's `samples_variant`) for several samples, then the
+# per-pixel standard deviation over all of them (mean over channels), then the null-space
+# part of HR there (x5, grey = 0). What to look for: the spread should sit where HR's
+# null part has detail (edges and texture) and vanish in flat regions; a spread of zero
+# everywhere means the generator ignores its noise. Where the grid did not name such a
+# variant, or its run saved no samples, this section says so instead.
+
+# %%
+fig = None
+if samples_variant:
+    test_set = str(g["defaults"].get("test_data", ["default"])[0])
+    image, hr_u8 = load_dataset(test_set, "test")[0]
+    run = an.run_folder(runs, samples_variant, int(table.seed.min()))
+    fig = an.plot_samples(run, dataset_name(test_set), image, hr_u8,
+                          int(g["defaults"].get("scale", 4)))
+if fig is not None:
+    plt.show()
+else:
+    display(Markdown("This grid did not name a variant that draws samples "
+                     "(`samples_variant`), or its run saved none."))
 
 # %% [markdown]
 # ## Runs

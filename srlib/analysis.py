@@ -499,3 +499,82 @@ def plot_validation(curves: dict[str, pd.DataFrame],
     if handles:
         fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="variant")
     return fig
+
+
+# ---- 04_report: samples of a noise-input generator, the consistency trade-off ------------
+
+def load_samples(run: str | Path, dataset: str, image: str) -> list[torch.Tensor]:
+    """The saved samples of one image (``eval/<dataset>/samples/<image>/<i>.png``, in the
+    order of ``i``), float ``(3, H, W)`` in ``[0, 1]``; ``[]`` when the run drew none."""
+    from srlib.data import load_image, to_float
+
+    folder = Path(run) / "eval" / dataset / "samples" / image
+    files = [f for f in folder.glob("*.png") if f.stem.isdigit()] if folder.is_dir() else []
+    return [to_float(load_image(f)) for f in sorted(files, key=lambda f: int(f.stem))]
+
+
+def plot_samples(run: str | Path, dataset: str, image: str, hr_u8: torch.Tensor, scale: int,
+                 box: tuple[int, int, int] | None = None,
+                 max_samples: int = 8) -> plt.Figure | None:
+    """One crop (``box``, default ``busiest_box(hr_u8, 96, scale)``) of up to ``max_samples``
+    of a run's saved samples of ``image``, then the per-pixel standard deviation over all
+    its samples (mean over channels, [0, 1] units, with a colour bar), then the null-space
+    part of HR on the same crop (``0.5 + 5 * null``): where the samples differ should be
+    where HR's null part has detail. ``None`` when the run saved no samples."""
+    samples = load_samples(run, dataset, image)
+    if not samples:
+        return None
+    top, left, size = box or busiest_box(hr_u8, 96, scale)
+    sl = (slice(None), slice(top, top + size), slice(left, left + size))
+    hr, _ = eval_pair(hr_u8, BicubicDegradation(scale))
+    null = BicubicDegradation(scale).split(hr.double())[1].float()
+    std = torch.stack([s[sl] for s in samples]).std(dim=0, unbiased=False).mean(dim=0)
+    shown = samples[:max_samples]
+    n = len(shown) + 2
+    rows = 1 if n <= 7 else 2
+    cols = -(-n // rows)
+    fig, axes = plt.subplots(rows, cols, figsize=(14, 14 / cols * rows + 0.6), squeeze=False,
+                             layout="constrained")
+    flat = list(axes.flat)
+    for i, (ax, s) in enumerate(zip(flat, shown, strict=False)):
+        ax.imshow(s[sl].clamp(0, 1).permute(1, 2, 0).numpy())
+        ax.set_title(f"sample {i}", fontsize=9)
+    ax = flat[len(shown)]
+    im = ax.imshow(std.numpy(), cmap="viridis", vmin=0)
+    ax.set_title(f"std of {len(samples)} samples", fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax = flat[len(shown) + 1]
+    ax.imshow((0.5 + 5 * null[sl]).clamp(0, 1).permute(1, 2, 0).numpy())
+    ax.set_title("null part of HR, x5", fontsize=9)
+    for ax in flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig
+
+
+TRADEOFF_PANELS = {"psnr_y": "PSNR-Y (dB), higher is better",
+                   "lpips": "LPIPS, lower is better",
+                   "lr_psnr": "LR-PSNR (dB), higher is more consistent"}
+
+
+def plot_tradeoff(results: pd.DataFrame, sweep: list[list[str]],
+                  dataset: str) -> plt.Figure | None:
+    """PSNR-Y, LPIPS and LR-PSNR (means over seeds of the finished runs on ``dataset``)
+    against the weight of the consistency term: ``sweep`` is ``[[variant, label], ...]`` in
+    the order of the x axis (categorical; variants not done are left out). ``None`` when
+    fewer than 2 of them are done."""
+    done = results[(results.status == "done") & (results.dataset == dataset)]
+    means = done.groupby("variant")[list(TRADEOFF_PANELS)].mean(numeric_only=True)
+    pts = [(str(label), means.loc[v]) for v, label in sweep if v in means.index]
+    if len(pts) < 2:
+        return None
+    x = np.arange(len(pts))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
+    for ax, (col, label) in zip(axes, TRADEOFF_PANELS.items(), strict=True):
+        ax.plot(x, [m[col] for _, m in pts], marker="o", lw=1.2)
+        ax.set_xticks(x, [lab for lab, _ in pts])
+        ax.set(xlabel="weight of down", ylabel=label)
+    fig.suptitle(f"{dataset}: what consistency costs (mean over seeds)", fontsize=10)
+    return fig

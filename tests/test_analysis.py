@@ -346,7 +346,8 @@ def test_notebook_prose_outweighs_code(name):
 PARAMETERS = {"01_manifold.py": {"image", "scale", "target_psnr", "toy_steps", "toy_seeds", "seed",
                                    "out"},
               "03_artifacts.py": {"results", "runs", "grid", "image", "crop", "out"},
-              "04_report.py": {"results", "runs", "grid", "per_image"}}
+              "04_report.py": {"results", "runs", "grid", "per_image", "tradeoff",
+                               "samples_variant"}}
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
@@ -379,3 +380,54 @@ def test_plot_discriminators_shows_adversarial_runs_only():
     labels = [line.get_label() for line in ax.get_lines()]
     assert "gan" in labels and "pixel" not in labels
     assert ax.get_lines()[0].get_ydata()[-1] == pytest.approx(0.45)  # running mean of 2
+
+
+def _std_panel(fig):
+    return next(ax for ax in fig.axes if ax.get_title().startswith("std of"))
+
+
+def test_plot_samples_shows_the_spread_of_the_samples(tmp_path):
+    from srlib.analysis import plot_samples
+    from srlib.runs import write_png
+
+    g = torch.Generator().manual_seed(0)
+    hr_u8 = (torch.rand(3, 48, 48, generator=g) * 255).round().byte()
+    hr = hr_u8.float() / 255
+    box = (8, 8, 24)
+    assert plot_samples(tmp_path, "Set5", "img", hr_u8, 4, box=box) is None  # no samples
+    folder = tmp_path / "eval" / "Set5" / "samples" / "img"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        write_png(folder / f"{i}.png", hr)
+    fig = plot_samples(tmp_path, "Set5", "img", hr_u8, 4, box=box)
+    std = np.asarray(_std_panel(fig).images[0].get_array())
+    assert std.shape == (24, 24) and np.all(std == 0)
+    assert _std_panel(fig).get_title() == "std of 3 samples"
+    assert any(ax.get_title().startswith("null part") for ax in fig.axes)
+    plt.close(fig)
+    for i in range(3):
+        write_png(folder / f"{i}.png", torch.rand(3, 48, 48, generator=g))
+    fig = plot_samples(tmp_path, "Set5", "img", hr_u8, 4, box=box, max_samples=2)
+    std = np.asarray(_std_panel(fig).images[0].get_array())
+    assert std.min() >= 0 and std.mean() > 0.05
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["sample 0", "sample 1"]
+    plt.close(fig)
+
+
+def test_plot_tradeoff_orders_the_sweep():
+    from srlib.analysis import plot_tradeoff
+
+    rows = [{"variant": v, "seed": s, "dataset": "Set5", "status": st,
+             "psnr_y": 25.0 + i + s, "lpips": 0.3 - 0.01 * i, "lr_psnr": 40.0 + 5 * i}
+            for i, (v, st) in enumerate([("a", "done"), ("b", "done"), ("c", "done"),
+                                         ("d", "failed")]) for s in (0, 1)]
+    results = pd.DataFrame(rows)
+    sweep = [["c", "100"], ["a", "0"], ["b", "1"], ["d", "project"]]
+    fig = plot_tradeoff(results, sweep, "Set5")
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["100", "0", "1"]
+    assert list(fig.axes[0].get_lines()[0].get_ydata()) == pytest.approx([27.5, 25.5, 26.5])
+    plt.close(fig)
+    assert plot_tradeoff(results, [["a", "0"], ["d", "project"]], "Set5") is None
+    assert plot_tradeoff(results, sweep, "Set14") is None
