@@ -58,7 +58,6 @@ from srlib.report import (
     collect,
     collect_per_image,
     projected_name,
-    stale_reason,
     total_iters,
     variant_seeds,
 )
@@ -516,7 +515,7 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
             msg = f"{d} holds a run of another config; rerun with --force to replace it"
             runs.write_error(d, NOT_RUN + msg)
             return Outcome("refused", f"NOT RUN ({msg})")
-        stale = stale_reason(d) if src else None
+        stale = runs.is_stale(d) if src else None
         if stale:
             with runs.locked(d, "run folder"):
                 runs.clear(d)

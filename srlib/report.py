@@ -29,26 +29,6 @@ COLUMNS = ["variant", "kind", "loss", "upsampler", "seed", "dataset", "status", 
            "perc_backend", "error"]
 
 
-def stale_reason(run: str | Path) -> str | None:
-    """Why a fine-tune's outputs no longer follow from its source, or ``None``.
-    ``runs.is_stale`` compares the ``source.json`` it recorded; a run from before
-    ``source.json`` existed is stale when its source's generator is newer than its own
-    config (written when it started)."""
-    run = Path(run)
-    why = runs.is_stale(run)
-    if why or runs.recorded_source(run) is not None or not (run / runs.CONFIG).is_file():
-        return why
-    src = runs.read_json(run / runs.CONFIG).get("init_from")
-    if not src:
-        return None
-    gen = Path(src) / runs.GENERATOR
-    if not gen.is_file():
-        return f"its source {src} has no {runs.GENERATOR} (failed or removed)"
-    if gen.stat().st_mtime > (run / runs.CONFIG).stat().st_mtime:
-        return f"its source {src} was retrained after it"
-    return None
-
-
 def run_status(run: str | Path) -> tuple[str, str]:
     """``(status, why)`` of a run folder: ``done``; ``failed`` (``error.txt``: its last
     line); ``stale`` (a fine-tune whose source changed since); ``interrupted`` (started,
@@ -57,7 +37,7 @@ def run_status(run: str | Path) -> tuple[str, str]:
     if (run / runs.ERROR).is_file():
         return "failed", error_line((run / runs.ERROR).read_text())
     if runs.is_finished(run):
-        why = stale_reason(run)
+        why = runs.is_stale(run)
         return ("stale", why) if why else ("done", "")
     if (run / runs.CONFIG).is_file() or (run / runs.CHECKPOINT).is_file():
         return "interrupted", "resumable: run the runner again"
@@ -141,7 +121,7 @@ def _run_rows(d: Path, variant: str, spec: dict, seed: int, base: str | None,
             **{k: ds.get(k, np.nan) for k in METRICS[:-1]}, **common}
            for name, ds in m["datasets"].items()]
     for name, ds in (m.get("projected") or {}).items():
-        out.append({**row, "variant": f"{variant}+P", "kind": "projected", "dataset": name,
+        out.append({**row, "variant": projected_name(variant), "kind": "projected", "dataset": name,
                     "status": "done", **{k: ds.get(k, np.nan) for k in METRICS[:-1]},
                     **common})
     return out
@@ -157,7 +137,7 @@ def collect_per_image(root: Path, results: pd.DataFrame, variants: dict[str, dic
     done = results[results.status == "done"].drop_duplicates(["variant", "seed"])
     todo = []
     for _, r in done.iterrows():
-        name = r.variant[:-2] if r.kind == "projected" else r.variant
+        name = r.variant.removesuffix(projected_name("")) if r.kind == "projected" else r.variant
         d = runs.run_dir(root, name, int(r.seed))
         todo.append((r.variant, int(r.seed), d / runs.PROJECTED if r.kind == "projected" else d))
     table = stats.per_image_table(todo)

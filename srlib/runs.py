@@ -200,15 +200,25 @@ def recorded_source(run: str | Path) -> dict | None:
 
 def is_stale(run: str | Path) -> str | None:
     """Why a fine-tune's outputs no longer follow from its source (its source's generator
-    changed or is gone), or ``None`` when they do (or the run has no source)."""
+    changed or is gone), or ``None`` when they do (or the run has no source). A run from
+    before ``source.json`` existed is stale when its source's generator is newer than its
+    own ``config.json`` (written when it started)."""
+    run = Path(run)
     src = recorded_source(run)
-    if src is None:
+    if src is not None:
+        now = generator_hash(src["run"])
+        if now is None:
+            return f"its source {src['run']} has no {GENERATOR} (failed or removed)"
+        return f"its source {src['run']} was retrained after it" \
+            if now != src["generator_sha256"] else None
+    origin = read_json(run / CONFIG).get("init_from") if (run / CONFIG).is_file() else None
+    if not origin:
         return None
-    now = generator_hash(src["run"])
-    if now is None:
-        return f"its source {src['run']} has no generator.pt (failed or removed)"
-    if now != src["generator_sha256"]:
-        return f"its source {src['run']} was retrained after it"
+    gen = Path(origin) / GENERATOR
+    if not gen.is_file():
+        return f"its source {origin} has no {GENERATOR} (failed or removed)"
+    if gen.stat().st_mtime > (run / CONFIG).stat().st_mtime:
+        return f"its source {origin} was retrained after it"
     return None
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import write_small_sets
+from conftest import write_micro_grid
 
 from srlib import runs
 from srlib.ablate import load_grid, main
@@ -21,22 +21,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 def micro(tmp_path_factory):
     """A micro grid (bicubic, two trained variants, one made to fail) on small images."""
     root = tmp_path_factory.mktemp("micro")
-    train, test = write_small_sets(root, n_train=2, n_test=2)
-    grid = {
-        "name": "micro",
-        "defaults": {"preset": "quick", "iters": 4, "batch": 2, "patch": 16, "nf": 8, "nb": 1,
-                     "gc": 4, "log_every": 2, "device": "cpu", "data": train, "test_data": [test]},
-        "seeds": [0],
-        "variants": {
-            "bicubic": {},
-            "pixel/pixelshuffle": {"loss": "pixel", "upsampler": "pixelshuffle"},
-            "down/pixelshuffle": {"loss": "down", "upsampler": "pixelshuffle"},
-            "broken": {"loss": "down", "upsampler": "bilinear"},
-        },
-        "notebook_params": {"01_manifold": {"toy_steps": 10}, "03_artifacts": {"crop": 32}},
-    }
-    cfg = root / "micro.yaml"
-    cfg.write_text(yaml.safe_dump(grid))
+    cfg = write_micro_grid(root)
     out = root / "reports"
     rc = main([str(cfg), "--out", str(out)])
     return cfg, out, rc

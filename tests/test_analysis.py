@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import write_small_sets
+from conftest import legend_clear_of_axes, write_small_sets
 
 from srlib import analysis
 from srlib.analysis import (
@@ -58,16 +58,6 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 def _close_figures():
     yield
     plt.close("all")
-
-
-def _legend_clear_of_axes(fig: plt.Figure) -> bool:
-    """Whether every legend of ``fig`` lies outside every axes' box (covers no point)."""
-    fig.canvas.draw()
-    r = fig.canvas.get_renderer()
-    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
-    assert legends, "the figure has no legend"
-    return all(not leg.get_window_extent(r).overlaps(ax.get_window_extent(r))
-               for leg in legends for ax in fig.axes)
 
 
 def test_null_perturbation_is_invisible_to_d_and_hits_its_psnr():
@@ -155,7 +145,7 @@ def test_plot_toy_puts_its_legend_outside_the_axes_and_table_names_the_scores():
     fig = plot_toy(gens, scores, lr_value=0.6, n=20)
     assert len(fig.axes) == len(TOY_LOSSES)
     assert all("off-manifold RMS" in ax.get_title() for ax in fig.axes)
-    assert _legend_clear_of_axes(fig)
+    assert legend_clear_of_axes(fig)
     t = toy_table(scores)
     assert list(t.index) == list(TOY_LOSSES)
     assert list(t.columns) == ["RMS of D(G) - y", "RMS distance to manifold",
@@ -258,7 +248,7 @@ def test_plot_range_null_has_two_bars_per_variant(fake_runs):
     ax = fig.axes[0]
     assert len(ax.patches) == 2 * 3  # bicubic and two trained variants
     assert ax.get_yscale() == "log"
-    assert _legend_clear_of_axes(fig) and len(fig.legends[0].get_texts()) == 2
+    assert legend_clear_of_axes(fig) and len(fig.legends[0].get_texts()) == 2
 
 
 # ---- 04_report ------------------------------------------------------------------------------
@@ -268,7 +258,7 @@ def test_perception_distortion_legend_lies_outside_the_axes():
     fig = plot_perception_distortion(r, "set", "stlpips-alex")
     assert len(fig.axes) == 2
     assert "stlpips-alex" in fig.axes[0].get_ylabel()
-    assert _legend_clear_of_axes(fig)
+    assert legend_clear_of_axes(fig)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == list(r[r.status == "done"].variant.unique())
     assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 8  # 4 variants x 2
@@ -282,7 +272,7 @@ def test_load_loss_curves(tmp_path):
     curves = load_loss_curves(runs, ["down/nearest", "pixel/nearest"], 1)
     assert list(curves) == ["down/nearest"] and list(curves["down/nearest"].total) == [1.0, 0.5]
     fig = plot_losses({**curves, "b": curves["down/nearest"] * 2})
-    assert len(fig.axes[0].lines) == 2 and _legend_clear_of_axes(fig)
+    assert len(fig.axes[0].lines) == 2 and legend_clear_of_axes(fig)
 
 
 def test_run_links_link_only_existing_notebooks_and_escape_text(tmp_path):

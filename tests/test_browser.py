@@ -13,8 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import write_small_sets
+from conftest import write_micro_grid
 
 from srlib import browser
 
@@ -135,22 +134,7 @@ def micro_report(tmp_path_factory) -> Path:
     from srlib.ablate import main
 
     root = tmp_path_factory.mktemp("browser-micro")
-    train, test = write_small_sets(root, n_train=2, n_test=2)
-    grid = {
-        "name": "micro",
-        "defaults": {"preset": "quick", "iters": 4, "batch": 2, "patch": 16, "nf": 8, "nb": 1,
-                     "gc": 4, "log_every": 2, "device": "cpu", "data": train, "test_data": [test]},
-        "seeds": [0],
-        "variants": {
-            "bicubic": {},
-            "pixel/pixelshuffle": {"loss": "pixel", "upsampler": "pixelshuffle"},
-            "down/pixelshuffle": {"loss": "down", "upsampler": "pixelshuffle"},
-            "broken": {"loss": "down", "upsampler": "bilinear"},
-        },
-        "notebook_params": {"01_manifold": {"toy_steps": 10}, "03_artifacts": {"crop": 32}},
-    }
-    cfg = root / "micro.yaml"
-    cfg.write_text(yaml.safe_dump(grid))
+    cfg = write_micro_grid(root)
     assert main([str(cfg), "--out", str(root / "reports")]) == 0
     return root / "reports" / "index.html"
 

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import keys_cubic
 
 from srlib.data import load_dataset
 from srlib.metrics import lr_psnr, quantize
@@ -19,15 +20,6 @@ from srlib.ntire import downscale_u8, lr_psnr_ntire, lr_psnr_ntire_float
 from srlib.resize import BicubicDegradation
 
 # ------------------------------------------------------------------ NumPy reference
-
-
-def _keys(t: float) -> float:
-    t = abs(t)
-    if t <= 1:
-        return 1.5 * t**3 - 2.5 * t**2 + 1
-    if t <= 2:
-        return -0.5 * t**3 + 2.5 * t**2 - 4 * t + 2
-    return 0.0
 
 
 def _reflect(k: int, n: int) -> int:
@@ -41,7 +33,7 @@ def _taps(i: int, n_in: int, s: int) -> list[tuple[int, float]]:
     """(source index, weight) of output pixel ``i`` (0-based) shrinking by ``s``."""
     u = (i + 1) * s + 0.5 * (1 - s)  # 1-based input coordinate of the output centre
     first = math.floor(u - 2 * s)
-    pairs = [(k, _keys((u - k) / s) / s) for k in range(first, first + 4 * s + 2)]
+    pairs = [(k, keys_cubic((u - k) / s) / s) for k in range(first, first + 4 * s + 2)]
     total = sum(w for _, w in pairs)
     return [(_reflect(k - 1, n_in), w / total) for k, w in pairs]
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import legend_clear_of_axes
 
 from srlib import report as rp
 from srlib import stats
@@ -329,14 +330,6 @@ def test_no_variant_name_of_the_shipped_grids_in_srlib(module):
 
 # ---- validation curves ---------------------------------------------------------------------
 
-def _legend_clear_of_axes(fig: plt.Figure) -> bool:
-    fig.canvas.draw()
-    r = fig.canvas.get_renderer()
-    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
-    assert legends, "the figure has no legend"
-    return all(not leg.get_window_extent(r).overlaps(ax.get_window_extent(r))
-               for leg in legends for ax in fig.axes)
-
 
 def test_validation_curves(tmp_path):
     runs = tmp_path / "runs"
@@ -359,7 +352,7 @@ def test_validation_curves(tmp_path):
     assert "null-space gain" in fig.axes[0].get_ylabel()
     assert "LR-PSNR" in fig.axes[1].get_ylabel()
     assert fig.axes[0].get_xlabel() == "iteration"
-    assert _legend_clear_of_axes(fig)
+    assert legend_clear_of_axes(fig)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["A", "B"]
     assert plot_validation({}).axes[0].texts  # nothing logged: says so
     with pytest.raises(ValueError, match="how must be"):

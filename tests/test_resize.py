@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import keys_cubic
 
 from srlib.data import eval_pair, load_dataset
 from srlib.resize import BicubicDegradation, imresize, resize_matrix
@@ -21,14 +22,6 @@ def reference_resize_1d(x: np.ndarray, scale: float) -> np.ndarray:
     n_out = math.ceil(scale * n)
     stretch = min(scale, 1.0)  # antialias: kernel(stretch * d) * stretch when shrinking
 
-    def keys(t: float) -> float:
-        t = abs(t)
-        if t <= 1:
-            return 1.5 * t**3 - 2.5 * t**2 + 1
-        if t <= 2:
-            return -0.5 * t**3 + 2.5 * t**2 - 4 * t + 2
-        return 0.0
-
     def mirror(k: int) -> int:  # 0-based, edge repeated: ..., 1, 0 | 0, 1, ... n-1 | n-1, ...
         while k < 0 or k >= n:
             k = -k - 1 if k < 0 else 2 * n - 1 - k
@@ -40,7 +33,7 @@ def reference_resize_1d(x: np.ndarray, scale: float) -> np.ndarray:
         reach = 2.0 / stretch
         total, acc = 0.0, 0.0
         for k in range(math.floor(centre - reach) - 1, math.ceil(centre + reach) + 2):
-            wk = stretch * keys(stretch * (centre - k))
+            wk = stretch * keys_cubic(stretch * (centre - k))
             total += wk
             acc = acc + wk * x[..., mirror(k)]
         out[..., i] = acc / total

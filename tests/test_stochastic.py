@@ -4,17 +4,15 @@ samples evaluated as the NTIRE 2021 challenge does, bad input, bit-exact resume.
 import dataclasses
 import json
 import math
-import os
-import signal
 import warnings
 
 import pandas as pd
 import pytest
 import torch
-from conftest import write_small_sets
+from conftest import interrupt_at, write_small_sets
 
 from srlib import runs
-from srlib.data import PatchSampler, eval_pair, list_images, load_image, to_float
+from srlib.data import eval_pair, list_images, load_image, to_float
 from srlib.evaluate import draw_samples
 from srlib.losses import Loss
 from srlib.metrics import quantize
@@ -241,24 +239,12 @@ def test_training_writes_k_samples_their_table_and_metrics(tiny_sets, tmp_path):
         assert not torch.equal(saved[0], saved[1])
 
 
-def _interrupt_at(monkeypatch, call: int) -> None:
-    original, count = PatchSampler.sample, {"n": 0}
-
-    def sample(self):
-        count["n"] += 1
-        if count["n"] == call:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self)
-
-    monkeypatch.setattr(PatchSampler, "sample", sample)
-
-
 def test_resume_with_noise_gives_the_same_weights(tiny_sets, tmp_path, monkeypatch):
     kw = {"iters": 6, "ckpt_every": 100, "eval_samples": 1, "loss": "down+0.005*adv",
           "consistency": "none"}
     whole = train(tiny_config(tiny_sets, tmp_path / "whole", **kw))
     cfg = tiny_config(tiny_sets, tmp_path / "cut", **kw)
-    _interrupt_at(monkeypatch, 4)
+    interrupt_at(monkeypatch, 4)
     with pytest.raises(Interrupted, match="iteration 4"):
         train(cfg)
     state = torch.load(tmp_path / "cut" / runs.CHECKPOINT, weights_only=False)

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_small_sets
+from conftest import interrupt_at, write_small_sets
 
-from srlib.data import PatchSampler
 from srlib.evaluate import main as evaluate_main
 from srlib.losses import Loss
 from srlib.runs import load_generator
@@ -67,24 +66,11 @@ def test_same_seed_same_metrics(tmp_path, tiny_sets):
     assert c["psnr_y"] != a["psnr_y"]
 
 
-def _interrupt_at(monkeypatch, call: int) -> None:
-    """SIGTERM to this process during the ``call``-th batch, as a scheduler would send it."""
-    original, count = PatchSampler.sample, {"n": 0}
-
-    def sample(self):
-        count["n"] += 1
-        if count["n"] == call:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self)
-
-    monkeypatch.setattr(PatchSampler, "sample", sample)
-
-
 def test_resume_gives_the_same_weights(tmp_path, tiny_sets, monkeypatch):
     kw = dict(loss="down+0.005*adv", patch=32, iters=8, ckpt_every=100)
     whole = train(tiny_config(tmp_path, tiny_sets, out=str(tmp_path / "whole"), **kw))
     cfg = tiny_config(tmp_path, tiny_sets, out=str(tmp_path / "cut"), **kw)
-    _interrupt_at(monkeypatch, 5)
+    interrupt_at(monkeypatch, 5)
     with pytest.raises(Interrupted, match="iteration 5"):
         train(cfg)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["iter"] == 5
