@@ -304,6 +304,19 @@ for name in ("artifacts_crops.png", "artifacts_spectra.png"):
 # null part has detail (edges and texture) and vanish in flat regions; a spread of zero
 # everywhere means the generator ignores its noise. Where the grid did not name such a
 # variant, or its run saved no samples, this section says so instead.
+#
+# Their numbers, as the NTIRE 2021 challenge measures a stochastic generator: for each
+# test image, K samples drawn with fixed seeds; LR-PSNR (ours and the challenge's) as the
+# mean and the worst over the samples (the challenge asks every sample to reach 45 dB);
+# the challenge's diversity score, `(global best - local best) / global best x 100`, from
+# the LPIPS maps of the samples (0 when all samples are the same image); PSNR-Y of the
+# samples' mean image and the mean PSNR-Y of the samples; the LPIPS of the best sample.
+# Each cell: mean over test images x seeds [95% interval].
+
+# %%
+samples = rp.samples_table(per_img)
+if len(samples):
+    display(HTML(samples.to_html(index=False)))
 
 # %%
 fig = None

@@ -155,8 +155,8 @@ def _check_hypotheses(grid: dict, where: Callable[..., str]) -> list[stats.Hypot
 def _unequal_iters(h: stats.Hypothesis, variants: dict[str, dict], defaults: dict) -> str:
     """Why hypothesis ``h`` compares two trained (or projected) variants trained for
     different numbers of iterations (a fine-tune counts its source's too), or '' when the
-    counts agree, a side is a baseline, or ``h.unequal_iters_ok``."""
-    if h.unequal_iters_ok:
+    counts agree, a side is a baseline, b is a fixed value, or ``h.unequal_iters_ok``."""
+    if h.unequal_iters_ok or h.value is not None:
         return ""
     sides = [v[:-len(projected_name(""))] if v not in variants else v for v in (h.a, h.b)]
     if any(baseline_of(variants[v], v) for v in sides):

@@ -175,7 +175,20 @@ METRIC_WORDS = {"psnr_y": ("PSNR-Y", "dB", "{:.2f}"), "ssim_y": ("SSIM-Y", "", "
                 "range_mse": ("range MSE", "", "{:.2e}"),
                 "null_mse": ("null-space MSE", "", "{:.2e}"),
                 "null_gain_db": ("null-space gain", "dB", "{:.2f}"),
-                "range_gain_db": ("range gain", "dB", "{:.2f}")}
+                "range_gain_db": ("range gain", "dB", "{:.2f}"),
+                "lr_psnr_ntire": ("the challenge's LR-PSNR", "dB", "{:.2f}"),
+                # a stochastic generator's K samples per image (samples.csv)
+                "lr_psnr_mean": ("LR-PSNR, mean of the samples", "dB", "{:.2f}"),
+                "lr_psnr_worst": ("LR-PSNR, worst sample", "dB", "{:.2f}"),
+                "psnr_y_mean_image": ("PSNR-Y of the samples' mean", "dB", "{:.2f}"),
+                "psnr_y_mean": ("PSNR-Y, mean of the samples", "dB", "{:.2f}"),
+                "lr_psnr_ntire_mean": ("the challenge's LR-PSNR, mean of the samples", "dB",
+                                       "{:.2f}"),
+                "lr_psnr_ntire_worst": ("the challenge's LR-PSNR, worst sample", "dB", "{:.2f}"),
+                "diversity": ("diversity score (the challenge's)", "%", "{:.2f}"),
+                "lpips_global_best": ("LPIPS of the best sample", "", "{:.3f}"),
+                "lpips_local_best": ("LPIPS, best sample per pixel", "", "{:.3f}"),
+                "lpips_mean": ("LPIPS, mean of the samples", "", "{:.3f}")}
 # metrics measured on RGB over the whole image (PSNR-Y and SSIM-Y: Y channel, border cropped)
 WHOLE_IMAGE_RGB = ("range_mse", "null_mse", "null_gain_db", "range_gain_db")
 RGB_NOTE = ("the range and null-space errors, and the gains computed from them, are RGB "
@@ -334,6 +347,32 @@ def format_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     table["seeds"] = ["" if pd.isna(n) else f"{n:.0f}" for n in s.get("n_seeds", [])]
     table["iterations"] = s.get("iterations", pd.Series(dtype=object)).to_numpy()
     return table
+
+
+SAMPLE_TABLE = ["lr_psnr_mean", "lr_psnr_worst", "lr_psnr_ntire_mean", "lr_psnr_ntire_worst",
+                "diversity", "psnr_y_mean_image", "psnr_y_mean", "lpips_global_best"]
+
+
+def samples_table(per_image: pd.DataFrame | None, **boot) -> pd.DataFrame:
+    """The K-sample statistics of the stochastic variants (rows of ``per_image`` with a
+    ``diversity``), one row per test set x variant: each column of ``SAMPLE_TABLE`` as
+    ``'mean [low, high]'`` over images x seeds (``stats.summary_with_ci``), headed by its
+    ``METRIC_WORDS``, then ``images`` and ``seeds``. Empty when no variant drew samples."""
+    if per_image is None or "diversity" not in per_image:
+        return pd.DataFrame()
+    t = per_image[per_image["diversity"].notna()]
+    if t.empty:
+        return pd.DataFrame()
+    metrics = [m for m in SAMPLE_TABLE if m in t]
+    s = stats.summary_with_ci(t, metrics, **boot)
+    out = s[["dataset", "variant"]].rename(columns={"dataset": "test set"})
+    for m in metrics:
+        words, unit, fmt = METRIC_WORDS[m]
+        out[words + (f" ({unit})" if unit else "")] = [
+            stats.format_interval(a, lo, hi, fmt) for a, lo, hi in
+            zip(s[f"{m}_mean"], s[f"{m}_low"], s[f"{m}_high"], strict=True)]
+    out["images"], out["seeds"] = s["n_images"], s["n_seeds"]
+    return out
 
 
 def table_note(summary: pd.DataFrame) -> str:

@@ -37,7 +37,10 @@ Hypotheses (``parse_hypotheses``, ``evaluate_hypothesis``, ``verdict_table``)
     interval of ``a - b``: ``supported`` (it excludes 0 on the expected side),
     ``contradicted`` (it excludes 0 on the other side), ``inconclusive`` (it includes 0, or
     there is a single pair and so no interval), ``not tested`` (a variant or the metric is
-    missing). No variant name is hard-coded here; the gains' baseline is an argument.
+    missing). ``b`` may be a number instead of a variant: a fixed value the claim is
+    measured against (the challenge's 45 dB, a diversity of 0); the difference is then
+    ``a - b`` per image, resampled as any other. No variant name is hard-coded here; the
+    gains' baseline is an argument.
 """
 
 from __future__ import annotations
@@ -55,7 +58,12 @@ KEYS = ["variant", "seed", "dataset", "image"]
 PER_IMAGE_METRICS = ["lr_psnr_raw", "clipped", "psnr_y", "ssim_y", "psnr_rgb", "lr_psnr",
                      "lr_psnr_ntire", "range_mse", "null_mse", "lpips"]
 GAIN_METRICS = ["null_gain_db", "range_gain_db"]  # added by ``add_gains``
-KNOWN_METRICS = (*PER_IMAGE_METRICS, *GAIN_METRICS)  # what a hypothesis may name
+# the columns of eval/<set>/samples.csv (a stochastic generator's K samples per image,
+# ``srlib.evaluate.evaluate_samples``) besides ``image``; NaN for other variants
+SAMPLE_METRICS = ["lr_psnr_mean", "lr_psnr_worst", "psnr_y_mean_image", "psnr_y_mean",
+                  "lr_psnr_ntire_mean", "lr_psnr_ntire_worst", "diversity",
+                  "lpips_global_best", "lpips_local_best", "lpips_mean"]
+KNOWN_METRICS = (*PER_IMAGE_METRICS, *GAIN_METRICS, *SAMPLE_METRICS)  # a hypothesis may name
 DIRECTIONS = ("greater", "less")
 VERDICTS = ("supported", "contradicted", "inconclusive", "not tested")
 MIN_SEEDS_TO_RESAMPLE = 5  # fewer seeds: images alone are resampled (see the module doc)
@@ -195,8 +203,10 @@ def paired_bootstrap(
 def per_image_table(runs: Iterable[tuple[str, int, Path]]) -> pd.DataFrame:
     """The long per-image table of run folders ``(variant, seed, run_dir)``: columns
     ``variant, seed, dataset, image`` and the metrics of each ``eval/<set>/per_image.csv``
-    (``dataset`` = the folder name ``<set>``). Runs without such files are skipped, and so
-    are failed runs (``error.txt`` present), as in ``srlib.report.collect``."""
+    (``dataset`` = the folder name ``<set>``), joined on the image with the K-sample
+    statistics of ``eval/<set>/samples.csv`` where the run has them (``SAMPLE_METRICS``).
+    Runs without such files are skipped, and so are failed runs (``error.txt`` present), as
+    in ``srlib.report.collect``."""
     parts = []
     for variant, seed, d in runs:
         d = Path(d)
@@ -204,6 +214,11 @@ def per_image_table(runs: Iterable[tuple[str, int, Path]]) -> pd.DataFrame:
             continue
         for csv in sorted(d.glob("eval/*/per_image.csv")):
             t = pd.read_csv(csv, dtype={"image": str})
+            samples = csv.parent / "samples.csv"
+            if samples.is_file():
+                s = pd.read_csv(samples, dtype={"image": str})
+                t = t.merge(s[[c for c in s.columns if c == "image" or c not in t.columns]],
+                            on="image", how="left", sort=False)
             t.insert(0, "dataset", csv.parent.name)
             t.insert(0, "seed", seed)
             t.insert(0, "variant", variant)
@@ -279,6 +294,23 @@ def _pairs(per_image: pd.DataFrame, a: str, b: str, metric: str, dataset: str | 
                         "a": m[f"{metric}_a"].astype(float),
                         "b": m[f"{metric}_b"].astype(float)})
     return out.reset_index(drop=True)
+
+
+def difference_from_value(
+    per_image: pd.DataFrame, a: str, value: float, metric: str, dataset: str | None = None,
+    *, baselines: Collection[str] = (), **boot,
+) -> Interval:
+    """Mean of ``metric(a) - value`` over variant ``a``'s rows (images x seeds; a
+    seed-independent variant once per image), with its bootstrap interval, resampled as in
+    ``paired_difference``: a claim against a fixed value rather than another variant."""
+    _check_columns(per_image, [*KEYS, metric])
+    t = per_image if dataset is None else per_image[per_image["dataset"] == dataset]
+    rows = t[t["variant"] == a]
+    if a in baselines or is_seed_independent(rows, [metric]):
+        rows = _collapse(rows, [metric]).assign(seed=0)
+    clusters = (rows["dataset"].astype(str) + "\x00" + rows["image"].astype(str)).to_numpy()
+    return paired_bootstrap(rows[metric].to_numpy(float) - float(value), clusters=clusters,
+                            seeds=rows["seed"].to_numpy(), **boot)
 
 
 def paired_difference(
@@ -374,9 +406,11 @@ def summary_with_ci(
 @dataclass(frozen=True)
 class Hypothesis:
     """A claim ``metric(a) <direction> metric(b)``: direction ``greater`` means a is greater
-    than b in ``metric``, ``less`` that it is less. ``datasets``: the test sets it is
-    evaluated on (empty: every test set in the table). ``unequal_iters_ok``: the grid
-    accepts that a and b were trained for different numbers of iterations."""
+    than b in ``metric``, ``less`` that it is less. ``b`` is a variant's name, or, when
+    ``value`` is set, that number as text (a fixed value to beat, in the metric's unit).
+    ``datasets``: the test sets it is evaluated on (empty: every test set in the table).
+    ``unequal_iters_ok``: the grid accepts that a and b were trained for different numbers
+    of iterations."""
 
     id: str
     statement: str
@@ -386,6 +420,12 @@ class Hypothesis:
     direction: str
     datasets: tuple[str, ...] = ()
     unequal_iters_ok: bool = False
+    value: float | None = None
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The variants the claim needs: a and b, or a alone against a fixed value."""
+        return (self.a,) if self.value is not None else (self.a, self.b)
 
 
 _REQUIRED = ("id", "statement", "a", "b", "metric", "direction")
@@ -438,15 +478,23 @@ def parse_hypotheses(
 
 def _hypothesis_fields(h: Mapping, variants: Collection[str], metrics: Collection[str]
                        ) -> tuple[dict, list[str]]:
-    """The well-formed required fields of one hypothesis, and what is wrong with it."""
+    """The well-formed required fields of one hypothesis (a number in ``b`` gives ``value``
+    and ``b`` its text), and what is wrong with it."""
     err = [f"{k}: unknown key; allowed: {', '.join(_ALLOWED)}" for k in h if k not in _ALLOWED]
+    b = h.get("b")
+    if isinstance(b, int | float) and not isinstance(b, bool):
+        if not math.isfinite(b):
+            err.append(f"b: expected a variant or a finite number, got {b!r}")
+        h = {**h, "b": f"{b:g}", "value": float(b)}
     for k in _REQUIRED:
         if k not in h or h[k] is None:
             err.append(f"{k}: missing")
         elif not isinstance(h[k], str) or not h[k].strip():
             err.append(f"{k}: expected a non-empty string, got {h[k]!r}")
     ok = {k: h[k] for k in _REQUIRED if isinstance(h.get(k), str) and h[k].strip()}
-    for k in ("a", "b"):
+    if "value" in h:
+        ok["value"] = h["value"]
+    for k in ("a",) if "value" in h else ("a", "b"):
         if k in ok and ok[k] not in variants:
             err.append(f"{k}: unknown variant '{ok[k]}'; variants: "
                        f"{', '.join(sorted(variants))}")
@@ -491,8 +539,9 @@ def evaluate_hypothesis(h: Hypothesis, per_image: pd.DataFrame, *,
                         baselines: Collection[str] = (), **boot) -> dict[str, dict]:
     """``{dataset: {"interval": Interval | None, "verdict": str, "note": str}}`` for each of
     ``h.datasets`` (or every test set in the table; ``""`` when it has none): the paired
-    difference ``h.a - h.b`` in ``h.metric`` (``paired_difference``) and its verdict,
-    ``not tested`` with the missing variant or metric named in ``note``."""
+    difference ``h.a - h.b`` in ``h.metric`` (``paired_difference``, or
+    ``difference_from_value`` when ``b`` is a number) and its verdict, ``not tested`` with
+    the missing variant or metric named in ``note``."""
     has = set(per_image["dataset"]) if "dataset" in per_image else set()
     order = list(dict.fromkeys(per_image["dataset"])) if "dataset" in per_image else []
     out: dict[str, dict] = {}
@@ -503,7 +552,7 @@ def evaluate_hypothesis(h: Hypothesis, per_image: pd.DataFrame, *,
             continue
         t = per_image[per_image["dataset"] == ds]
         present = set(t["variant"])
-        missing = [v for v in (h.a, h.b) if v not in present]
+        missing = [v for v in h.variants if v not in present]
         if missing:
             out[ds] = {"interval": None, "verdict": "not tested",
                        "note": "missing variant(s): " + ", ".join(f"'{v}'" for v in missing)}
@@ -512,13 +561,15 @@ def evaluate_hypothesis(h: Hypothesis, per_image: pd.DataFrame, *,
             out[ds] = {"interval": None, "verdict": "not tested",
                        "note": f"metric '{h.metric}' not in the table"}
             continue
-        empty = [v for v in (h.a, h.b) if t.loc[t["variant"] == v, h.metric].isna().all()]
+        empty = [v for v in h.variants if t.loc[t["variant"] == v, h.metric].isna().all()]
         if empty:
             out[ds] = {"interval": None, "verdict": "not tested",
                        "note": f"no '{h.metric}' values for "
                                + ", ".join(f"'{v}'" for v in empty)}
             continue
-        iv = paired_difference(t, h.a, h.b, h.metric, ds, baselines=baselines, **boot)
+        iv = (difference_from_value(t, h.a, h.value, h.metric, ds, baselines=baselines, **boot)
+              if h.value is not None else
+              paired_difference(t, h.a, h.b, h.metric, ds, baselines=baselines, **boot))
         verdict, note = _verdict(iv, h.direction)
         if iv.n_dropped:
             note = "; ".join(filter(None, [note, f"{iv.n_dropped} NaN pair(s) dropped"]))

@@ -169,6 +169,10 @@ def test_statements_are_given_in_full():
     assert "declares no hypothesis" in rp.hypothesis_statements([])
 
 
+def test_every_metric_a_hypothesis_may_name_has_words_and_a_unit():
+    assert set(stats.KNOWN_METRICS) <= set(rp.METRIC_WORDS)
+
+
 def test_general_findings_name_no_hypothesis(files):
     _, r = files
     text = "\n".join(rp.general_findings(r))
@@ -264,9 +268,11 @@ def _hd(**kw) -> dict:
 def test_valid_hypotheses_are_parsed(tmp_path):
     grid = load_grid(_grid(tmp_path, [
         _hd(), _hd(id="P", a="A+P", b="pinv", metric="null_gain_db", datasets=["default"]),
-        _hd(id="U", a="tune", b="A", unequal_iters_ok=True)]))
+        _hd(id="U", a="tune", b="A", unequal_iters_ok=True),
+        _hd(id="V", a="short", b=45, metric="lr_psnr_ntire_worst", direction="greater")]))
     hs = grid["hypotheses"]
-    assert [h.id for h in hs] == ["H", "P", "U"]
+    assert [h.id for h in hs] == ["H", "P", "U", "V"]
+    assert (hs[3].b, hs[3].value) == ("45", 45.0)  # a fixed value: no length to compare
     assert hs[0] == Hypothesis("H", "A is below B", "A", "B", "psnr_y", "less")
     assert hs[1].a == "A+P" and hs[1].datasets == ("default",)
     assert hs[2].unequal_iters_ok
@@ -404,3 +410,17 @@ def test_threshold_finding_names_variants_passing_on_both_definitions():
             for v, ours, theirs in (("a", 50.0, 47.0), ("b", 46.0, 44.0), ("c", 30.0, 30.0))]
     text = "\n".join(general_findings(pd.DataFrame(rows)))
     assert "on both our definition and the challenge's: `a`; on ours only: `b`." in text
+
+
+def test_samples_table_shows_the_stochastic_variants_alone():
+    rows = [{"variant": v, "seed": 0, "dataset": "S", "image": f"{i}", "psnr_y": 30.0 + i,
+             "diversity": (2.0 + i) if v == "noisy" else np.nan,
+             "lr_psnr_ntire_worst": (46.0 + i) if v == "noisy" else np.nan}
+            for v in ("plain", "noisy") for i in range(4)]
+    t = rp.samples_table(pd.DataFrame(rows), n_boot=500)
+    assert t["variant"].tolist() == ["noisy"] and t["test set"].tolist() == ["S"]
+    assert t["diversity score (the challenge's) (%)"].iloc[0].startswith("3.50 [")
+    assert t["the challenge's LR-PSNR, worst sample (dB)"].iloc[0].startswith("47.50 [")
+    assert (t["images"].iloc[0], t["seeds"].iloc[0]) == (4, 1)
+    assert rp.samples_table(pd.DataFrame(rows).drop(columns="diversity")).empty
+    assert rp.samples_table(None).empty

@@ -11,6 +11,7 @@ import pytest
 from srlib.stats import (
     Hypothesis,
     add_gains,
+    difference_from_value,
     evaluate_hypothesis,
     format_interval,
     paired_bootstrap,
@@ -214,6 +215,8 @@ def test_parse_hypotheses_accepts_a_valid_list():
     (_h(statement=""), "hypothesis 'H2': statement: expected a non-empty string"),
     (_h(datasets=["Set99"]), "hypothesis 'H2': datasets: unknown test set 'Set99'"),
     (_h(unequal_iters_ok="yes"), "hypothesis 'H2': unequal_iters_ok: expected true or false"),
+    (_h(b=float("inf")), "hypothesis 'H2': b: expected a variant or a finite number"),
+    (_h(b=True), "hypothesis 'H2': b: expected a non-empty string, got True"),
 ])
 def test_parse_errors_name_the_hypothesis_and_the_field(bad, message):
     with pytest.raises(ValueError) as e:
@@ -230,6 +233,27 @@ def test_parse_reports_every_problem_and_duplicate_ids():
     assert any("metric: unknown metric 'm'" in x for x in lines)
     with pytest.raises(ValueError, match="expected a list"):
         parse_hypotheses({"H1": {}}, VARIANTS, METRICS, "g.yaml")
+
+
+def test_b_may_be_a_fixed_value():
+    (h,) = parse_hypotheses([_h(b=45), ], VARIANTS, METRICS, "grid.yaml")
+    assert (h.b, h.value, h.variants) == ("45", 45.0, ("A",))
+    assert parse_hypotheses([_h(b=0.5)], VARIANTS, METRICS, "g")[0].b == "0.5"
+    # B is absent: only a is needed; the difference is a - 45 per image, resampled so
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 1, (3, 20))
+    t = table({"A": lambda s, i: 46 + noise[s, i]})
+    r = evaluate_hypothesis(h, t, **FAST)["S"]
+    assert r["verdict"] == "supported" and r["interval"].mean == pytest.approx(1 + noise.mean())
+    assert (r["interval"].n_images, r["interval"].n_seeds) == (20, 3)
+    less = Hypothesis("H", "A below 47", "A", "47", "psnr_y", "less", value=47.0)
+    assert evaluate_hypothesis(less, t, **FAST)["S"]["verdict"] == "supported"
+    assert evaluate_hypothesis(Hypothesis("H", "C", "C", "45", "psnr_y", "greater",
+                                          value=45.0), t)["S"]["note"] == \
+        "missing variant(s): 'C'"
+    # a seed-independent variant counts each image once
+    base = difference_from_value(table({"A": lambda s, i: float(i)}), "A", 0.0, "psnr_y")
+    assert (base.mean, base.n, base.n_seeds) == (9.5, 20, 1)
 
 
 def _verdicts(values: dict, h: Hypothesis, **kw) -> dict:
@@ -326,3 +350,16 @@ def test_per_image_table_reads_run_folders(tmp_path):
         ("Set14", "001", 27.0), ("Set5", "001", 30.0), ("Set5", "002", 31.0)]
     assert set(t.variant) == {"A"} and set(t.seed) == {0}
     assert list(per_image_table([]).columns) == ["variant", "seed", "dataset", "image"]
+
+
+def test_per_image_table_joins_the_samples_of_a_stochastic_run(tmp_path):
+    d = tmp_path / "n0" / "eval" / "Set5"
+    d.mkdir(parents=True)
+    pd.DataFrame({"image": ["001", "002"], "psnr_y": [30.0, 31.0]}).to_csv(
+        d / "per_image.csv", index=False)
+    pd.DataFrame({"image": ["002", "001"], "diversity": [4.0, 3.0],
+                  "lr_psnr_ntire_worst": [46.0, 47.0]}).to_csv(d / "samples.csv", index=False)
+    t = per_image_table([("N", 0, tmp_path / "n0")])
+    assert t.set_index("image")[["psnr_y", "diversity", "lr_psnr_ntire_worst"]].to_dict(
+        "index") == {"001": {"psnr_y": 30.0, "diversity": 3.0, "lr_psnr_ntire_worst": 47.0},
+                     "002": {"psnr_y": 31.0, "diversity": 4.0, "lr_psnr_ntire_worst": 46.0}}
