@@ -14,7 +14,9 @@ names the variants, the kind column (baseline, trained, projected) orders them.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -700,3 +702,71 @@ def page_findings(results: pd.DataFrame, reports: str | Path,
     if (reports / "artifacts.csv").is_file():
         lines.append(artifact_finding(pd.read_csv(reports / "artifacts.csv")))
     return lines
+
+
+# ---- the README's headline table ---------------------------------------------------------
+
+def headline_table(folder: str | Path, columns: list[str], variants: list[str] | None = None,
+                   **boot) -> str:
+    """A Markdown table from a result folder (``results.csv``, ``per_image.csv``,
+    ``provenance.json``): one row per variant (``variants``, in that order; default: every
+    variant with a done run), one column per ``metric@testset`` of ``columns``, each cell
+    ``'mean [low, high]'`` over images x seeds (``summary_table``), then the seeds; under
+    it, the commit the folder was built from. ``ValueError`` names an unknown metric, test
+    set or variant."""
+    folder = Path(folder)
+    results = pd.read_csv(folder / "results.csv", keep_default_na=False, na_values=[""])
+    per_image = load_per_image(folder / "per_image.csv")
+    summ = summary_table(results, per_image, baselines=baseline_variants(results), **boot)
+    pairs = []
+    for c in columns:
+        metric, _, dataset = c.partition("@")
+        if metric not in TABLE_METRICS or dataset not in set(summ["dataset"]):
+            raise ValueError(f"column '{c}': expected METRIC@TESTSET, METRIC one of "
+                             f"{', '.join(TABLE_METRICS)}, TESTSET one of "
+                             f"{', '.join(dict.fromkeys(summ['dataset']))}")
+        pairs.append((metric, dataset))
+    have = list(dict.fromkeys(summ["variant"]))
+    unknown = [v for v in variants or [] if v not in have]
+    if unknown:
+        raise ValueError(f"variant(s) without a done run in {folder}: {', '.join(unknown)}; "
+                         f"they are: {', '.join(have)}")
+    head = ["variant", *(f"{TABLE_METRICS[m][0]}, {d}" for m, d in pairs), "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by = summ.set_index(["variant", "dataset"])
+    for v in variants or have:
+        cells = []
+        for m, d in pairs:
+            r = by.loc[(v, d)] if (v, d) in by.index else None
+            cells.append("n/a" if r is None else stats.format_interval(
+                r[f"{m}_mean"], r[f"{m}_low"], r[f"{m}_high"], TABLE_METRICS[m][1]))
+        seeds = summ.loc[summ["variant"] == v, "n_seeds"].max()
+        lines.append(f"| `{v}` | " + " | ".join(cells) + f" | {seeds:.0f} |")
+    prov = folder / "provenance.json"
+    commit = json.loads(prov.read_text()).get("commit", "?") if prov.is_file() else "?"
+    lines += ["", f"Mean over test images x seeds [95% interval]; built from commit "
+                  f"`{commit}`."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m srlib.report FOLDER --columns psnr_y@Set5 ... [--variants ...]``: print
+    ``headline_table`` (the README's table of the study)."""
+    ap = argparse.ArgumentParser(prog="python -m srlib.report",
+                                 description="Print a result folder's headline table "
+                                             "(Markdown) with 95% intervals.")
+    ap.add_argument("folder", help="a result folder, e.g. reports/study")
+    ap.add_argument("--columns", nargs="+", required=True, metavar="METRIC@SET",
+                    help=f"metric ({', '.join(TABLE_METRICS)}) @ test set, e.g. psnr_y@Set5")
+    ap.add_argument("--variants", nargs="+", help="rows, in order (default: every variant)")
+    a = ap.parse_args(argv)
+    try:
+        print(headline_table(a.folder, a.columns, a.variants))
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

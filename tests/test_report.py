@@ -424,3 +424,25 @@ def test_samples_table_shows_the_stochastic_variants_alone():
     assert (t["images"].iloc[0], t["seeds"].iloc[0]) == (4, 1)
     assert rp.samples_table(pd.DataFrame(rows).drop(columns="diversity")).empty
     assert rp.samples_table(None).empty
+
+
+def test_headline_table_from_a_result_folder(tmp_path, files, capsys):
+    t, res = files
+    t.to_csv(tmp_path / "per_image.csv", index=False)
+    res.to_csv(tmp_path / "results.csv", index=False)
+    (tmp_path / "provenance.json").write_text('{"commit": "abc1234"}')
+    md = rp.headline_table(tmp_path, ["psnr_y@S", "null_gain_db@T"], ["pinv", "A"], n_boot=500)
+    lines = md.splitlines()
+    assert lines[0] == "| variant | PSNR-Y (dB), S | null-space gain (dB), T | seeds |"
+    mean_a = t[(t.variant == "A") & (t.dataset == "S")].psnr_y.mean()
+    assert lines[3].startswith(f"| `A` | {mean_a:.2f} [") and lines[3].endswith("| 3 |")
+    assert lines[2].startswith("| `pinv` |") and "0.00 [0.00, 0.00]" in lines[2]
+    assert "commit `abc1234`" in lines[-1]
+    with pytest.raises(ValueError, match="column 'psnr@S': expected METRIC@TESTSET"):
+        rp.headline_table(tmp_path, ["psnr@S"])
+    with pytest.raises(ValueError, match="without a done run .*: Z"):
+        rp.headline_table(tmp_path, ["psnr_y@S"], ["Z"])
+    assert rp.main([str(tmp_path), "--columns", "psnr_y@X"]) == 2
+    assert "column 'psnr_y@X'" in capsys.readouterr().err
+    assert rp.main([str(tmp_path), "--columns", "psnr_y@S", "--variants", "B"]) == 0
+    assert "| `B` |" in capsys.readouterr().out
