@@ -335,7 +335,11 @@ else:
 # %% [markdown]
 # ## Runs
 #
-# Each run's executed notebook: its loss curves, crops and metrics.
+# Each run's executed notebook: its loss curves, crops and metrics. The links point into
+# the result folder's `runs/`, which stays beside the page where it was built; a copy of
+# this page without that folder (the study report committed to git carries only the page,
+# `results.csv`, `per_image.csv` and `provenance.json`) has the list but not the notebooks:
+# rebuild them with the grid's command (`make study`).
 
 # %%
 display(HTML(rp.run_links(table, reports).to_html(index=False, escape=False)))
