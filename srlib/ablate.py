@@ -33,6 +33,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import difflib
+import json
 import logging
 import os
 import platform
@@ -437,6 +438,23 @@ def to_html(notebook: Path, html: Path, code: bool, title: str | None = None) ->
     runs.write_text(html, body)
 
 
+def _baseline_config(grid: dict, variant: str, seed: int, out: Path) -> dict:
+    """The config a closed-form baseline's folder records (``Config`` fields, as JSON
+    reads them back): its name as the loss, no upsampler, the grid's test sets."""
+    spec = {**grid["defaults"], **grid["variants"][variant]}
+    fields = {k: v for k, v in spec.items() if k in CONFIG_FIELDS}
+    c = Config(**{**fields, "loss": baseline_of(grid["variants"][variant], variant),
+                  "upsampler": "", "init_from": None, "seed": seed,
+                  "out": str(runs.run_dir(out, variant, seed))})
+    return json.loads(json.dumps(dataclasses.asdict(c)))
+
+
+def _baseline_done(d: Path, config: dict) -> bool:
+    """Whether the baseline's folder ``d`` holds its evaluation of ``config`` already."""
+    return (runs.is_finished(d) and not (d / runs.ERROR).is_file()
+            and runs.read_json(d / runs.CONFIG) == config)
+
+
 def _baseline_run(grid: dict, variant: str, seed: int, out: Path) -> None:
     """A closed-form baseline (bicubic, ``D^+ LR``) as a run folder: evaluated, not
     trained, ``metrics.json`` in the runs' schema."""
@@ -444,20 +462,16 @@ def _baseline_run(grid: dict, variant: str, seed: int, out: Path) -> None:
     from srlib.evaluate import BASELINES, evaluate_sets
     from srlib.resize import BicubicDegradation
 
-    name = baseline_of(grid["variants"][variant], variant)
-    spec = {**grid["defaults"], **grid["variants"][variant]}
-    fields = {k: v for k, v in spec.items() if k in CONFIG_FIELDS}
+    config = _baseline_config(grid, variant, seed, out)
+    name, scale, test_data = config["loss"], config["scale"], config["test_data"]
     d = runs.run_dir(out, variant, seed)
-    c = Config(**{**fields, "loss": name, "upsampler": "", "init_from": None,
-                  "seed": seed, "out": str(d)})
     with runs.locked(d, "run folder"):
         runs.clear(d)
-        per_set, kind, _ = evaluate_sets(BASELINES[name](BicubicDegradation(c.scale)),
-                                         c.test_data, c.scale, d, model=name)
-        config = dataclasses.asdict(c)
+        per_set, kind, _ = evaluate_sets(BASELINES[name](BicubicDegradation(scale)),
+                                         test_data, scale, d, model=name)
         runs.write_json(d / runs.CONFIG, config)
         runs.write_metrics(d, per_set, lpips_kind=kind, config=config,
-                           first_set=dataset_name(c.test_data[0]), iters=0, device="cpu")
+                           first_set=dataset_name(test_data[0]), iters=0, device="cpu")
 
 
 @dataclasses.dataclass
@@ -496,6 +510,9 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
     if stop.signum is not None:
         return Outcome("not started", "not started (stopping)")
     if baseline_of(plan.grid["variants"][variant], variant):
+        if variant not in plan.forced and _baseline_done(
+                d, _baseline_config(plan.grid, variant, seed, plan.out)):
+            return Outcome("skipped", "finished earlier, skipped")
         return _attempt(d, stop, lambda: _baseline_run(plan.grid, variant, seed, plan.out))
     params = run_params(plan.grid, variant, seed, plan.out)
     if src_outcome is not None:

@@ -131,6 +131,15 @@ def test_second_invocation_skips_finished_runs(micro, capsys):
     assert "finished earlier, skipped" in capsys.readouterr().out
     after = (out / "runs" / "down/pixelshuffle" / "seed0" / "metrics.json").stat().st_mtime
     assert before == after
+    # a closed-form baseline is evaluated once too, unless forced
+    bic = out / "runs" / "bicubic" / "seed0" / "metrics.json"
+    before = bic.stat().st_mtime_ns
+    assert main([str(cfg), "--out", str(out), "--only", "bicubic"]) == 0
+    assert "bicubic seed 0: finished earlier, skipped" in capsys.readouterr().out
+    assert bic.stat().st_mtime_ns == before
+    assert main([str(cfg), "--out", str(out), "--only", "bicubic", "--force"]) == 0
+    assert "bicubic seed 0: done" in capsys.readouterr().out
+    assert bic.stat().st_mtime_ns != before
 
 
 def test_bad_grids(tmp_path, capsys):
