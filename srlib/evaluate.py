@@ -2,6 +2,7 @@
 
     python -m srlib.evaluate --model bicubic --data Set5 --scale 4 [--json]
     python -m srlib.evaluate --model reports/runs/down/pixelshuffle/seed0 --data Set5
+    python -m srlib.evaluate --model RUN_WITH_NOISE --data Set5 --samples 10 --out samples/
 
 Per image: HR mod-cropped to a multiple of s, ``LR = quantize(D(HR))``, ``SR = model(LR)``
 quantised to 8 bits, then PSNR-Y / SSIM-Y (crop s), LR-PSNR, the range / null-space split
@@ -12,7 +13,8 @@ with ``--json``, one JSON object instead.
 A stochastic generator (a run with ``noise``) is evaluated here on its sample 0 (its
 eval-mode output, ``srlib.models``); ``evaluate_samples`` draws its ``K`` samples per image
 with the fixed seeds of ``srlib.diversity.sample_seeds`` and measures them as the NTIRE
-2021 challenge does (``srlib.train`` calls it for runs with ``noise``).
+2021 challenge does (``srlib.train`` calls it for runs with ``noise``; on the command line,
+``--samples K --out FOLDER``).
 """
 
 from __future__ import annotations
@@ -264,8 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lpips", default=None, metavar="KIND",
                     help=f"add LPIPS of this kind ({', '.join(lpips.KINDS)}, or 'default')")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--samples", type=int, default=0, metavar="K",
+                    help="a run with a noise input: also draw K samples per image (the NTIRE "
+                         "2021 challenge draws 10) and measure them; they go under --out")
+    ap.add_argument("--out", default=None,
+                    help="with --samples: the folder for eval/<set>/samples.csv and the PNGs")
     ap.add_argument("--json", action="store_true", help="print one JSON object of the means")
     args = ap.parse_args(argv)
+    if args.samples < 0 or (args.samples and not args.out):
+        ap.error(f"--samples {args.samples}: expected K >= 1 samples per image, with --out "
+                 "naming where to save them (0, the default: none)")
     if args.model not in BASELINES and not Path(args.model).is_dir():
         ap.error(f"--model {args.model!r}: expected one of {', '.join(BASELINES)} or the "
                  "folder of a trained run")
@@ -277,12 +287,16 @@ def main(argv: list[str] | None = None) -> int:
         metric = lpips.load(kind, args.device) if kind else None
         table, _ = evaluate(upscale, args.data, scale, split=args.split, device=args.device,
                             lpips_model=metric)
+        samples = evaluate_samples(upscale, [args.data], scale, Path(args.out), args.samples,
+                                   args.device, kind, args.model) if args.samples else {}
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result = summary(table, args.data, scale, args.model)
     if kind:
         result["lpips_kind"] = kind
+    if samples:
+        result["samples"] = next(iter(samples.values()))
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -292,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         fmt = {k: "{:.3e}".format for k in ("range_mse", "null_mse")}
         full = pd.concat([table, means])
         print(full.to_string(index=False, float_format="%.4f", formatters=fmt))
+        for name, means in samples.items():
+            print(f"{args.samples} samples per image on {name} (saved under {args.out}): "
+                  + ", ".join(f"{k} = {v:.4g}" for k, v in means.items()
+                              if isinstance(v, float)))
     return 0
 
 

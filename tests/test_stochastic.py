@@ -14,6 +14,7 @@ from conftest import interrupt_at, write_small_sets
 from srlib import runs
 from srlib.data import eval_pair, list_images, load_image, to_float
 from srlib.evaluate import draw_samples
+from srlib.evaluate import main as evaluate_main
 from srlib.losses import Loss
 from srlib.metrics import quantize
 from srlib.models import UPSAMPLERS, RRDBNet, build_generator
@@ -209,7 +210,7 @@ def test_old_run_folders_read_as_no_noise_and_fine_tune_into_noise(tiny_sets, tm
 
 # ---- training and evaluation --------------------------------------------------------------
 
-def test_training_writes_k_samples_their_table_and_metrics(tiny_sets, tmp_path):
+def test_training_writes_k_samples_their_table_and_metrics(tiny_sets, tmp_path, capsys):
     out = tmp_path / "r"
     r = train(tiny_config(tiny_sets, out))
     s = r["samples"]["test"]
@@ -237,6 +238,30 @@ def test_training_writes_k_samples_their_table_and_metrics(tiny_sets, tmp_path):
         saved = torch.stack([to_float(load_image(folder / f"{i}.png")) for i in range(3)])
         assert torch.equal(again, saved)
         assert not torch.equal(saved[0], saved[1])
+    # the command line draws the same samples again, into another folder
+    again = tmp_path / "again"
+    assert evaluate_main(["--model", str(out), "--data", tiny_sets[1], "--samples", "3",
+                          "--out", str(again), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"]["diversity"] == pytest.approx(
+        s["diversity"])
+    assert pd.read_csv(again / "eval" / "test" / "samples.csv").equals(table)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--samples", "2"], "--samples 2: expected K >= 1 samples per image, with --out"),
+    (["--samples", "-1", "--out", "x"], "--samples -1: expected K >= 1"),
+])
+def test_samples_on_the_command_line_need_k_and_a_folder(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        evaluate_main(["--model", "bicubic", *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_samples_of_a_generator_without_noise_are_refused(tiny_sets, tmp_path, capsys):
+    fake_run(tmp_path / "plain", 0)
+    assert evaluate_main(["--model", str(tmp_path / "plain"), "--data", tiny_sets[1],
+                          "--samples", "2", "--out", str(tmp_path / "s")]) == 2
+    assert "samples need a generator with a noise input" in capsys.readouterr().err
 
 
 def test_resume_with_noise_gives_the_same_weights(tiny_sets, tmp_path, monkeypatch):
