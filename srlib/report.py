@@ -414,9 +414,18 @@ def hypothesis_verdicts(hypotheses: list[stats.Hypothesis], per_image: pd.DataFr
     return stats.verdict_table(hypotheses, per_image, baselines=baselines, **boot)
 
 
+def _side(name: str) -> str:
+    """A hypothesis side as Markdown: a variant in code style, a fixed value as a number."""
+    try:
+        float(name)
+    except ValueError:
+        return f"`{name}`"
+    return str(name)
+
+
 def _expected(h: stats.Hypothesis | pd.Series) -> str:
     more = "higher" if h.direction == "greater" else "lower"
-    return f"`{h.a}` {more} than `{h.b}`"
+    return f"`{h.a}` {more} than {_side(h.b)}"
 
 
 def hypothesis_sentence(row: pd.Series, iterations: dict[str, str] | None = None,
@@ -429,7 +438,7 @@ def hypothesis_sentence(row: pd.Series, iterations: dict[str, str] | None = None
     words, unit, fmt = METRIC_WORDS.get(row.metric, (row.metric, "", "{:.4g}"))
     unit = f" {unit}" if unit else ""
     where = f" on `{row.dataset}`" if row.dataset else ""
-    head = f"**{row.id}**{where}: {words} of `{row.a}` minus `{row.b}`"
+    head = f"**{row.id}**{where}: {words} of `{row.a}` minus {_side(row.b)}"
     if row.verdict == "not tested":
         return f"{head}: not tested ({row.note})."
     no_interval = "no interval" in str(row.note)

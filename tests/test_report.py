@@ -105,14 +105,16 @@ def test_verdicts_from_the_per_image_table(files):
           _h("null", "A", "pinv", "null_gain_db", "less"),
           _h("same", "B", "A", "lpips", "less"),
           _h("twin", "A+P", "A", "lr_psnr", "greater"),
-          _h("absent", "Z", "A", "psnr_y", "greater")]
+          _h("absent", "Z", "A", "psnr_y", "greater"),
+          Hypothesis("fixed", "A+P reaches 50 dB", "A+P", "50", "lr_psnr", "greater",
+                     value=50.0)]
     v = rp.hypothesis_verdicts(hs, t, baselines=BASELINES, **FAST)
     assert list(v.columns) == stats.VERDICT_COLUMNS and len(v) == len(hs) * len(SETS)
     got = v.set_index(["id", "dataset"]).verdict
     assert all(got[h, d] == want for h, want in [
         ("fine-tune", "supported"), ("backwards", "contradicted"), ("null", "supported"),
-        ("same", "inconclusive"), ("twin", "supported"), ("absent", "not tested")]
-        for d in SETS)
+        ("same", "inconclusive"), ("twin", "supported"), ("absent", "not tested"),
+        ("fixed", "supported")] for d in SETS)
     null = v[(v.id == "null") & (v.dataset == "S")].iloc[0]
     assert null["mean"] == pytest.approx(-10 * np.log10(2), abs=0.02)  # twice the error
     assert (null.n_images, null.n_seeds) == (12, 3)  # the baseline broadcast over seeds
@@ -132,9 +134,12 @@ def test_verdicts_from_the_per_image_table(files):
     nul = next(s for s in lines if s.startswith("**null** on `S`"))
     assert "null-space gain of `A` minus `pinv`: -3.0" in nul
     assert "RGB" not in nul and "iterations" not in nul
+    fixed = next(s for s in lines if s.startswith("**fixed** on `S`"))
+    assert "LR-PSNR of `A+P` minus 50: 10.00 dB" in fixed
+    assert "Expected: `A+P` higher than 50." in fixed and "iterations" not in fixed
     same = next(s for s in lines if s.startswith("**same** on `S`"))
     assert "the interval includes 0" in same and "**inconclusive**" in same
-    assert lines[-2] == ("**absent** on `T`: PSNR-Y of `Z` minus `A`: not tested (missing "
+    assert lines[-3] == ("**absent** on `T`: PSNR-Y of `Z` minus `A`: not tested (missing "
                          "variant(s): 'Z').")
 
 
