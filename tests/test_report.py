@@ -139,8 +139,8 @@ def test_verdicts_from_the_per_image_table(files):
     assert "Expected: `A+P` higher than 50." in fixed and "iterations" not in fixed
     same = next(s for s in lines if s.startswith("**same** on `S`"))
     assert "the interval includes 0" in same and "**inconclusive**" in same
-    assert lines[-3] == ("**absent** on `T`: PSNR-Y of `Z` minus `A`: not tested (missing "
-                         "variant(s): 'Z').")
+    assert ("**absent** on `T`: PSNR-Y of `Z` minus `A`: not tested (missing "
+            "variant(s): 'Z').") in lines
 
 
 def test_a_hypothesis_with_a_missing_variant_or_set_is_not_tested(files):
