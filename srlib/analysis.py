@@ -533,7 +533,9 @@ def plot_samples(run: str | Path, dataset: str, image: str, hr_u8: torch.Tensor,
     n = len(shown) + 2
     rows = 1 if n <= 7 else 2
     cols = -(-n // rows)
-    fig, axes = plt.subplots(rows, cols, figsize=(14, 14 / cols * rows + 0.6), squeeze=False,
+    # about two screen pixels per image pixel of a 96 px crop: enough to see texture,
+    # small enough to keep a self-contained page light
+    fig, axes = plt.subplots(rows, cols, figsize=(9, 9 / cols * rows + 0.6), squeeze=False,
                              layout="constrained")
     flat = list(axes.flat)
     for i, (ax, s) in enumerate(zip(flat, shown, strict=False)):
