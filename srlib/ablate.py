@@ -760,8 +760,11 @@ def _interrupted(plan: Plan, outcomes: dict[tuple[str, int], Outcome], stop: _St
 
 # ---- the report -----------------------------------------------------------------------------
 
-def provenance(stages: dict[str, float], grid_path: Path) -> dict:
-    """Git commit, package versions, device, date and the wall time of each stage."""
+def provenance(stages: dict[str, float], grid_path: Path, rows: list[dict] = ()) -> dict:
+    """Git commit, package versions, device, date, the wall time of each stage of this
+    invocation, and ``train_seconds_total``: the training time the done runs of ``rows``
+    (``write_results``) recorded, which a rebuild that skips them keeps. The grid's path
+    is relative to the project when it lies inside it."""
     import importlib.metadata as md
 
     try:
@@ -783,11 +786,39 @@ def provenance(stages: dict[str, float], grid_path: Path) -> dict:
     device = torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)"
     return {
         "commit": commit + (" (with uncommitted changes)" if dirty else ""),
-        "grid": str(grid_path), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "grid": _project_path(grid_path),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "platform": platform.platform(),
         "device": device,
         "packages": packages, "stage_seconds": stages,
+        "train_seconds_total": _train_seconds(rows),
     }
+
+
+def _project_path(path: Path) -> str:
+    """``path`` relative to the project's root when inside it (a committed provenance
+    names no machine's folders), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(NOTEBOOKS.parent.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _train_seconds(rows: list[dict]) -> float:
+    """The sum of ``train_seconds`` over the done runs of ``rows`` (one per variant x seed;
+    the projected twins and baselines add nothing)."""
+    seen, total = set(), 0.0
+    for r in rows:
+        try:
+            t = float(r.get("train_seconds"))
+        except (TypeError, ValueError):
+            continue
+        if r.get("status") == "done" and r.get("kind") == "trained" and t == t \
+                and (r["variant"], r["seed"]) not in seen:
+            seen.add((r["variant"], r["seed"]))
+            total += t
+    return round(total, 1)
 
 
 def write_results(plan: Plan) -> list[dict]:
@@ -827,7 +858,7 @@ def build_report(plan: Plan, stages: dict[str, float], stop: _Stop, t_start: flo
         params = {**stage_params[stem], **plan.grid["notebook_params"].get(stem, {})}
         t0 = time.perf_counter()
         if stem == "04_report":
-            runs.write_json(plan.out / "provenance.json", provenance(stages, plan.config))
+            runs.write_json(plan.out / "provenance.json", provenance(stages, plan.config, rows))
         try:
             execute(f"{stem}.py", plan.out / f"{stem}.ipynb", params)
         except Exception as err:

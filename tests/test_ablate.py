@@ -55,6 +55,11 @@ def test_runner_builds_the_report(micro):
     assert "proposal&#39;s failure" in html or "proposal's failure" in html
     assert "import pandas" not in html and "from srlib" not in html  # no code cells
     assert (out / "03_artifacts.html").is_file() and (out / "manifold.json").is_file()
+    prov = json.loads((out / "provenance.json").read_text())
+    own = done[done.kind == "trained"].drop_duplicates(["variant", "seed"])
+    assert prov["train_seconds_total"] == pytest.approx(own.train_seconds.astype(float).sum(),
+                                                        abs=0.1)
+    assert prov["train_seconds_total"] > 0
 
 
 def test_failed_variant_is_reported(micro):

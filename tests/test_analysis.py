@@ -311,7 +311,9 @@ def test_report_sentences_are_computed_from_the_files(tmp_path):
             "python": "3.11", "platform": "linux", "packages": {"torch": "2.13.0"},
             "stage_seconds": {"runs": 61.2}}
     p = provenance_text(prov)
-    assert "`abc`" in p and "torch 2.13.0" in p and "runs 61 s" in p and p.count("\n- ") == 3
+    assert "`abc`" in p and "torch 2.13.0" in p and "runs 61 s" in p and p.count("\n- ") == 4
+    assert "summed: not recorded" in p
+    assert "summed: 102 min" in provenance_text(prov | {"train_seconds_total": 6120.0})
     (tmp_path / "manifold.json").write_text(json.dumps(m))
     art.to_csv(tmp_path / "artifacts.csv", index=False)
     lines = page_findings(r, tmp_path)
