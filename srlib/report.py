@@ -692,7 +692,7 @@ def provenance_text(prov: dict) -> str:
         "- packages: " + ", ".join(f"{k} {v}" for k, v in prov.get("packages", {}).items()),
         f"- wall time per stage: {stages or 'not recorded'} (this page's own stage not "
         "included; a rebuild that skips finished runs records only its own)",
-        f"- training time recorded by the runs, summed: "
+        "- training time recorded by the runs, summed: "
         + (f"{prov['train_seconds_total'] / 60:.0f} min" if "train_seconds_total" in prov
            else "not recorded"),
     ])
