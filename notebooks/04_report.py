@@ -144,9 +144,11 @@ display(Markdown(rp.grid_summary(table, g)))
 #
 # A grid declares only what it can test. The default grid of `make report` (`quick`: one
 # seed, three test images, minutes on a CPU) leaves out the sweep of the adversarial
-# weight (H4 with several weights, from scratch and from a pixel-trained start) and the
-# H5 variants: they do not fit its budget. They are in the study grid
-# (`configs/study.yaml`, `make study`), whose report is committed under `reports/study/`.
+# weight (H4 with several weights, from scratch and from a pixel-trained start) and
+# operator mismatch (H5c), and runs its other H5 variants at demonstration length: they
+# do not fit its budget otherwise. The study grid (`configs/study.yaml`, `make study`)
+# has them, with three seeds where it can; its report is committed under
+# `reports/study/`.
 
 # %%
 display(Markdown(rp.hypothesis_statements(g["hypotheses"])))
