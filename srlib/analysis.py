@@ -518,8 +518,8 @@ def plot_samples(run: str | Path, dataset: str, image: str, hr_u8: torch.Tensor,
                  max_samples: int = 8) -> plt.Figure | None:
     """One crop (``box``, default ``busiest_box(hr_u8, 96, scale)``) of up to ``max_samples``
     of a run's saved samples of ``image``, then the per-pixel standard deviation over all
-    its samples (mean over channels, [0, 1] units, with a colour bar), then the null-space
-    part of HR on the same crop (``0.5 + 5 * null``): where the samples differ should be
+    its samples (mean over channels, [0, 1] units, its maximum in the title), then the
+    null-space part of HR on the same crop (``0.5 + 5 * null``): where the samples differ should be
     where HR's null part has detail. ``None`` when the run saved no samples."""
     samples = load_samples(run, dataset, image)
     if not samples:
@@ -542,9 +542,10 @@ def plot_samples(run: str | Path, dataset: str, image: str, hr_u8: torch.Tensor,
         ax.imshow(s[sl].clamp(0, 1).permute(1, 2, 0).numpy())
         ax.set_title(f"sample {i}", fontsize=9)
     ax = flat[len(shown)]
-    im = ax.imshow(std.numpy(), cmap="viridis", vmin=0)
-    ax.set_title(f"std of {len(samples)} samples", fontsize=9)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.imshow(std.numpy(), cmap="viridis", vmin=0)
+    # the scale in the title: a colour bar would widen its column in every row
+    ax.set_title(f"std of {len(samples)} samples\n(dark 0, yellow {std.max().item():.3f})",
+                 fontsize=9)
     ax = flat[len(shown) + 1]
     ax.imshow((0.5 + 5 * null[sl]).clamp(0, 1).permute(1, 2, 0).numpy())
     ax.set_title("null part of HR, x5", fontsize=9)

@@ -394,7 +394,9 @@ def test_plot_samples_shows_the_spread_of_the_samples(tmp_path):
     fig = plot_samples(tmp_path, "Set5", "img", hr_u8, 4, box=box)
     std = np.asarray(_std_panel(fig).images[0].get_array())
     assert std.shape == (24, 24) and np.all(std == 0)
-    assert _std_panel(fig).get_title() == "std of 3 samples"
+    assert _std_panel(fig).get_title() == "std of 3 samples\n(dark 0, yellow 0.000)"
+    # no colour bar: every column keeps the width of its images
+    assert len(fig.axes) == 5 and len({round(ax.get_position().width, 4) for ax in fig.axes}) == 1
     assert any(ax.get_title().startswith("null part") for ax in fig.axes)
     plt.close(fig)
     for i in range(3):
@@ -402,6 +404,7 @@ def test_plot_samples_shows_the_spread_of_the_samples(tmp_path):
     fig = plot_samples(tmp_path, "Set5", "img", hr_u8, 4, box=box, max_samples=2)
     std = np.asarray(_std_panel(fig).images[0].get_array())
     assert std.min() >= 0 and std.mean() > 0.05
+    assert _std_panel(fig).get_title().endswith(f"yellow {std.max():.3f})")
     assert [ax.get_title() for ax in fig.axes[:2]] == ["sample 0", "sample 1"]
     plt.close(fig)
 
