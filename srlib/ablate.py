@@ -455,16 +455,14 @@ def _baseline_done(d: Path, config: dict) -> bool:
             and runs.read_json(d / runs.CONFIG) == config)
 
 
-def _baseline_run(grid: dict, variant: str, seed: int, out: Path) -> None:
-    """A closed-form baseline (bicubic, ``D^+ LR``) as a run folder: evaluated, not
-    trained, ``metrics.json`` in the runs' schema."""
+def _baseline_run(d: Path, config: dict) -> None:
+    """A closed-form baseline (bicubic, ``D^+ LR``; ``config`` from ``_baseline_config``)
+    as the run folder ``d``: evaluated, not trained, ``metrics.json`` in the runs' schema."""
     from srlib.data import dataset_name
     from srlib.evaluate import BASELINES, evaluate_sets
     from srlib.resize import BicubicDegradation
 
-    config = _baseline_config(grid, variant, seed, out)
     name, scale, test_data = config["loss"], config["scale"], config["test_data"]
-    d = runs.run_dir(out, variant, seed)
     with runs.locked(d, "run folder"):
         runs.clear(d)
         per_set, kind, _ = evaluate_sets(BASELINES[name](BicubicDegradation(scale)),
@@ -510,10 +508,10 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
     if stop.signum is not None:
         return Outcome("not started", "not started (stopping)")
     if baseline_of(plan.grid["variants"][variant], variant):
-        if variant not in plan.forced and _baseline_done(
-                d, _baseline_config(plan.grid, variant, seed, plan.out)):
+        config = _baseline_config(plan.grid, variant, seed, plan.out)
+        if variant not in plan.forced and _baseline_done(d, config):
             return Outcome("skipped", "finished earlier, skipped")
-        return _attempt(d, stop, lambda: _baseline_run(plan.grid, variant, seed, plan.out))
+        return _attempt(d, stop, lambda: _baseline_run(d, config))
     params = run_params(plan.grid, variant, seed, plan.out)
     if src_outcome is not None:
         why = _unusable_source(runs.run_dir(plan.out, src, seed), src, seed, src_outcome)
