@@ -36,29 +36,27 @@
 results = "../reports/results.csv"
 runs = "../reports/runs"
 grid = "../configs/quick.yaml"
-per_image = ""  # the per-image table; "" means per_image.csv beside `results`
 tradeoff = []  # [[variant, label], ...]: the sweep of the weight of `down`, in order
 samples_variant = ""  # a variant whose runs drew samples (noise > 0); "" for none
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import HTML, Image, Markdown, display
 
 from srlib import analysis as an
 from srlib import report as rp
-from srlib.ablate import load_grid
+from srlib import results as rs
 from srlib.data import dataset_name, load_dataset
+from srlib.grid import load_grid
 
 reports = Path(results).parent
-table = pd.read_csv(results, keep_default_na=False, na_values=[""])
+table = rs.read_results(reports)
 done = table[table.status == "done"]
 g = load_grid(grid)
-per_img = rp.load_per_image(per_image or reports / "per_image.csv")
-baselines = rp.baseline_variants(table, g)
+per_img = rs.read_per_image(reports)
+baselines = rs.baseline_variants(g)
 summ = rp.summary_table(table, per_img, baselines=baselines)
 verdicts = rp.hypothesis_verdicts(g["hypotheses"], per_img, baselines=baselines)
 datasets = list(summ.dataset.unique()) if len(summ) else []
@@ -272,7 +270,7 @@ else:
 # `D` cannot see). A fine-tune's curve counts its own iterations, from its start.
 
 # %%
-trained = [v for v, k in rp.variant_kinds(done).items() if k == "trained"]
+trained = [v for v, k in rs.variant_kinds(done).items() if k == "trained"]
 seeds = sorted(int(s) for s in table.seed.dropna().unique())
 val = an.load_validation(runs, trained, seeds, how="mean")
 if val:
@@ -352,5 +350,6 @@ display(HTML(rp.run_links(table, reports).to_html(index=False, escape=False)))
 # The commit, grid, machine and package versions this page was built from.
 
 # %%
-if (reports / "provenance.json").is_file():
-    display(Markdown(rp.provenance_text(json.loads((reports / "provenance.json").read_text()))))
+prov = rs.read_provenance(reports)
+if prov is not None:
+    display(Markdown(rp.provenance_text(prov)))

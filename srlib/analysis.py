@@ -19,9 +19,9 @@ import torch
 
 from srlib.data import eval_pair
 from srlib.metrics import psnr_rgb, quantize
-from srlib.report import variant_kinds
 from srlib.resize import BicubicDegradation
-from srlib.runs import VALIDATION, load_sr, run_dir
+from srlib.results import variant_kinds
+from srlib.runs import VALIDATION, eval_dir, load_sr, run_dir, sample_dir
 
 
 def null_perturbation(
@@ -289,16 +289,17 @@ def artifact_inputs(results: str | Path | pd.DataFrame, runs: str | Path,
     nor the projected twins) that saved its SR images, and ``image`` (default: the first
     test image)."""
     from srlib.data import dataset_name, load_dataset
+    from srlib.results import read_results
 
-    table = (results if isinstance(results, pd.DataFrame)
-             else pd.read_csv(results, keep_default_na=False, na_values=[""]))
+    table = results if isinstance(results, pd.DataFrame) else read_results(Path(results).parent)
     if isinstance(grid, dict):
         g = grid
     else:
-        from srlib.ablate import load_grid
+        from srlib.grid import load_grid
 
         g = load_grid(grid)
-    test_set = str(g["defaults"].get("test_data", ["default"])[0])
+    sets = g["defaults"].get("test_data", ["default"])
+    test_set = str(sets if isinstance(sets, str) else sets[0])
     dataset = dataset_name(test_set)
     done = table[table.status == "done"]
     if done.empty:
@@ -311,7 +312,7 @@ def artifact_inputs(results: str | Path | pd.DataFrame, runs: str | Path,
     at_seed = done[(done.seed == seed) & (done.dataset == dataset)].variant.unique()
     kinds = variant_kinds(done)
     variants = [v for v in at_seed if kinds.get(v) == "trained" and
-                (run_folder(runs, v, seed) / "eval" / dataset / f"{image}.png").is_file()]
+                (eval_dir(run_folder(runs, v, seed), dataset) / f"{image}.png").is_file()]
     a = ArtifactInputs(scale=int(g["defaults"].get("scale", 4)), test_set=test_set,
                        dataset=dataset, seed=seed, variants=variants, images=images,
                        image=image, srs={}, done=done, runs=Path(runs))
@@ -508,7 +509,7 @@ def load_samples(run: str | Path, dataset: str, image: str) -> list[torch.Tensor
     order of ``i``), float ``(3, H, W)`` in ``[0, 1]``; ``[]`` when the run drew none."""
     from srlib.data import load_image, to_float
 
-    folder = Path(run) / "eval" / dataset / "samples" / image
+    folder = sample_dir(run, dataset, image)
     files = [f for f in folder.glob("*.png") if f.stem.isdigit()] if folder.is_dir() else []
     return [to_float(load_image(f)) for f in sorted(files, key=lambda f: int(f.stem))]
 

@@ -22,6 +22,8 @@ Conventions (each is what published tables use; change one and numbers shift):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
@@ -144,3 +146,89 @@ def image_metrics(
         "range_mse": float(rng),
         "null_mse": float(null),
     }
+
+
+# ---- the table of metrics ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Metric:
+    """One measured quantity, as every table, sentence and check of the project shows it.
+
+    ``words``: how a sentence names it; ``unit``: ``'dB'``, ``'%'`` or ``''``; ``fmt``: its
+    number format; ``better``: ``'higher'``, ``'lower'`` or ``''`` (no better side);
+    ``source``: where a per-image value comes from: ``'image'`` (``image_metrics``, a run's
+    ``eval/<set>/per_image.csv``), ``'gain'`` (computed against the ``pinv`` baseline by
+    ``srlib.stats.add_gains``), ``'samples'`` (a stochastic generator's K samples,
+    ``eval/<set>/samples.csv``); ``results``: a column of ``results.csv`` (the run's mean);
+    ``table``: a column of the report's main table, headed ``heading``; ``validation``:
+    logged during training in ``validation.csv``."""
+
+    words: str
+    unit: str
+    fmt: str
+    better: str
+    source: str
+    results: bool = False
+    table: bool = False
+    validation: bool = False
+    heading: str = ""
+
+    @property
+    def label(self) -> str:
+        """``words (unit)``, as an axis or a column is labelled."""
+        return self.words + (f" ({self.unit})" if self.unit else "")
+
+
+# Every metric, in the order of the columns of ``results.csv`` and of the report's tables.
+# A new metric is its function (in ``image_metrics`` or ``srlib.evaluate``) plus one entry.
+METRICS: dict[str, Metric] = {
+    "psnr_y": Metric("PSNR-Y", "dB", "{:.2f}", "higher", "image", results=True, table=True,
+                     validation=True, heading="PSNR-Y (dB)"),
+    "ssim_y": Metric("SSIM-Y", "", "{:.4f}", "higher", "image", results=True, table=True,
+                     heading="SSIM-Y"),
+    "lpips": Metric("LPIPS", "", "{:.3f}", "lower", "image", results=True, table=True,
+                    heading="LPIPS"),
+    "lr_psnr": Metric("LR-PSNR", "dB", "{:.2f}", "higher", "image", results=True, table=True,
+                      validation=True, heading="LR-PSNR (dB)"),
+    "lr_psnr_ntire": Metric("the challenge's LR-PSNR", "dB", "{:.2f}", "higher", "image",
+                            results=True),
+    "range_mse": Metric("range MSE", "", "{:.2e}", "lower", "image", results=True),
+    "null_mse": Metric("null-space MSE", "", "{:.2e}", "lower", "image", results=True),
+    "lr_psnr_raw": Metric("LR-PSNR before clipping and rounding", "dB", "{:.2f}", "higher",
+                          "image", results=True),
+    "clipped": Metric("share of raw values outside [0, 1]", "", "{:.4f}", "lower", "image",
+                      results=True),
+    "psnr_rgb": Metric("PSNR-RGB", "dB", "{:.2f}", "higher", "image"),
+    "null_gain_db": Metric("null-space gain", "dB", "{:.2f}", "higher", "gain", table=True,
+                           validation=True, heading="null-space gain (dB)"),
+    "range_gain_db": Metric("range gain", "dB", "{:.2f}", "higher", "gain", table=True,
+                            validation=True, heading="range gain (dB)"),
+    "lr_psnr_mean": Metric("LR-PSNR, mean of the samples", "dB", "{:.2f}", "higher",
+                           "samples"),
+    "lr_psnr_worst": Metric("LR-PSNR, worst sample", "dB", "{:.2f}", "higher", "samples"),
+    "psnr_y_mean_image": Metric("PSNR-Y of the samples' mean", "dB", "{:.2f}", "higher",
+                                "samples"),
+    "psnr_y_mean": Metric("PSNR-Y, mean of the samples", "dB", "{:.2f}", "higher", "samples"),
+    "lr_psnr_ntire_mean": Metric("the challenge's LR-PSNR, mean of the samples", "dB",
+                                 "{:.2f}", "higher", "samples"),
+    "lr_psnr_ntire_worst": Metric("the challenge's LR-PSNR, worst sample", "dB", "{:.2f}",
+                                  "higher", "samples"),
+    "diversity": Metric("diversity score (the challenge's)", "%", "{:.2f}", "higher",
+                        "samples"),
+    "lpips_global_best": Metric("LPIPS of the best sample", "", "{:.3f}", "lower", "samples"),
+    "lpips_local_best": Metric("LPIPS, best sample per pixel", "", "{:.3f}", "lower",
+                               "samples"),
+    "lpips_mean": Metric("LPIPS, mean of the samples", "", "{:.3f}", "lower", "samples"),
+}
+
+
+def metrics_where(**flags: object) -> list[str]:
+    """The names of ``METRICS`` whose fields equal ``flags``, in table order, e.g.
+    ``metrics_where(table=True)`` or ``metrics_where(source="samples")``."""
+    return [n for n, m in METRICS.items() if all(getattr(m, k) == v for k, v in flags.items())]
+
+
+def metric(name: str) -> Metric:
+    """``METRICS[name]``; a name outside it (a column a user added to a table) reads as
+    itself, without unit, in a general format."""
+    return METRICS.get(name) or Metric(name, "", "{:.4g}", "", "")

@@ -1,221 +1,58 @@
-"""From run folders to the report: the results table, its summary, and the findings.
+"""The report's tables and sentences, from a result folder's tables (``srlib.results``).
 
-``collect`` turns ``reports/runs/<variant>/seed<k>/metrics.json`` (and ``error.txt`` of
-failed runs) into one row per variant x seed x test set: ``reports/results.csv``; a run
-that is not done is one row with its status (failed, stale, interrupted, not run).
-``summary_table`` gives, per test set and variant, the mean of each metric and its 95%
-interval over test images x seeds (from ``per_image.csv``, through ``srlib.stats``; means
-alone for older folders without it); ``format_table`` shows it. The findings come from the
-hypotheses the grid declares (``hypothesis_verdicts``, ``hypothesis_sentence``): the paired
-difference, its interval and the verdict; a hypothesis whose variants are missing is ``not
-tested``, with the reason. No variant name, label or threshold is written here: the grid
-names the variants, the kind column (baseline, trained, projected) orders them.
+``summary_table`` gives, per test set and variant, the mean of each metric of the main
+table (``srlib.metrics.METRICS`` with ``table``) and its 95% interval over test images x
+seeds (from ``per_image.csv``, through ``srlib.stats``); ``format_table`` shows it. The
+findings come from the hypotheses the grid declares (``hypothesis_verdicts``,
+``hypothesis_sentence``): the paired difference, its interval and the verdict; a
+hypothesis whose variants are missing is ``not tested``, with the reason. No variant name,
+label or threshold is written here: the grid names the variants, the kind column
+(baseline, trained, projected) orders them. Every text that comes from a grid reaches the
+page escaped (``code``, ``plain``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import html
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from srlib import results as rs
 from srlib import runs, stats
+from srlib.grid import Hypothesis, projected_name
+from srlib.metrics import metric, metrics_where
+from srlib.results import variant_kinds
 
-METRICS = ["psnr_y", "ssim_y", "lpips", "lr_psnr", "lr_psnr_ntire", "range_mse", "null_mse",
-           "lr_psnr_raw", "clipped", "train_seconds"]
-COLUMNS = ["variant", "kind", "loss", "upsampler", "seed", "dataset", "status", *METRICS,
-           "null_gain_db", "range_gain_db", "lpips_kind", "iters", "iters_total", "device",
-           "perc_backend", "error"]
-
-
-def run_status(run: str | Path) -> tuple[str, str]:
-    """``(status, why)`` of a run folder: ``done``; ``failed`` (``error.txt``: its last
-    line); ``stale`` (a fine-tune whose source changed since); ``interrupted`` (started,
-    resumable); ``not run`` (nothing there)."""
-    run = Path(run)
-    if (run / runs.ERROR).is_file():
-        return "failed", error_line((run / runs.ERROR).read_text())
-    if runs.is_finished(run):
-        why = runs.is_stale(run)
-        return ("stale", why) if why else ("done", "")
-    if (run / runs.CONFIG).is_file() or (run / runs.CHECKPOINT).is_file():
-        return "interrupted", "resumable: run the runner again"
-    return "not run", ""
-
-
-def error_line(error: object) -> str:
-    """The last non-empty line of an error text; '' for none (NaN, as a CSV reads an
-    empty cell, or an empty string)."""
-    if not isinstance(error, str):
-        return ""
-    lines = [ln.strip() for ln in error.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
-
-
-def baseline_of(spec: dict | None, variant: str) -> str | None:
-    """The closed-form baseline a grid variant is (``srlib.evaluate.BASELINES``), or
-    ``None`` for a trained one. ``bicubic: {}`` (no loss) is the bicubic baseline, as grids
-    wrote it before ``baseline:`` existed."""
-    spec = spec or {}
-    if "baseline" in spec:
-        return spec["baseline"]
-    return "bicubic" if variant == "bicubic" and "loss" not in spec else None
-
-
-def variant_seeds(spec: dict | None, variant: str, seeds: list[int]) -> list[int]:
-    """The seeds a variant runs with: a closed-form baseline does not depend on the seed
-    (evaluated once, with the first); a variant's own ``seeds`` keeps those of ``seeds``
-    it names (a sweep given fewer seeds than the grid); else all ``seeds``."""
-    spec = spec or {}
-    if baseline_of(spec, variant):
-        return seeds[:1]
-    if "seeds" in spec:
-        return [s for s in seeds if s in spec["seeds"]]
-    return list(seeds)
-
-
-def total_iters(variants: dict[str, dict], defaults: dict, variant: str) -> int:
-    """Iterations behind a variant's generator: its own, plus its sources' for a fine-tune."""
-    spec = variants[variant] or {}
-    if baseline_of(spec, variant):
-        return 0
-    own = int(spec.get("iters", defaults.get("iters", 1000)))
-    src = spec.get("init_from")
-    return own + (total_iters(variants, defaults, src) if src else 0)
-
-
-def collect(root: Path, variants: dict[str, dict], seeds: list[int],
-            defaults: dict | None = None) -> pd.DataFrame:
-    """One row per variant x seed x test set, plus a ``<variant>+P`` row (kind
-    ``projected``: the post-hoc projection of the same outputs) per trained run; a run that
-    is not done is one row with its status and why. A closed-form baseline is evaluated
-    once, with the first seed."""
-    rows = []
-    for variant, spec in variants.items():
-        spec = spec or {}
-        base = baseline_of(spec, variant)
-        for seed in variant_seeds(spec, variant, seeds):
-            rows += _run_rows(runs.run_dir(root, variant, seed), variant, spec, seed, base,
-                              total_iters(variants, defaults or {}, variant))
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def _run_rows(d: Path, variant: str, spec: dict, seed: int, base: str | None,
-              iters_total: int) -> list[dict]:
-    row = {"variant": variant, "kind": "baseline" if base else "trained",
-           "loss": base or spec.get("loss", ""), "upsampler": spec.get("upsampler", ""),
-           "seed": seed}
-    try:
-        status, why = run_status(d)
-        m = runs.read_metrics(d) if status == "done" else {}
-    except ValueError as err:  # a damaged file: this run fails, not the table
-        status, why = "failed", str(err)
-    if status != "done":
-        return [{**row, "dataset": "", "status": status, "error": why}]
-    common = {"train_seconds": m.get("train_seconds", np.nan),
-              "lpips_kind": m.get("lpips_kind", ""), "iters": m.get("iters"),
-              "iters_total": iters_total, "device": m.get("device", ""),
-              "perc_backend": m.get("perc_backend") or "", "error": ""}
-    out = [{**row, "dataset": name, "status": "done",
-            **{k: ds.get(k, np.nan) for k in METRICS[:-1]}, **common}
-           for name, ds in m["datasets"].items()]
-    for name, ds in (m.get("projected") or {}).items():
-        out.append({**row, "variant": projected_name(variant), "kind": "projected", "dataset": name,
-                    "status": "done", **{k: ds.get(k, np.nan) for k in METRICS[:-1]},
-                    **common})
-    return out
-
-
-def collect_per_image(root: Path, results: pd.DataFrame, variants: dict[str, dict]
-                      ) -> pd.DataFrame:
-    """The long per-image table of every done run in ``results`` (``+P`` twins from
-    ``projected/``), with ``null_gain_db`` / ``range_gain_db`` against the grid's ``pinv``
-    baseline when it has one (else those columns are NaN)."""
-    from srlib import stats
-
-    done = results[results.status == "done"].drop_duplicates(["variant", "seed"])
-    todo = []
-    for _, r in done.iterrows():
-        name = r.variant.removesuffix(projected_name("")) if r.kind == "projected" else r.variant
-        d = runs.run_dir(root, name, int(r.seed))
-        todo.append((r.variant, int(r.seed), d / runs.PROJECTED if r.kind == "projected" else d))
-    table = stats.per_image_table(todo)
-    pinv = [v for v, spec in variants.items() if baseline_of(spec, v) == "pinv"]
-    if pinv and not table.empty and pinv[0] in set(table.variant):
-        baselines = [v for v, spec in variants.items() if baseline_of(spec, v)]
-        return stats.add_gains(table, baseline=pinv[0], baselines=baselines)
-    return table.assign(null_gain_db=np.nan, range_gain_db=np.nan)
-
-
-def add_gain_means(results: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFrame:
-    """``results`` with the per-run means of ``null_gain_db`` and ``range_gain_db``."""
-    if per_image.empty or "null_gain_db" not in per_image:
-        return results
-    means = per_image.groupby(["variant", "seed", "dataset"])[
-        ["null_gain_db", "range_gain_db"]].mean().reset_index()
-    out = results.drop(columns=["null_gain_db", "range_gain_db"]).merge(
-        means, on=["variant", "seed", "dataset"], how="left")
-    return out[COLUMNS]
-
+TABLE = metrics_where(table=True)  # the main table's metric columns, in order
+SAMPLE_TABLE = ["lr_psnr_mean", "lr_psnr_worst", "lr_psnr_ntire_mean", "lr_psnr_ntire_worst",
+                "diversity", "psnr_y_mean_image", "psnr_y_mean", "lpips_global_best"]
 
 # ---- the tables: mean [95% interval] per test set and variant ----------------------------
 
-# the report table's metric columns: metric -> (heading, number format); LPIPS gets its kind
-TABLE_METRICS = {"psnr_y": ("PSNR-Y (dB)", "{:.2f}"), "ssim_y": ("SSIM-Y", "{:.4f}"),
-                 "lpips": ("LPIPS", "{:.3f}"), "lr_psnr": ("LR-PSNR (dB)", "{:.2f}"),
-                 "null_gain_db": ("null-space gain (dB)", "{:.2f}"),
-                 "range_gain_db": ("range gain (dB)", "{:.2f}")}
-# every metric a hypothesis may name: (words, unit, number format)
-METRIC_WORDS = {"psnr_y": ("PSNR-Y", "dB", "{:.2f}"), "ssim_y": ("SSIM-Y", "", "{:.4f}"),
-                "lpips": ("LPIPS", "", "{:.3f}"), "lr_psnr": ("LR-PSNR", "dB", "{:.2f}"),
-                "lr_psnr_raw": ("LR-PSNR before clipping and rounding", "dB", "{:.2f}"),
-                "psnr_rgb": ("PSNR-RGB", "dB", "{:.2f}"),
-                "clipped": ("share of raw values outside [0, 1]", "", "{:.4f}"),
-                "range_mse": ("range MSE", "", "{:.2e}"),
-                "null_mse": ("null-space MSE", "", "{:.2e}"),
-                "null_gain_db": ("null-space gain", "dB", "{:.2f}"),
-                "range_gain_db": ("range gain", "dB", "{:.2f}"),
-                "lr_psnr_ntire": ("the challenge's LR-PSNR", "dB", "{:.2f}"),
-                # a stochastic generator's K samples per image (samples.csv)
-                "lr_psnr_mean": ("LR-PSNR, mean of the samples", "dB", "{:.2f}"),
-                "lr_psnr_worst": ("LR-PSNR, worst sample", "dB", "{:.2f}"),
-                "psnr_y_mean_image": ("PSNR-Y of the samples' mean", "dB", "{:.2f}"),
-                "psnr_y_mean": ("PSNR-Y, mean of the samples", "dB", "{:.2f}"),
-                "lr_psnr_ntire_mean": ("the challenge's LR-PSNR, mean of the samples", "dB",
-                                       "{:.2f}"),
-                "lr_psnr_ntire_worst": ("the challenge's LR-PSNR, worst sample", "dB", "{:.2f}"),
-                "diversity": ("diversity score (the challenge's)", "%", "{:.2f}"),
-                "lpips_global_best": ("LPIPS of the best sample", "", "{:.3f}"),
-                "lpips_local_best": ("LPIPS, best sample per pixel", "", "{:.3f}"),
-                "lpips_mean": ("LPIPS, mean of the samples", "", "{:.3f}")}
 # metrics measured on RGB over the whole image (PSNR-Y and SSIM-Y: Y channel, border cropped)
 WHOLE_IMAGE_RGB = ("range_mse", "null_mse", "null_gain_db", "range_gain_db")
 RGB_NOTE = ("the range and null-space errors, and the gains computed from them, are RGB "
             "errors over the whole image, whereas PSNR-Y and SSIM-Y are on the Y channel with "
             "the border cropped")
-KINDS = ("baseline", "trained", "projected")
 
 
-def projected_name(variant: str) -> str:
-    """The name of a trained variant's post-hoc projected twin, ``P(G(LR), LR)``."""
-    return f"{variant}+P"
+def code(name: object) -> str:
+    """A name from a grid (variant, test set, loss) as Markdown code; one holding HTML's
+    or Markdown's special characters as escaped inline HTML, so no grid text reaches the
+    page as markup."""
+    name = str(name)
+    if any(c in name for c in "<>&`"):
+        return f"<code>{html.escape(name)}</code>"
+    return f"`{name}`"
 
 
-def variant_kinds(results: pd.DataFrame) -> dict[str, str]:
-    """variant -> ``baseline`` | ``trained`` | ``projected``, in the table's order. From
-    the ``kind`` column; older tables have none: a run of 0 iterations is a baseline,
-    every other run trained."""
-    if results.empty:
-        return {}
-    if "kind" in results:
-        k = results.groupby("variant", sort=False)["kind"].first()
-        return {v: x if x in KINDS else "trained" for v, x in k.items()}
-    it = pd.to_numeric(results.get("iters", pd.Series(np.nan, index=results.index)),
-                       errors="coerce").groupby(results["variant"], sort=False).max()
-    return {v: "baseline" if n == 0 else "trained" for v, n in it.items()}
+def plain(words: object) -> str:
+    """Free text from a grid (a statement, an id) with HTML's special characters escaped."""
+    return html.escape(str(words), quote=False)
 
 
 def variant_order(kinds: dict[str, str]) -> list[str]:
@@ -228,24 +65,6 @@ def variant_order(kinds: dict[str, str]) -> list[str]:
     return out + [v for v in kinds if v not in out]
 
 
-def baseline_variants(results: pd.DataFrame, grid: dict | None = None) -> list[str]:
-    """The seed-independent baselines: the grid's (``baseline_of``) when given, else the
-    variants of kind ``baseline`` in ``results``."""
-    if grid is not None:
-        return [v for v, spec in grid.get("variants", {}).items() if baseline_of(spec, v)]
-    return [v for v, k in variant_kinds(results).items() if k == "baseline"]
-
-
-def load_per_image(path: str | Path) -> pd.DataFrame | None:
-    """``per_image.csv`` (``srlib.stats.per_image_table`` with the gains), or ``None`` where
-    the folder has none (older result folders) or it is empty."""
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    t = pd.read_csv(path, dtype={"image": str, "variant": str, "dataset": str})
-    return None if t.empty else t
-
-
 def iteration_labels(results: pd.DataFrame) -> dict[str, str]:
     """variant -> its training length as text, from its done rows: ``'2000'``, or for a
     fine-tune ``'<source's total> + <its own>'`` (``iters_total`` and ``iters``); ``'0'``
@@ -254,8 +73,7 @@ def iteration_labels(results: pd.DataFrame) -> dict[str, str]:
     if done.empty:
         return {}
     own = pd.to_numeric(done["iters"], errors="coerce")
-    total = pd.to_numeric(done["iters_total"], errors="coerce").fillna(own) \
-        if "iters_total" in done else own
+    total = pd.to_numeric(done["iters_total"], errors="coerce").fillna(own)
     g = pd.DataFrame({"variant": done["variant"], "own": own, "total": total}) \
         .groupby("variant", sort=False).first()
     out = {}
@@ -277,38 +95,24 @@ def _total(label: str) -> float:
         return float("nan")
 
 
-def summary_table(results: pd.DataFrame, per_image: pd.DataFrame | None = None, *,
+def summary_table(results: pd.DataFrame, per_image: pd.DataFrame | None, *,
                   baselines=(), **boot) -> pd.DataFrame:
     """One row per test set x variant with a done run, ordered as ``variant_order``:
-    ``<m>_mean``, ``<m>_low``, ``<m>_high`` for each metric of ``TABLE_METRICS`` present
-    (its unit: dB for PSNR and gains), ``n_images``, ``n_seeds``, ``kind``, ``iterations``
-    (``iteration_labels``), ``lpips_kind`` and ``intervals``.
-
-    From ``per_image`` (``per_image.csv``): means and 95% intervals over images x seeds
+    ``<m>_mean``, ``<m>_low``, ``<m>_high`` for each metric of ``TABLE`` present (its unit),
+    ``n_images``, ``n_seeds``, ``kind``, ``iterations`` (``iteration_labels``) and
+    ``lpips_kind``: means and 95% intervals over images x seeds of ``per_image``
     (``stats.summary_with_ci``; ``baselines`` are counted once per image, ``boot`` goes to
-    the bootstrap). A run the per-image table lacks (older folders have none): the mean
-    over seeds of its means in ``results.csv``, no interval, ``n_images`` unknown."""
+    the bootstrap)."""
     done = results[results.status == "done"]
-    if done.empty:
+    if done.empty or per_image is None or per_image.empty:
         return pd.DataFrame()
-    parts = []
-    if per_image is not None and not per_image.empty:
-        t = per_image[per_image["variant"].isin(set(done["variant"]))]
-        metrics = [m for m in TABLE_METRICS if m in t]
-        parts.append(stats.summary_with_ci(t, metrics, baselines=baselines, **boot)
-                     .assign(intervals=True))
-    have = set(zip(parts[0]["dataset"], parts[0]["variant"], strict=True)) if parts else set()
-    rest = done[[(d, v) not in have for d, v in zip(done["dataset"], done["variant"],
-                                                    strict=True)]]
-    if len(rest):
-        parts.append(_summary_of_means(rest))
-    s = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    t = per_image[per_image["variant"].isin(set(done["variant"]))]
+    s = stats.summary_with_ci(t, [m for m in TABLE if m in t], baselines=baselines, **boot)
     kinds = variant_kinds(done)
     s["kind"] = s["variant"].map(kinds).fillna("trained")
     s["iterations"] = s["variant"].map(iteration_labels(done)).fillna("?")
-    lk = done.groupby("dataset", sort=False)["lpips_kind"].first() if "lpips_kind" in done \
-        else pd.Series(dtype=object)
-    s["lpips_kind"] = s["dataset"].map(lk).fillna("")
+    s["lpips_kind"] = s["dataset"].map(done.groupby("dataset", sort=False)["lpips_kind"]
+                                       .first()).fillna("")
     rank = {v: i for i, v in enumerate(variant_order(kinds))}
     sets = {d: i for i, d in enumerate(dict.fromkeys(done["dataset"]))}
     key = s["dataset"].map(sets).fillna(len(sets)) * (len(rank) + 1) \
@@ -316,50 +120,36 @@ def summary_table(results: pd.DataFrame, per_image: pd.DataFrame | None = None, 
     return s.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
-def _summary_of_means(done: pd.DataFrame) -> pd.DataFrame:
-    """``summary_table``'s columns from the done rows of ``results.csv``: the mean over
-    seeds per (dataset, variant), no interval (``_low``, ``_high`` and ``n_images`` NaN)."""
-    metrics = [m for m in TABLE_METRICS if m in done]
-    g = done.groupby(["dataset", "variant"], sort=False)
-    s = g[metrics].mean().reset_index()
-    out = s[["dataset", "variant"]].copy()
-    for m in metrics:
-        out[f"{m}_mean"], out[f"{m}_low"], out[f"{m}_high"] = s[m], np.nan, np.nan
-    out["n_images"] = np.nan
-    out["n_seeds"] = g["seed"].nunique().to_numpy()
-    return out.assign(intervals=False)
+def _cells(s: pd.DataFrame, m: str) -> list[str]:
+    """The ``'mean [low, high]'`` cells of metric ``m`` in a summary (``summary_with_ci``)."""
+    return [stats.format_interval(a, lo, hi, metric(m).fmt) for a, lo, hi in
+            zip(s[f"{m}_mean"], s[f"{m}_low"], s[f"{m}_high"], strict=True)]
 
 
 def format_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """The report's table for one test set: ``variant``, ``kind``, one column per metric
-    of ``summary_table`` as ``'mean [low, high]'`` (the mean alone without intervals,
-    ``'n/a'`` where not measured; LPIPS headed by its kind), ``images``, ``seeds`` and
-    ``iterations`` (total; a fine-tune as source + own)."""
+    of ``summary_table`` as ``'mean [low, high]'`` (``'n/a'`` where not measured; headed by
+    its ``heading``, LPIPS by its kind), ``images``, ``seeds`` and ``iterations`` (total; a
+    fine-tune as source + own)."""
     s = summary[summary.dataset == dataset] if len(summary) else summary
     table = pd.DataFrame({"variant": s.get("variant", pd.Series(dtype=object)).to_numpy(),
                           "kind": s.get("kind", pd.Series(dtype=object)).to_numpy()})
     kind = next((str(k) for k in s.get("lpips_kind", []) if isinstance(k, str) and k), "")
-    for m, (head, fmt) in TABLE_METRICS.items():
-        if f"{m}_mean" not in s:
-            continue
-        head = f"LPIPS ({kind})" if m == "lpips" and kind else head
-        table[head] = [stats.format_interval(a, lo, hi, fmt) for a, lo, hi in
-                       zip(s[f"{m}_mean"], s[f"{m}_low"], s[f"{m}_high"], strict=True)]
+    for m in TABLE:
+        if f"{m}_mean" in s:
+            head = f"LPIPS ({kind})" if m == "lpips" and kind else metric(m).heading
+            table[head] = _cells(s, m)
     table["images"] = ["" if pd.isna(n) else f"{n:.0f}" for n in s.get("n_images", [])]
     table["seeds"] = ["" if pd.isna(n) else f"{n:.0f}" for n in s.get("n_seeds", [])]
     table["iterations"] = s.get("iterations", pd.Series(dtype=object)).to_numpy()
     return table
 
 
-SAMPLE_TABLE = ["lr_psnr_mean", "lr_psnr_worst", "lr_psnr_ntire_mean", "lr_psnr_ntire_worst",
-                "diversity", "psnr_y_mean_image", "psnr_y_mean", "lpips_global_best"]
-
-
 def samples_table(per_image: pd.DataFrame | None, **boot) -> pd.DataFrame:
     """The K-sample statistics of the stochastic variants (rows of ``per_image`` with a
     ``diversity``), one row per test set x variant: each column of ``SAMPLE_TABLE`` as
     ``'mean [low, high]'`` over images x seeds (``stats.summary_with_ci``), headed by its
-    ``METRIC_WORDS``, then ``images`` and ``seeds``. Empty when no variant drew samples."""
+    label, then ``images`` and ``seeds``. Empty when no variant drew samples."""
     if per_image is None or "diversity" not in per_image:
         return pd.DataFrame()
     t = per_image[per_image["diversity"].notna()]
@@ -369,31 +159,19 @@ def samples_table(per_image: pd.DataFrame | None, **boot) -> pd.DataFrame:
     s = stats.summary_with_ci(t, metrics, **boot)
     out = s[["dataset", "variant"]].rename(columns={"dataset": "test set"})
     for m in metrics:
-        words, unit, fmt = METRIC_WORDS[m]
-        out[words + (f" ({unit})" if unit else "")] = [
-            stats.format_interval(a, lo, hi, fmt) for a, lo, hi in
-            zip(s[f"{m}_mean"], s[f"{m}_low"], s[f"{m}_high"], strict=True)]
+        out[metric(m).label] = _cells(s, m)
     out["images"], out["seeds"] = s["n_images"], s["n_seeds"]
     return out
 
 
 def table_note(summary: pd.DataFrame) -> str:
     """One Markdown paragraph on what the tables' cells are (``summary_table``)."""
-    ci = summary["intervals"].astype(bool) if len(summary) else pd.Series(dtype=bool)
-    means = "the mean over seeds of the runs' means in `results.csv`, without an interval"
     parts = []
-    if ci.any():
+    if len(summary):
         parts.append("Each cell: the mean over test images x seeds and its 95% interval "
                      "[low, high] (percentile bootstrap with the test image as the unit "
                      f"resampled, seeds too from {stats.MIN_SEEDS_TO_RESAMPLE} seeds on; a "
                      "seed-independent baseline counts once per image).")
-    if not ci.any():
-        parts.append(f"This result folder has no per-image table (`per_image.csv`): each cell "
-                     f"is {means}.")
-    elif not ci.all():
-        lacking = ", ".join(f"`{v}`" for v in dict.fromkeys(summary.loc[~ci, "variant"]))
-        parts.append(f"The per-image table (`per_image.csv`) lacks {lacking}: their cells "
-                     f"are {means}.")
     parts.append("The null-space and range gains are `10 log10` of the `D^+ LR` baseline's "
                  "error over the variant's, per image (dB; positive: less error than that "
                  f"baseline); {RGB_NOTE}.")
@@ -402,7 +180,7 @@ def table_note(summary: pd.DataFrame) -> str:
 
 # ---- findings: the declared hypotheses, then what the runs themselves say -----------------
 
-def hypothesis_verdicts(hypotheses: list[stats.Hypothesis], per_image: pd.DataFrame | None,
+def hypothesis_verdicts(hypotheses: list[Hypothesis], per_image: pd.DataFrame | None,
                         *, baselines=(), **boot) -> pd.DataFrame:
     """``stats.verdict_table`` of the grid's hypotheses on ``per_image.csv`` (one row per
     hypothesis x test set); without a per-image table, each is ``not tested`` and says
@@ -419,13 +197,13 @@ def _side(name: str) -> str:
     try:
         float(name)
     except ValueError:
-        return f"`{name}`"
+        return f"{code(name)}"
     return str(name)
 
 
-def _expected(h: stats.Hypothesis | pd.Series) -> str:
+def _expected(h: Hypothesis | pd.Series) -> str:
     more = "higher" if h.direction == "greater" else "lower"
-    return f"`{h.a}` {more} than {_side(h.b)}"
+    return f"{code(h.a)} {more} than {_side(h.b)}"
 
 
 def hypothesis_sentence(row: pd.Series, iterations: dict[str, str] | None = None,
@@ -435,10 +213,11 @@ def hypothesis_sentence(row: pd.Series, iterations: dict[str, str] | None = None
     whether the interval excludes 0, the expected direction and the verdict.
     ``iterations`` (``iteration_labels``): a sentence where a and b differ in training
     length (``unequal_ok``: the grid accepts it)."""
-    words, unit, fmt = METRIC_WORDS.get(row.metric, (row.metric, "", "{:.4g}"))
+    m = metric(row.metric)
+    words, unit, fmt = m.words, m.unit, m.fmt
     unit = f" {unit}" if unit else ""
-    where = f" on `{row.dataset}`" if row.dataset else ""
-    head = f"**{row.id}**{where}: {words} of `{row.a}` minus {_side(row.b)}"
+    where = f" on {code(row.dataset)}" if row.dataset else ""
+    head = f"**{plain(row.id)}**{where}: {words} of {code(row.a)} minus {_side(row.b)}"
     if row.verdict == "not tested":
         return f"{head}: not tested ({row.note})."
     no_interval = "no interval" in str(row.note)
@@ -457,13 +236,13 @@ def hypothesis_sentence(row: pd.Series, iterations: dict[str, str] | None = None
     its = iterations or {}
     la, lb = its.get(row.a, "?"), its.get(row.b, "?")
     if "?" not in (la, lb) and "0" not in (la, lb) and _total(la) != _total(lb):
-        text += (f" `{row.a}` and `{row.b}` were trained for different numbers of iterations "
-                 f"({la} and {lb})" + ("; the grid accepts this for this hypothesis "
+        text += (f" {code(row.a)} and {code(row.b)} were trained for different numbers of "
+                 f"iterations ({la} and {lb})" + ("; the grid accepts this for this hypothesis "
                                        "(`unequal_iters_ok`)." if unequal_ok else "."))
     return text
 
 
-def hypothesis_findings(hypotheses: list[stats.Hypothesis], verdicts: pd.DataFrame,
+def hypothesis_findings(hypotheses: list[Hypothesis], verdicts: pd.DataFrame,
                         results: pd.DataFrame, dataset: str | None = None) -> list[str]:
     """``hypothesis_sentence`` for every row of ``verdicts`` (of ``dataset`` only, when
     given; rows without a test set always), in the order of the grid's hypotheses; then,
@@ -500,11 +279,11 @@ def _threshold_finding(results: pd.DataFrame) -> list[str]:
                 if r.lr_psnr >= THRESHOLD_DB and r.lr_psnr_ntire >= THRESHOLD_DB]
         ours = [v for v, r in means.iterrows()
                 if r.lr_psnr >= THRESHOLD_DB and not r.lr_psnr_ntire >= THRESHOLD_DB]
-        names = ", ".join(f"`{v}`" for v in both) or "none"
-        out.append(f"**Consistency at the NTIRE 2021 threshold** on `{dataset}` "
+        names = ", ".join(f"{code(v)}" for v in both) or "none"
+        out.append(f"**Consistency at the NTIRE 2021 threshold** on {code(dataset)} "
                    f"({THRESHOLD_DB:.0f} dB, mean LR-PSNR): on both our definition and the "
                    f"challenge's: {names}"
-                   + (f"; on ours only: {', '.join(f'`{v}`' for v in ours)}" if ours else "")
+                   + (f"; on ours only: {', '.join(f'{code(v)}' for v in ours)}" if ours else "")
                    + ".")
     return out
 
@@ -514,7 +293,7 @@ def _length_finding(results: pd.DataFrame) -> list[str]:
     its = {v: x for v, x in iteration_labels(results).items() if kinds.get(v) == "trained"}
     if len({_total(x) for x in its.values()}) <= 1:
         return []
-    parts = ", ".join(f"`{v}` {x}" for v, x in its.items())
+    parts = ", ".join(f"{code(v)} {x}" for v, x in its.items())
     return [f"**Training length differs** between the trained variants (iterations; a "
             f"fine-tune as its source's + its own: {parts}); a hypothesis comparing two of "
             "them says so."]
@@ -527,13 +306,13 @@ def _perc_finding(results: pd.DataFrame) -> list[str]:
         lambda x: isinstance(x, str) and x.strip() not in ("", "None"))]
     out = []
     for backend, g in done.groupby("perc_backend", sort=False):
-        names = ", ".join(f"`{v}`" for v in dict.fromkeys(g.variant))
+        names = ", ".join(f"{code(v)}" for v in dict.fromkeys(g.variant))
         out.append(f"**Perceptual loss**: {names}: perceptual loss on {backend}.")
     return out
 
 
 def findings(results: pd.DataFrame, dataset: str, verdicts: pd.DataFrame | None = None,
-             hypotheses: list[stats.Hypothesis] = ()) -> list[str]:
+             hypotheses: list[Hypothesis] = ()) -> list[str]:
     """Markdown sentences for one test set: the hypotheses' findings there (from
     ``hypothesis_verdicts``), then ``general_findings``."""
     own = [] if verdicts is None else hypothesis_findings(list(hypotheses), verdicts,
@@ -547,18 +326,18 @@ def _not_done(results: pd.DataFrame) -> list[str]:
     rest = results[results.status != "done"].drop_duplicates(["variant", "seed"])
     out = []
     for _, r in rest[rest.status.isin(["failed", "stale"])].iterrows():
-        why = error_line(r.error)
-        out.append(f"**{str(r.status).capitalize()}**: `{r.variant}` seed {r.seed}"
-                   + (f": `{why}`" if why else "."))
+        why = runs.last_line(r.error)
+        out.append(f"**{str(r.status).capitalize()}**: {code(r.variant)} seed {r.seed}"
+                   + (f": {code(why)}" if why else "."))
     for status, group in rest[~rest.status.isin(["failed", "stale"])].groupby("status",
                                                                               sort=False):
-        runs_ = ", ".join(f"`{v}` seed {s}" for v, s in zip(group.variant, group.seed,
+        runs_ = ", ".join(f"{code(v)} seed {s}" for v, s in zip(group.variant, group.seed,
                                                              strict=True))
         out.append(f"**{str(status).capitalize()}**: {runs_}.")
     return out
 
 
-def hypothesis_statements(hypotheses: list[stats.Hypothesis]) -> str:
+def hypothesis_statements(hypotheses: list[Hypothesis]) -> str:
     """The grid's hypotheses in full, as Markdown bullets: id, what is compared, the
     metric and the expected direction, then the statement as the grid words it."""
     if not hypotheses:
@@ -566,9 +345,10 @@ def hypothesis_statements(hypotheses: list[stats.Hypothesis]) -> str:
                 "states no verdict.")
     lines = []
     for h in hypotheses:
-        words = METRIC_WORDS.get(h.metric, (h.metric,))[0]
-        sets = f", on {', '.join(f'`{d}`' for d in h.datasets)}" if h.datasets else ""
-        lines.append(f"- **{h.id}** ({words}: expected {_expected(h)}{sets}): {h.statement}")
+        words = metric(h.metric).words
+        sets = f", on {', '.join(f'{code(d)}' for d in h.datasets)}" if h.datasets else ""
+        lines.append(f"- **{plain(h.id)}** ({words}: expected {_expected(h)}{sets}): "
+                     f"{plain(h.statement)}")
     return "\n".join(lines)
 
 
@@ -578,7 +358,8 @@ def verdict_display(verdicts: pd.DataFrame) -> pd.DataFrame:
     verdict (with its note)."""
     rows = []
     for _, r in verdicts.iterrows():
-        words, unit, fmt = METRIC_WORDS.get(r.metric, (r.metric, "", "{:.4g}"))
+        m = metric(r.metric)
+        words, unit, fmt = m.words, m.unit, m.fmt
         rows.append({
             "hypothesis": r.id, "statement": r.statement, "comparison": f"{r.a} - {r.b}",
             "metric": words + (f" ({unit})" if unit else "")
@@ -606,12 +387,13 @@ def grid_summary(results: pd.DataFrame, grid: dict) -> str:
     counts = pd.Series(variant_kinds(results)).value_counts()
     trained, base = int(counts.get("trained", 0)), int(counts.get("baseline", 0))
     twins = int(counts.get("projected", 0))
-    text = (f"Grid `{grid.get('name', '?')}`: {trained} trained variant(s)"
+    text = (f"Grid {code(grid.get('name', '?'))}: {trained} trained variant(s)"
             + (f" ({twins} of them also evaluated projected, `+P`)" if twins else "")
             + f" and {base} closed-form baseline(s), {len(seeds)} seed(s) "
             f"({', '.join(map(str, seeds))}), scale x{d.get('scale', 4)}, preset "
-            f"`{d.get('preset', 'quick')}`, trained on `{d.get('data', 'default')}`, tested on "
-            f"{', '.join(f'`{x}`' for x in datasets) or 'nothing (no finished run)'}; "
+            f"{code(d.get('preset', 'quick'))}, trained on {code(d.get('data', 'default'))}, "
+            "tested on "
+            f"{', '.join(f'{code(x)}' for x in datasets) or 'nothing (no finished run)'}; "
             f"{len(grid.get('hypotheses') or [])} declared hypothesis(es). "
             f"Perceptual distance: **{kind}**")
     if kind.startswith("stlpips"):
@@ -623,7 +405,7 @@ def grid_summary(results: pd.DataFrame, grid: dict) -> str:
 def manifold_finding(m: dict) -> str:
     """The H1 sentence from ``manifold.json`` (written by ``01_manifold``)."""
     toy = m["toy"]
-    text = (f"**Ill-posedness** (H1): adding a null-space image to `{m['image']}` moves it "
+    text = (f"**Ill-posedness** (H1): adding a null-space image to {code(m['image'])} moves it "
             f"{m['null_psnr_db']:.1f} dB (PSNR) away, yet changes its LR image by at most "
             f"{m['null_lr_max_abs_diff']:.1e}.")
     if "pinv_psnr_db" in m:
@@ -652,10 +434,10 @@ def artifact_finding(artifacts: pd.DataFrame) -> str:
     e = artifacts.set_index("variant").lr_grid_energy.sort_values(ascending=False)
     where = ""
     if "dataset" in artifacts and "seed" in artifacts and len(artifacts):
-        where = f" (`{artifacts.dataset.iloc[0]}`, seed {artifacts.seed.iloc[0]})"
+        where = f" ({code(artifacts.dataset.iloc[0])}, seed {artifacts.seed.iloc[0]})"
     return ("**Periodic artifacts**: share of the energy of `SR - bicubic` at the harmonics of "
             f"the LR sampling frequency{where}: "
-            + (", ".join(f"`{v}` {x:.1%}" for v, x in e.items()) or "no trained variant")
+            + (", ".join(f"{code(v)} {x:.1%}" for v, x in e.items()) or "no trained variant")
             + ".")
 
 
@@ -664,8 +446,6 @@ def run_links(results: pd.DataFrame, reports: str | Path) -> pd.DataFrame:
     variant's run): ``variant``, ``seed``, ``status`` and ``notebook``, an HTML link to
     the run's executed notebook (relative to ``reports``) where it exists, else empty.
     Text is HTML-escaped; render with ``to_html(escape=False, index=False)``."""
-    import html
-
     from srlib.runs import run_dir
 
     reports = Path(reports)
@@ -685,7 +465,7 @@ def provenance_text(prov: dict) -> str:
     the wall time of each stage (s)."""
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in prov.get("stage_seconds", {}).items())
     return "\n".join([
-        f"- commit `{prov.get('commit', '?')}`, grid `{prov.get('grid', '?')}`, "
+        f"- commit {code(prov.get('commit', '?'))}, grid {code(prov.get('grid', '?'))}, "
         f"generated {prov.get('date', '?')}",
         f"- device: {prov.get('device', '?')}; Python {prov.get('python', '?')} on "
         f"{prov.get('platform', '?')}",
@@ -700,20 +480,21 @@ def provenance_text(prov: dict) -> str:
 
 def page_findings(results: pd.DataFrame, reports: str | Path,
                   verdicts: pd.DataFrame | None = None,
-                  hypotheses: list[stats.Hypothesis] = ()) -> list[str]:
+                  hypotheses: list[Hypothesis] = ()) -> list[str]:
     """Every finding sentence of the report page: H1 from ``manifold.json`` (when present),
     one sentence per declared hypothesis x test set (``hypothesis_verdicts``), the
     ``general_findings``, and the periodic-artifact sentence from ``artifacts.csv`` (when
     present)."""
-    reports = Path(reports)
     lines = []
-    if (reports / "manifold.json").is_file():
-        lines.append(manifold_finding(json.loads((reports / "manifold.json").read_text())))
+    manifold = rs.read_manifold(reports)
+    if manifold is not None:
+        lines.append(manifold_finding(manifold))
     if verdicts is not None:
         lines += hypothesis_findings(list(hypotheses), verdicts, results)
     lines += general_findings(results)
-    if (reports / "artifacts.csv").is_file():
-        lines.append(artifact_finding(pd.read_csv(reports / "artifacts.csv")))
+    artifacts = rs.read_artifacts(reports)
+    if artifacts is not None:
+        lines.append(artifact_finding(artifacts))
     return lines
 
 
@@ -728,23 +509,25 @@ def headline_table(folder: str | Path, columns: list[str], variants: list[str] |
     it, the commit the folder was built from. ``ValueError`` names an unknown metric, test
     set or variant."""
     folder = Path(folder)
-    results = pd.read_csv(folder / "results.csv", keep_default_na=False, na_values=[""])
-    per_image = load_per_image(folder / "per_image.csv")
-    summ = summary_table(results, per_image, baselines=baseline_variants(results), **boot)
+    results = rs.read_results(folder)
+    baselines = [v for v, k in variant_kinds(results).items() if k == "baseline"]
+    summ = summary_table(results, rs.read_per_image(folder), baselines=baselines, **boot)
+    if summ.empty:
+        raise ValueError(f"{folder}: no done run with per-image results")
     pairs = []
     for c in columns:
-        metric, _, dataset = c.partition("@")
-        if metric not in TABLE_METRICS or dataset not in set(summ["dataset"]):
+        m, _, dataset = c.partition("@")
+        if m not in TABLE or dataset not in set(summ["dataset"]):
             raise ValueError(f"column '{c}': expected METRIC@TESTSET, METRIC one of "
-                             f"{', '.join(TABLE_METRICS)}, TESTSET one of "
+                             f"{', '.join(TABLE)}, TESTSET one of "
                              f"{', '.join(dict.fromkeys(summ['dataset']))}")
-        pairs.append((metric, dataset))
+        pairs.append((m, dataset))
     have = list(dict.fromkeys(summ["variant"]))
     unknown = [v for v in variants or [] if v not in have]
     if unknown:
         raise ValueError(f"variant(s) without a done run in {folder}: {', '.join(unknown)}; "
                          f"they are: {', '.join(have)}")
-    head = ["variant", *(f"{TABLE_METRICS[m][0]}, {d}" for m, d in pairs), "seeds"]
+    head = ["variant", *(f"{metric(m).heading}, {d}" for m, d in pairs), "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by = summ.set_index(["variant", "dataset"])
     for v in variants or have:
@@ -752,13 +535,12 @@ def headline_table(folder: str | Path, columns: list[str], variants: list[str] |
         for m, d in pairs:
             r = by.loc[(v, d)] if (v, d) in by.index else None
             cells.append("n/a" if r is None else stats.format_interval(
-                r[f"{m}_mean"], r[f"{m}_low"], r[f"{m}_high"], TABLE_METRICS[m][1]))
+                r[f"{m}_mean"], r[f"{m}_low"], r[f"{m}_high"], metric(m).fmt))
         seeds = summ.loc[summ["variant"] == v, "n_seeds"].max()
-        lines.append(f"| `{v}` | " + " | ".join(cells) + f" | {seeds:.0f} |")
-    prov = folder / "provenance.json"
-    commit = json.loads(prov.read_text()).get("commit", "?") if prov.is_file() else "?"
+        lines.append(f"| {code(v)} | " + " | ".join(cells) + f" | {seeds:.0f} |")
+    commit = (rs.read_provenance(folder) or {}).get("commit", "?")
     lines += ["", f"Mean over test images x seeds [95% interval]; built from commit "
-                  f"`{commit}`."]
+                  f"{code(commit)}."]
     return "\n".join(lines)
 
 
@@ -770,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                                              "(Markdown) with 95% intervals.")
     ap.add_argument("folder", help="a result folder, e.g. reports/study")
     ap.add_argument("--columns", nargs="+", required=True, metavar="METRIC@SET",
-                    help=f"metric ({', '.join(TABLE_METRICS)}) @ test set, e.g. psnr_y@Set5")
+                    help=f"metric ({', '.join(TABLE)}) @ test set, e.g. psnr_y@Set5")
     ap.add_argument("--variants", nargs="+", help="rows, in order (default: every variant)")
     a = ap.parse_args(argv)
     try:

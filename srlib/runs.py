@@ -45,6 +45,7 @@ from srlib.models import UPSAMPLERS, build_generator, default_skip
 CONFIG, CHECKPOINT, LOSSES, SOURCE = "config.json", "checkpoint.pt", "losses.csv", "source.json"
 GENERATOR, METRICS, ERROR, TRACEBACK = "generator.pt", "metrics.json", "error.txt", "traceback.txt"
 VALIDATION, LOCK, PROJECTED = "validation.csv", ".lock", "projected"
+EVAL, PER_IMAGE, SAMPLES, SAMPLES_CSV = "eval", "per_image.csv", "samples", "samples.csv"
 # Old config keys and their names now; an old run folder is read with a note.
 RENAMED = {"lr": "learning_rate"}
 
@@ -56,6 +57,32 @@ class RunLocked(RuntimeError):
 def run_dir(root: str | Path, variant: str, seed: int) -> Path:
     """Where the runner puts a run: ``<root>/runs/<variant>/seed<k>``."""
     return Path(root) / "runs" / variant / f"seed{seed}"
+
+
+def eval_dir(run: str | Path, dataset: str) -> Path:
+    """Where a run's evaluation on one test set lives: ``<run>/eval/<dataset>/``
+    (``per_image.csv``, ``<image>.png``; ``samples.csv`` and ``samples/`` with noise). The
+    projected twin's is ``eval_dir(<run>/projected, dataset)``."""
+    return Path(run) / EVAL / dataset
+
+
+def eval_sets(run: str | Path) -> list[str]:
+    """The test sets a run folder holds a ``per_image.csv`` of, sorted by name."""
+    return sorted(p.parent.name for p in (Path(run) / EVAL).glob(f"*/{PER_IMAGE}"))
+
+
+def sample_dir(run: str | Path, dataset: str, image: str) -> Path:
+    """The K saved samples of one image: ``eval/<dataset>/samples/<image>/<k>.png``."""
+    return eval_dir(run, dataset) / SAMPLES / image
+
+
+def last_line(text: object) -> str:
+    """The last non-empty line of an error text (what a table shows of it); '' for none
+    (an empty text, or NaN as a CSV reads an empty cell)."""
+    if not isinstance(text, str):
+        return ""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
 
 
 # ---- atomic writes ----------------------------------------------------------------------
@@ -174,7 +201,7 @@ def load_sr(run: str | Path, dataset: str, image: str) -> torch.Tensor:
     """The saved 8-bit SR image of a run, ``(3, H, W)`` float in ``[0, 1]``."""
     from srlib.data import load_image, to_float
 
-    return to_float(load_image(Path(run) / "eval" / dataset / f"{image}.png"))
+    return to_float(load_image(eval_dir(run, dataset) / f"{image}.png"))
 
 
 def file_hash(path: str | Path) -> str:
@@ -200,26 +227,18 @@ def recorded_source(run: str | Path) -> dict | None:
 
 def is_stale(run: str | Path) -> str | None:
     """Why a fine-tune's outputs no longer follow from its source (its source's generator
-    changed or is gone), or ``None`` when they do (or the run has no source). A run from
-    before ``source.json`` existed is stale when its source's generator is newer than its
-    own ``config.json`` (written when it started)."""
+    changed or is gone), or ``None`` when they do (or the run has no source). The source's
+    folder is recorded relative to the run's (``source.json``)."""
     run = Path(run)
     src = recorded_source(run)
-    if src is not None:
-        now = generator_hash(src["run"])
-        if now is None:
-            return f"its source {src['run']} has no {GENERATOR} (failed or removed)"
-        return f"its source {src['run']} was retrained after it" \
-            if now != src["generator_sha256"] else None
-    origin = read_json(run / CONFIG).get("init_from") if (run / CONFIG).is_file() else None
-    if not origin:
+    if src is None:
         return None
-    gen = Path(origin) / GENERATOR
-    if not gen.is_file():
-        return f"its source {origin} has no {GENERATOR} (failed or removed)"
-    if gen.stat().st_mtime > (run / CONFIG).stat().st_mtime:
-        return f"its source {origin} was retrained after it"
-    return None
+    where = os.path.normpath(run / src["run"])  # relative to the run folder
+    now = generator_hash(where)
+    if now is None:
+        return f"its source {where} has no {GENERATOR} (failed or removed)"
+    return f"its source {where} was retrained after it" \
+        if now != src["generator_sha256"] else None
 
 
 # ---- the one metrics writer -------------------------------------------------------------
@@ -259,8 +278,7 @@ def write_error(run: str | Path, text: str) -> str:
     ``error.txt`` (what tables show). Returns that line."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    last = lines[-1].strip() if lines else "unknown error"
+    last = last_line(text) or "unknown error"
     write_text(run / TRACEBACK, text.rstrip() + "\n")
     write_text(run / ERROR, last + "\n")
     return last
@@ -276,7 +294,7 @@ def clear(run: str | Path, keep: tuple[str, ...] = ()) -> None:
                  TRACEBACK):
         if name not in keep:
             (run / name).unlink(missing_ok=True)
-    for folder in ("eval", PROJECTED):
+    for folder in (EVAL, PROJECTED):
         if folder not in keep:
             shutil.rmtree(run / folder, ignore_errors=True)
 

@@ -1,10 +1,10 @@
-"""Paired comparisons with bootstrap confidence intervals, and hypotheses as data.
+"""Paired comparisons with bootstrap confidence intervals, and the verdicts of hypotheses.
 
-Every finding of the report is a paired difference ``a - b`` between two variants (or a
-variant and a baseline) over test images x seeds, with a 95% percentile-bootstrap interval
-and whether it excludes zero. The input is the long per-image table (``per_image_table``):
-one row per variant x seed x test set x image, columns ``variant, seed, dataset, image``
-and the metrics of ``eval/<set>/per_image.csv``.
+Statistics only: no file is read here. Every finding of the report is a paired difference
+``a - b`` between two variants (or a variant and a baseline) over test images x seeds, with
+a 95% percentile-bootstrap interval and whether it excludes zero. The input is the long
+per-image table (``srlib.results.per_image_table``): one row per variant x seed x test set
+x image, columns ``KEYS`` and the metrics.
 
 The resampling (``paired_bootstrap``)
     The unit resampled is the test image: an image is drawn with replacement together with
@@ -29,8 +29,9 @@ Baselines (``paired_difference``)
     variants are paired on (dataset, seed, image); pairs present for one side only are left
     out (the counts say how many went in).
 
-Hypotheses (``parse_hypotheses``, ``evaluate_hypothesis``, ``verdict_table``)
-    Declared in the grid file: id, statement, variants ``a`` and ``b``, metric, direction
+Hypotheses (``evaluate_hypothesis``, ``verdict_table``)
+    Declared in the grid file (``srlib.grid.Hypothesis``): id, statement, variants ``a``
+    and ``b``, metric, direction
     (``greater``: a > b in that metric; ``less``: a < b), optionally ``datasets`` and
     ``unequal_iters_ok`` (the grid's loader refuses two trained variants of unequal training
     length unless it is true; the report then says so). The verdict follows from the
@@ -46,25 +47,20 @@ Hypotheses (``parse_hypotheses``, ``evaluate_hypothesis``, ``verdict_table``)
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-KEYS = ["variant", "seed", "dataset", "image"]
-# the columns of eval/<set>/per_image.csv besides ``image`` (lpips only where computed)
-PER_IMAGE_METRICS = ["lr_psnr_raw", "clipped", "psnr_y", "ssim_y", "psnr_rgb", "lr_psnr",
-                     "lr_psnr_ntire", "range_mse", "null_mse", "lpips"]
-GAIN_METRICS = ["null_gain_db", "range_gain_db"]  # added by ``add_gains``
-# the columns of eval/<set>/samples.csv (a stochastic generator's K samples per image,
-# ``srlib.evaluate.evaluate_samples``) besides ``image``; NaN for other variants
-SAMPLE_METRICS = ["lr_psnr_mean", "lr_psnr_worst", "psnr_y_mean_image", "psnr_y_mean",
-                  "lr_psnr_ntire_mean", "lr_psnr_ntire_worst", "diversity",
-                  "lpips_global_best", "lpips_local_best", "lpips_mean"]
-KNOWN_METRICS = (*PER_IMAGE_METRICS, *GAIN_METRICS, *SAMPLE_METRICS)  # a hypothesis may name
-DIRECTIONS = ("greater", "less")
+from srlib.metrics import metrics_where
+
+if TYPE_CHECKING:
+    from srlib.grid import Hypothesis
+
+KEYS = ["variant", "seed", "dataset", "image"]  # the keys of a per-image row
+GAIN_METRICS = metrics_where(source="gain")  # added by ``add_gains``
 VERDICTS = ("supported", "contradicted", "inconclusive", "not tested")
 MIN_SEEDS_TO_RESAMPLE = 5  # fewer seeds: images alone are resampled (see the module doc)
 _SAME_TOL = 1e-9  # relative: values "identical" across seeds (a seed-independent variant)
@@ -196,38 +192,6 @@ def paired_bootstrap(
     # the quantiles of a constant sample can differ from it in the last bit
     low, high = min(float(low), mean), max(float(high), mean)
     return Interval(mean, low, high, **counts)
-
-
-# ---- the per-image table -----------------------------------------------------------------
-
-def per_image_table(runs: Iterable[tuple[str, int, Path]]) -> pd.DataFrame:
-    """The long per-image table of run folders ``(variant, seed, run_dir)``: columns
-    ``variant, seed, dataset, image`` and the metrics of each ``eval/<set>/per_image.csv``
-    (``dataset`` = the folder name ``<set>``), joined on the image with the K-sample
-    statistics of ``eval/<set>/samples.csv`` where the run has them (``SAMPLE_METRICS``).
-    Runs without such files are skipped, and so are failed runs (``error.txt`` present), as
-    in ``srlib.report.collect``."""
-    parts = []
-    for variant, seed, d in runs:
-        d = Path(d)
-        if (d / "error.txt").is_file():
-            continue
-        for csv in sorted(d.glob("eval/*/per_image.csv")):
-            t = pd.read_csv(csv, dtype={"image": str})
-            samples = csv.parent / "samples.csv"
-            if samples.is_file():
-                s = pd.read_csv(samples, dtype={"image": str})
-                t = t.merge(s[[c for c in s.columns if c == "image" or c not in t.columns]],
-                            on="image", how="left", sort=False)
-            t.insert(0, "dataset", csv.parent.name)
-            t.insert(0, "seed", seed)
-            t.insert(0, "variant", variant)
-            parts.append(t)
-    if not parts:
-        return pd.DataFrame(columns=KEYS)
-    out = pd.concat(parts, ignore_index=True)
-    metrics = [c for c in out.columns if c not in KEYS]
-    return out[KEYS + metrics]
 
 
 def _check_columns(per_image: pd.DataFrame, cols: Iterable[str]) -> None:
@@ -402,125 +366,6 @@ def summary_with_ci(
 
 
 # ---- hypotheses --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """A claim ``metric(a) <direction> metric(b)``: direction ``greater`` means a is greater
-    than b in ``metric``, ``less`` that it is less. ``b`` is a variant's name, or, when
-    ``value`` is set, that number as text (a fixed value to beat, in the metric's unit).
-    ``datasets``: the test sets it is evaluated on (empty: every test set in the table).
-    ``unequal_iters_ok``: the grid accepts that a and b were trained for different numbers
-    of iterations."""
-
-    id: str
-    statement: str
-    a: str
-    b: str
-    metric: str
-    direction: str
-    datasets: tuple[str, ...] = ()
-    unequal_iters_ok: bool = False
-    value: float | None = None
-
-    @property
-    def variants(self) -> tuple[str, ...]:
-        """The variants the claim needs: a and b, or a alone against a fixed value."""
-        return (self.a,) if self.value is not None else (self.a, self.b)
-
-
-_REQUIRED = ("id", "statement", "a", "b", "metric", "direction")
-_ALLOWED = (*_REQUIRED, "datasets", "unequal_iters_ok")
-
-
-def parse_hypotheses(
-    raw: list[dict] | None, variants: Collection[str], metrics: Collection[str], where: str,
-    datasets: Collection[str] | None = None,
-) -> list[Hypothesis]:
-    """The grid file's ``hypotheses`` list -> Hypothesis objects, checked before any
-    training. Refused (ValueError, every problem on its own line, each naming the hypothesis
-    and the field): a non-mapping entry, unknown keys, missing or empty fields, an unknown
-    variant in ``a`` / ``b`` (or the same one twice), an unknown metric or direction,
-    unknown test sets (when ``datasets`` is given), a non-boolean ``unequal_iters_ok`` and
-    duplicate ids. None: no hypotheses."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ValueError(f"{where}: hypotheses: expected a list of mappings, got "
-                         f"{type(raw).__name__}")
-    errors: list[str] = []
-    out: list[Hypothesis] = []
-    seen: dict[str, int] = {}
-    for i, h in enumerate(raw, 1):
-        if not isinstance(h, Mapping):
-            errors.append(f"{where}: hypothesis #{i}: expected a mapping with keys "
-                          f"{', '.join(_ALLOWED)}, got {type(h).__name__}")
-            continue
-        hid = h.get("id")
-        name = f"'{hid}'" if isinstance(hid, str) and hid.strip() else f"#{i}"
-        ok, err = _hypothesis_fields(h, variants, metrics)
-        ds, ds_err = _hypothesis_datasets(h, datasets)
-        err += ds_err
-        unequal = h.get("unequal_iters_ok", False)
-        if not isinstance(unequal, bool):
-            err.append(f"unequal_iters_ok: expected true or false, got {unequal!r}")
-        if "id" in ok:
-            if ok["id"] in seen:
-                err.append(f"id: duplicate (also hypothesis #{seen[ok['id']]})")
-            else:
-                seen[ok["id"]] = i
-        errors += [f"{where}: hypothesis {name}: {e}" for e in err]
-        if not err:
-            out.append(Hypothesis(**ok, datasets=tuple(ds), unequal_iters_ok=unequal))
-    if errors:
-        raise ValueError("\n".join(errors))
-    return out
-
-
-def _hypothesis_fields(h: Mapping, variants: Collection[str], metrics: Collection[str]
-                       ) -> tuple[dict, list[str]]:
-    """The well-formed required fields of one hypothesis (a number in ``b`` gives ``value``
-    and ``b`` its text), and what is wrong with it."""
-    err = [f"{k}: unknown key; allowed: {', '.join(_ALLOWED)}" for k in h if k not in _ALLOWED]
-    b = h.get("b")
-    if isinstance(b, int | float) and not isinstance(b, bool):
-        if not math.isfinite(b):
-            err.append(f"b: expected a variant or a finite number, got {b!r}")
-        h = {**h, "b": f"{b:g}", "value": float(b)}
-    for k in _REQUIRED:
-        if k not in h or h[k] is None:
-            err.append(f"{k}: missing")
-        elif not isinstance(h[k], str) or not h[k].strip():
-            err.append(f"{k}: expected a non-empty string, got {h[k]!r}")
-    ok = {k: h[k] for k in _REQUIRED if isinstance(h.get(k), str) and h[k].strip()}
-    if "value" in h:
-        ok["value"] = h["value"]
-    for k in ("a",) if "value" in h else ("a", "b"):
-        if k in ok and ok[k] not in variants:
-            err.append(f"{k}: unknown variant '{ok[k]}'; variants: "
-                       f"{', '.join(sorted(variants))}")
-    if "a" in ok and ok.get("b") == ok["a"]:
-        err.append(f"b: same variant as a ('{ok['a']}')")
-    if "metric" in ok and ok["metric"] not in metrics:
-        err.append(f"metric: unknown metric '{ok['metric']}'; metrics: "
-                   f"{', '.join(sorted(metrics))}")
-    if "direction" in ok and ok["direction"] not in DIRECTIONS:
-        err.append(f"direction: unknown direction '{ok['direction']}'; one of: "
-                   f"{', '.join(DIRECTIONS)}")
-    return ok, err
-
-
-def _hypothesis_datasets(h: Mapping, datasets: Collection[str] | None
-                         ) -> tuple[list[str], list[str]]:
-    """The test sets a hypothesis is restricted to (none: all), and what is wrong with them."""
-    ds = h.get("datasets", ())
-    ds = [ds] if isinstance(ds, str) else ([] if ds is None else ds)
-    if not isinstance(ds, list | tuple) or not all(isinstance(d, str) for d in ds):
-        return [], [f"datasets: expected a list of test set names, got {ds!r}"]
-    if datasets is None:
-        return list(ds), []
-    return list(ds), [f"datasets: unknown test set '{d}'; test sets: "
-                      f"{', '.join(sorted(datasets))}" for d in ds if d not in datasets]
-
 
 def _verdict(iv: Interval, direction: str) -> tuple[str, str]:
     if iv.n == 0:

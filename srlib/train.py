@@ -20,6 +20,7 @@ import contextlib
 import csv
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
@@ -183,6 +184,10 @@ def config_differences(out: Path, c: Config) -> list[str]:
     # A field added after the run was made reads as its default: such a run computed what
     # the default computes, so it stays resumable (and, finished, is skipped).
     defaults = dataclasses.asdict(Config())
+    # init_from relative to the run: a result folder moved or copied whole keeps its runs
+    for cfg in (old, new):
+        if cfg.get("init_from") and cfg.get("out"):
+            cfg["init_from"] = os.path.relpath(cfg["init_from"], cfg["out"])
     return [f"{k}: {old.get(k, defaults[k])!r} -> {new[k]!r}" for k in new
             if k not in RESUMABLE_CHANGES and old.get(k, defaults[k]) != new[k]]
 
@@ -471,7 +476,8 @@ def _run(c: Config, out: Path) -> dict:
         if state is not None and old is not None and old["generator_sha256"] != now:
             raise ValueError(f"{out}: its source {c.init_from} was retrained since this run "
                              f"started; delete {run.ckpt} to restart from the new source")
-        runs.write_json(out / runs.SOURCE, {"run": str(Path(c.init_from).resolve()),
+        # relative to the run: a result folder moved or copied whole stays valid
+        runs.write_json(out / runs.SOURCE, {"run": os.path.relpath(c.init_from, out),
                                             "generator_sha256": now})
     session_seconds = _loop(run)
     return _finish(run, session_seconds)

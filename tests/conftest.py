@@ -40,7 +40,7 @@ def write_micro_grid(root: Path) -> Path:
                      "gc": 4, "log_every": 2, "device": "cpu", "data": train, "test_data": [test]},
         "seeds": [0],
         "variants": {
-            "bicubic": {},
+            "bicubic": {"baseline": "bicubic"},
             "pixel/pixelshuffle": {"loss": "pixel", "upsampler": "pixelshuffle"},
             "down/pixelshuffle": {"loss": "down", "upsampler": "pixelshuffle"},
             "broken": {"loss": "down", "upsampler": "bilinear"},

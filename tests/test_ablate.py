@@ -11,8 +11,9 @@ import yaml
 from conftest import write_micro_grid
 
 from srlib import runs
-from srlib.ablate import load_grid, main
-from srlib.report import COLUMNS
+from srlib.ablate import main
+from srlib.grid import load_grid
+from srlib.results import COLUMNS
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

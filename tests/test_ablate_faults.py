@@ -18,9 +18,12 @@ import torch
 import yaml
 from conftest import write_small_sets
 
-from srlib import ablate, runs
-from srlib.ablate import load_grid, main
-from srlib.report import COLUMNS, collect, error_line, findings
+from srlib import ablate, notebooks, runs
+from srlib import results as rs
+from srlib.ablate import main
+from srlib.grid import load_grid
+from srlib.report import findings
+from srlib.results import COLUMNS, collect
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"preset": "quick", "iters": 4, "batch": 2, "patch": 16, "nf": 8, "nb": 1, "gc": 4,
@@ -39,25 +42,23 @@ def write_grid(path: Path, sets: tuple[str, str], variants: dict, **defaults) ->
     return path
 
 
-def _train_here(notebook: str, output: Path, params: dict) -> None:
-    """``02_train`` without a kernel: the same ``train()`` the notebook calls."""
+def _train_here(variant: str, seed: int, config: dict, run: Path) -> None:
+    """``notebooks.train_run`` without a kernel: the same ``train()`` the notebook calls."""
     from srlib.train import Config, train
 
-    assert notebook == "02_train.py"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("{}")
-    train(Config(**params["config"]))
+    assert config["seed"] == seed and variant
+    train(Config(**config))
 
 
 def _results_only(plan, stages, stop, t_start) -> int:
-    ablate.write_results(plan)
+    rs.write(plan.out, plan.grid, plan.report_seeds)
     return 0
 
 
 @pytest.fixture
 def in_process(monkeypatch):
     """Runs train in this process, the report stage writes results.csv only."""
-    monkeypatch.setattr(ablate, "execute", _train_here)
+    monkeypatch.setattr(ablate, "train_run", _train_here)
     monkeypatch.setattr(ablate, "build_report", _results_only)
 
 
@@ -187,25 +188,30 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(sets, tmp_path,
 
 # ---- 4. partial results -------------------------------------------------------------------
 
+GRID = {"variants": {"bicubic": {"baseline": "bicubic"}, "down/pixelshuffle": {"loss": "down"}},
+        "defaults": {}}
+
+
 def test_runs_that_do_not_exist_are_not_run_and_the_findings_survive_the_csv(tmp_path):
-    table = collect(tmp_path, {"bicubic": {}, "down/pixelshuffle": {"loss": "down"}}, [0, 1])
+    table = collect(tmp_path, GRID, [0, 1])
     assert list(table.columns) == COLUMNS and set(table.status) == {"not run"}
     failed = runs.run_dir(tmp_path, "down/pixelshuffle", 1)
     runs.write_error(failed, "Traceback (most recent call last):\n  ...\nValueError: boom\n")
     (failed / runs.ERROR).write_text("")  # an empty error cell: NaN once read from a CSV
-    table = collect(tmp_path, {"bicubic": {}, "down/pixelshuffle": {"loss": "down"}}, [0, 1])
+    table = collect(tmp_path, GRID, [0, 1])
     table.to_csv(tmp_path / "results.csv", index=False)
     back = pd.read_csv(tmp_path / "results.csv", keep_default_na=False, na_values=[""])
     assert back.error.isna().all()
     text = "\n".join(findings(back, "test"))
     assert "**Failed**: `down/pixelshuffle` seed 1." in text
     assert "**Not run**: `bicubic` seed 0, `down/pixelshuffle` seed 0." in text
-    assert error_line(float("nan")) == "" and error_line("a\n\nb: c\n") == "b: c"
+    assert runs.last_line(float("nan")) == "" and runs.last_line("a\n\nb: c\n") == "b: c"
     damaged = runs.run_dir(tmp_path, "bicubic", 0)
     damaged.mkdir(parents=True)
     (damaged / runs.CONFIG).write_text("{}")
     (damaged / runs.METRICS).write_text("{trunc")
-    row = collect(tmp_path, {"bicubic": {}}, [0]).iloc[0]
+    row = collect(tmp_path, {"variants": {"bicubic": {"baseline": "bicubic"}}, "defaults": {}},
+                  [0]).iloc[0]
     assert row.status == "failed" and "not valid JSON" in row.error
 
 
@@ -268,8 +274,8 @@ def test_a_failed_run_keeps_its_last_line_in_the_table_and_its_text_in_the_folde
     colour = ["\x1b[0;31m---------\x1b[0m", "\x1b[0;31mValueError\x1b[0m  Traceback",
               "\x1b[1;32m----> 1\x1b[0m train(cfg)", "\x1b[0;31mValueError\x1b[0m: boom"]
     err = PapermillExecutionError(3, 3, "train(cfg)", "ValueError", "boom", colour)
-    text = ablate.error_text(err)
-    assert "\x1b" not in text and ablate.last_line(text) == "ValueError: boom"
+    text = notebooks.error_text(err)
+    assert "\x1b" not in text and runs.last_line(text) == "ValueError: boom"
 
     grid = write_grid(tmp_path / "grid.yaml", sets, {"x": {**SRC, "upsampler": "bilinear"}})
     out = tmp_path / "out"

@@ -37,7 +37,6 @@ from srlib.analysis import (
 from srlib.data import eval_pair, load_dataset
 from srlib.metrics import psnr_rgb, quantize
 from srlib.report import (
-    COLUMNS,
     artifact_finding,
     findings,
     grid_summary,
@@ -47,6 +46,7 @@ from srlib.report import (
     run_links,
 )
 from srlib.resize import BicubicDegradation
+from srlib.results import COLUMNS
 from srlib.runs import load_sr, run_dir, write_png
 from srlib.toy import TOY_LOSSES, degrade, sample_manifold, toy_scores, train_toy
 
@@ -338,7 +338,7 @@ def test_notebook_prose_outweighs_code(name):
 PARAMETERS = {"01_manifold.py": {"image", "scale", "target_psnr", "toy_steps", "toy_seeds", "seed",
                                    "out"},
               "03_artifacts.py": {"results", "runs", "grid", "image", "crop", "out"},
-              "04_report.py": {"results", "runs", "grid", "per_image", "tradeoff",
+              "04_report.py": {"results", "runs", "grid", "tradeoff",
                                "samples_variant"}}
 
 

@@ -15,11 +15,12 @@ import yaml
 from conftest import legend_clear_of_axes
 
 from srlib import report as rp
+from srlib import results as rs
 from srlib import stats
-from srlib.ablate import load_grid, main
+from srlib.ablate import main
 from srlib.analysis import load_validation, plot_validation
+from srlib.grid import Hypothesis, load_grid
 from srlib.runs import VALIDATION, run_dir
-from srlib.stats import Hypothesis
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +84,7 @@ def results(table: pd.DataFrame) -> pd.DataFrame:
     failed = {"variant": "C", "kind": "trained", "seed": 1, "dataset": "", "status": "failed",
               "error": "Traceback\nValueError: boom"}
     out = pd.concat([means, pd.DataFrame([failed])], ignore_index=True)
-    return out.reindex(columns=rp.COLUMNS)
+    return out.reindex(columns=rs.COLUMNS)
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +175,13 @@ def test_statements_are_given_in_full():
     assert "declares no hypothesis" in rp.hypothesis_statements([])
 
 
-def test_every_metric_a_hypothesis_may_name_has_words_and_a_unit():
-    assert set(stats.KNOWN_METRICS) <= set(rp.METRIC_WORDS)
+def test_every_metric_has_words_a_unit_a_format_and_a_source():
+    from srlib.metrics import METRICS
+
+    for name, m in METRICS.items():
+        assert m.words and m.unit in ("", "dB", "%") and m.fmt.format(1.5), name
+        assert m.better in ("higher", "lower") and m.source in ("image", "gain", "samples")
+        assert not m.table or m.heading, f"{name}: a table column needs a heading"
 
 
 def test_general_findings_name_no_hypothesis(files):
@@ -195,7 +201,7 @@ def test_table_with_intervals(files):
     t, r = files
     s = rp.summary_table(r, t, baselines=BASELINES, **FAST)
     assert list(s[s.dataset == "S"].variant) == ["pinv", "bic", "A", "A+P", "B", "B+P"]
-    assert list(s.dataset.unique()) == list(SETS) and s.intervals.all()
+    assert list(s.dataset.unique()) == list(SETS)
     table = rp.format_table(s, "S").set_index("variant")
     assert list(table.columns) == ["kind", "PSNR-Y (dB)", "SSIM-Y", "LPIPS (stlpips-alex)",
                                    "LR-PSNR (dB)", "null-space gain (dB)", "range gain (dB)",
@@ -215,37 +221,11 @@ def test_table_with_intervals(files):
     assert "95% interval" in rp.table_note(s) and "whole image" in rp.table_note(s)
 
 
-def test_table_without_per_image_falls_back_to_means(files):
-    _, r = files
-    old = r.drop(columns=["kind", "iters_total", "null_gain_db", "range_gain_db"])
-    old.loc[old.variant.str.endswith("+P"), "status"] = "not run"  # before the twins
-    s = rp.summary_table(old, None)
-    assert not s.intervals.any()
-    table = rp.format_table(s, "S").set_index("variant")
-    assert list(table.index) == ["pinv", "bic", "A", "B"]  # baselines by their 0 iterations
-    assert re.match(r"^\d+\.\d{2}$", table.loc["A", "PSNR-Y (dB)"])
-    assert table.loc["A", "images"] == "" and table.loc["A", "seeds"] == "3"
-    assert "null-space gain (dB)" not in table and table.loc["B", "iterations"] == "20"
-    assert "no per-image table" in rp.table_note(s)
-    assert rp.summary_table(old[old.status != "done"]).empty
-
-
-def test_runs_the_per_image_table_lacks_get_means(files):
-    t, r = files
-    s = rp.summary_table(r, t[t.variant != "B"], baselines=BASELINES, **FAST)
-    table = rp.format_table(s, "T").set_index("variant")
-    assert list(table.index) == ["pinv", "bic", "A", "A+P", "B", "B+P"]  # still in order
-    assert re.match(r"^\d+\.\d{2}$", table.loc["B", "PSNR-Y (dB)"])
-    assert "[" in table.loc["B+P", "PSNR-Y (dB)"] and table.loc["B", "images"] == ""
-    note = rp.table_note(s)
-    assert "95% interval" in note and "lacks `B`: their cells are the mean over seeds" in note
-
-
-def test_load_per_image(tmp_path, files):
+def test_read_per_image(tmp_path, files):
     t, _ = files
-    assert rp.load_per_image(tmp_path / "per_image.csv") is None
+    assert rs.read_per_image(tmp_path) is None
     t.to_csv(tmp_path / "per_image.csv", index=False)
-    back = rp.load_per_image(tmp_path / "per_image.csv")
+    back = rs.read_per_image(tmp_path)
     assert back.image.iloc[0] == "000" and len(back) == len(t)
 
 
@@ -253,7 +233,7 @@ def test_load_per_image(tmp_path, files):
 
 def _grid(tmp_path: Path, hypotheses: list[dict], **variants) -> Path:
     g = {"name": "h", "defaults": {"iters": 100, "test_data": ["default"]},
-         "variants": {"pinv": {"baseline": "pinv"}, "bicubic": {},
+         "variants": {"pinv": {"baseline": "pinv"}, "bicubic": {"baseline": "bicubic"},
                       "A": {"loss": "down", "upsampler": "pixelshuffle"},
                       "B": {"loss": "pixel", "upsampler": "pixelshuffle"},
                       "short": {"loss": "pixel", "iters": 50},

@@ -8,16 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from srlib.grid import Hypothesis, parse_hypotheses
+from srlib.results import per_image_table
 from srlib.stats import (
-    Hypothesis,
     add_gains,
     difference_from_value,
     evaluate_hypothesis,
     format_interval,
     paired_bootstrap,
     paired_difference,
-    parse_hypotheses,
-    per_image_table,
     summary_with_ci,
     verdict_table,
 )
@@ -194,21 +193,21 @@ def _h(**kw) -> dict:
 
 def test_parse_hypotheses_accepts_a_valid_list():
     hs = parse_hypotheses([_h(), _h(id="H3", direction="less", datasets=["S"])],
-                          VARIANTS, METRICS, "grid.yaml", datasets={"S"})
+                          VARIANTS, "grid.yaml", datasets={"S"})
     assert hs[0] == Hypothesis("H2", "A beats B", "A", "B", "psnr_y", "greater")
     assert hs[1].datasets == ("S",) and hs[1].direction == "less"
     assert not hs[0].unequal_iters_ok
-    ok = parse_hypotheses([_h(unequal_iters_ok=True)], VARIANTS, METRICS, "grid.yaml")
+    ok = parse_hypotheses([_h(unequal_iters_ok=True)], VARIANTS, "grid.yaml")
     assert ok[0].unequal_iters_ok
-    assert parse_hypotheses(None, VARIANTS, METRICS, "grid.yaml") == []
+    assert parse_hypotheses(None, VARIANTS, "grid.yaml") == []
 
 
 @pytest.mark.parametrize("bad, message", [
-    (_h(a="x"), "grid.yaml: hypothesis 'H2': a: unknown variant 'x'; variants: A, B, base"),
+    (_h(a="x"), "grid.yaml: hypothesis 'H2': a: unknown variant 'x'"),
     (_h(b="y"), "hypothesis 'H2': b: unknown variant 'y'"),
     (_h(b="A"), "hypothesis 'H2': b: same variant as a"),
     (_h(metric="psnr"), "hypothesis 'H2': metric: unknown metric 'psnr'"),
-    (_h(direction="up"), "hypothesis 'H2': direction: unknown direction 'up'; one of: greater"),
+    (_h(direction="up"), "hypothesis 'H2': direction: unknown direction 'up'"),
     (_h(expected="greater"), "hypothesis 'H2': expected: unknown key"),
     ({k: v for k, v in _h().items() if k != "metric"}, "hypothesis 'H2': metric: missing"),
     ({k: v for k, v in _h().items() if k != "id"}, "hypothesis #1: id: missing"),
@@ -220,25 +219,25 @@ def test_parse_hypotheses_accepts_a_valid_list():
 ])
 def test_parse_errors_name_the_hypothesis_and_the_field(bad, message):
     with pytest.raises(ValueError) as e:
-        parse_hypotheses([bad], VARIANTS, METRICS, "grid.yaml", datasets={"S"})
+        parse_hypotheses([bad], VARIANTS, "grid.yaml", datasets={"S"})
     assert message in str(e.value)
 
 
 def test_parse_reports_every_problem_and_duplicate_ids():
     with pytest.raises(ValueError) as e:
-        parse_hypotheses([_h(), _h(a="x", metric="m")], VARIANTS, METRICS, "g.yaml")
+        parse_hypotheses([_h(), _h(a="x", metric="m")], VARIANTS, "g.yaml")
     lines = str(e.value).splitlines()
     assert "g.yaml: hypothesis 'H2': id: duplicate (also hypothesis #1)" in lines
     assert any("a: unknown variant 'x'" in x for x in lines)
     assert any("metric: unknown metric 'm'" in x for x in lines)
     with pytest.raises(ValueError, match="expected a list"):
-        parse_hypotheses({"H1": {}}, VARIANTS, METRICS, "g.yaml")
+        parse_hypotheses({"H1": {}}, VARIANTS, "g.yaml")
 
 
 def test_b_may_be_a_fixed_value():
-    (h,) = parse_hypotheses([_h(b=45), ], VARIANTS, METRICS, "grid.yaml")
+    (h,) = parse_hypotheses([_h(b=45), ], VARIANTS, "grid.yaml")
     assert (h.b, h.value, h.variants) == ("45", 45.0, ("A",))
-    assert parse_hypotheses([_h(b=0.5)], VARIANTS, METRICS, "g")[0].b == "0.5"
+    assert parse_hypotheses([_h(b=0.5)], VARIANTS, "g")[0].b == "0.5"
     # B is absent: only a is needed; the difference is a - 45 per image, resampled so
     rng = np.random.default_rng(3)
     noise = rng.normal(0, 1, (3, 20))

@@ -1,0 +1,604 @@
+"""The grid file and what a variant is.
+
+A grid (YAML) has ``defaults`` (any ``srlib.train.Config`` field), ``seeds``, ``variants``
+(``name: {loss, upsampler, ...}``) and optionally ``notebook_params`` (papermill parameters
+of the report's notebooks, ``NOTEBOOK_STAGES``), ``name`` and ``hypotheses`` (a list). Any
+other key is refused, with the close match. ``load_grid`` checks all of it before anything
+runs, each problem naming the file and the line.
+
+A variant is one of:
+
+- a closed-form baseline, ``baseline: <name>`` (``srlib.evaluate.BASELINES``): evaluated
+  once, with the first seed, never trained;
+- a trained variant: a ``loss`` and Config fields; ``init_from: <variant>`` fine-tunes that
+  variant's generator of the same seed (which then runs first, ``ordered``); its own
+  ``seeds`` keeps a subset of the grid's. Every trained variant ``v`` is also evaluated
+  projected, ``P(G(LR), LR)`` from the same weights, as its twin ``v+P``
+  (``projected_name``).
+
+Hypotheses (``Hypothesis``, ``parse_hypotheses``) are data: id, statement, ``a`` and ``b``
+(two variants, or ``b`` a number: a fixed value), a metric of ``srlib.metrics.METRICS``, a
+direction, optionally ``datasets`` and ``unequal_iters_ok``. Everything may import this
+module; it imports neither the runner nor the report.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import math
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from srlib import runs
+from srlib.metrics import METRICS
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+TOP_LEVEL = ("name", "defaults", "seeds", "variants", "notebook_params", "hypotheses")
+NOTEBOOK_STAGES = ("01_manifold", "03_artifacts", "04_report")
+# Config fields the runner sets for each run: a grid value would be silently overridden.
+RUNNER_SET = {"out": "the runner puts each run in <out>/runs/<variant>/seed<k>",
+              "seed": "the runner sets it from the grid's 'seeds' (or --seeds)"}
+DIRECTIONS = ("greater", "less")
+MAX_GRID_BYTES = 1 << 20  # a grid is a page of YAML; this bounds what the loader reads
+PROJECTED_SUFFIX = "+P"
+
+
+# ---- what a variant is --------------------------------------------------------------------
+
+def config_fields() -> set[str]:
+    """The names of ``srlib.train.Config``'s fields (imported late: training is heavy)."""
+    from srlib.train import Config
+
+    return {f.name for f in dataclasses.fields(Config)}
+
+
+def projected_name(variant: str) -> str:
+    """The name of a trained variant's post-hoc projected twin, ``P(G(LR), LR)``."""
+    return f"{variant}{PROJECTED_SUFFIX}"
+
+
+def baseline_of(spec: dict | None) -> str | None:
+    """The closed-form baseline a grid variant is (``srlib.evaluate.BASELINES``), or
+    ``None`` for a trained one."""
+    return (spec or {}).get("baseline")
+
+
+def variant_seeds(spec: dict | None, seeds: list[int]) -> list[int]:
+    """The seeds a variant runs with, of ``seeds``: a closed-form baseline does not depend
+    on the seed (evaluated once, with the first); a variant's own ``seeds`` keeps those of
+    ``seeds`` it names (a sweep given fewer seeds than the grid); else all of them."""
+    spec = spec or {}
+    if baseline_of(spec):
+        return seeds[:1]
+    if "seeds" in spec:
+        return [s for s in seeds if s in spec["seeds"]]
+    return list(seeds)
+
+
+def total_iters(grid: dict, variant: str) -> int:
+    """Iterations behind a variant's generator: its own, plus its sources' for a fine-tune;
+    0 for a baseline."""
+    from srlib.train import Config
+
+    spec = grid["variants"][variant] or {}
+    if baseline_of(spec):
+        return 0
+    own = int(spec.get("iters", grid["defaults"].get("iters", Config().iters)))
+    src = spec.get("init_from")
+    return own + (total_iters(grid, src) if src else 0)
+
+
+def iteration_label(grid: dict, variant: str) -> str:
+    """A variant's training length as text: ``'2000'``, or for a fine-tune its source's
+    total and its own, ``'2000 + 200'``; ``'0'`` for a baseline."""
+    own = total_iters(grid, variant)
+    src = (grid["variants"][variant] or {}).get("init_from")
+    if not src:
+        return str(own)
+    before = total_iters(grid, src)
+    return f"{before} + {own - before}"
+
+
+def ordered(variants: list[str], grid: dict) -> list[str]:
+    """Variants with every ``init_from`` source before its users (sources added)."""
+    done: list[str] = []
+
+    def visit(v: str, path: tuple) -> None:
+        if v in done:
+            return
+        if v in path:
+            raise ValueError(f"init_from cycle: {' -> '.join((*path, v))}")
+        src = grid["variants"][v].get("init_from")
+        if src:
+            visit(src, (*path, v))
+        done.append(v)
+
+    for v in variants:
+        visit(v, ())
+    return done
+
+
+def run_config(grid: dict, variant: str, seed: int, out: Path) -> dict:
+    """The ``Config`` fields of one trained run, as plain data (the grid's, then the
+    runner's): its folder ``<out>/runs/<variant>/seed<k>``, its source's folder."""
+    fields = config_fields()
+    spec = {k: v for k, v in {**grid["defaults"], **grid["variants"][variant]}.items()
+            if k in fields}  # not the runner's own keys (baseline, seeds)
+    if spec.get("init_from"):
+        spec["init_from"] = str(runs.run_dir(out, spec["init_from"], seed).resolve())
+    spec.update(seed=seed, out=str(runs.run_dir(out, variant, seed).resolve()), progress=False)
+    return spec
+
+
+def baseline_config(grid: dict, variant: str, seed: int, out: Path) -> dict:
+    """The config a closed-form baseline's folder records (``Config`` fields, as JSON
+    reads them back): its name as the loss, no upsampler, the grid's test sets."""
+    import json
+
+    from srlib.train import Config
+
+    spec = {**grid["defaults"], **grid["variants"][variant]}
+    fields = {k: v for k, v in spec.items() if k in config_fields()}
+    c = Config(**{**fields, "loss": baseline_of(grid["variants"][variant]),
+                  "upsampler": "", "init_from": None, "seed": seed,
+                  "out": str(runs.run_dir(out, variant, seed))})
+    return json.loads(json.dumps(dataclasses.asdict(c)))
+
+
+def test_sets(grid: dict) -> list[str]:
+    """The names of every test set the grid's variants are evaluated on."""
+    from srlib.data import dataset_name
+    from srlib.train import Config
+
+    sets = [grid["defaults"].get("test_data", Config().test_data),
+            *((spec or {}).get("test_data", []) for spec in grid["variants"].values())]
+    names = [dataset_name(s) for x in sets for s in ([x] if isinstance(x, str) else x or [])]
+    return list(dict.fromkeys(names))
+
+
+def notebook_parameters(stem: str) -> set[str]:
+    """The names a notebook's ``parameters`` cell assigns (what papermill can set)."""
+    import jupytext
+
+    nb = jupytext.read(NOTEBOOKS / f"{stem}.py")
+    names: set[str] = set()
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            for stmt in ast.parse(cell.source).body:
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else \
+                    [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+# ---- hypotheses -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A claim ``metric(a) <direction> metric(b)``: direction ``greater`` means a is greater
+    than b in ``metric``, ``less`` that it is less. ``b`` is a variant's name, or, when
+    ``value`` is set, that number as text (a fixed value to beat, in the metric's unit).
+    ``datasets``: the test sets it is evaluated on (empty: every test set in the table).
+    ``unequal_iters_ok``: the grid accepts that a and b were trained for different numbers
+    of iterations."""
+
+    id: str
+    statement: str
+    a: str
+    b: str
+    metric: str
+    direction: str
+    datasets: tuple[str, ...] = ()
+    unequal_iters_ok: bool = False
+    value: float | None = None
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The variants the claim needs: a and b, or a alone against a fixed value."""
+        return (self.a,) if self.value is not None else (self.a, self.b)
+
+
+_REQUIRED = ("id", "statement", "a", "b", "metric", "direction")
+_ALLOWED = (*_REQUIRED, "datasets", "unequal_iters_ok")
+
+
+def parse_hypotheses(
+    raw: list[dict] | None, variants: Collection[str], where: str,
+    datasets: Collection[str] | None = None,
+) -> list[Hypothesis]:
+    """The grid file's ``hypotheses`` list -> Hypothesis objects, checked before any
+    training. Refused (ValueError, every problem on its own line, each naming the hypothesis
+    and the field): a non-mapping entry, unknown keys, missing or empty fields, an unknown
+    variant in ``a`` / ``b`` (or the same one twice), a metric outside
+    ``srlib.metrics.METRICS``, an unknown direction, unknown test sets (when ``datasets``
+    is given), a non-boolean ``unequal_iters_ok`` and duplicate ids. None: no hypotheses."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError(f"{where}: hypotheses: expected a list of mappings, got "
+                         f"{type(raw).__name__}")
+    errors: list[str] = []
+    out: list[Hypothesis] = []
+    seen: dict[str, int] = {}
+    for i, h in enumerate(raw, 1):
+        if not isinstance(h, Mapping):
+            errors.append(f"{where}: hypothesis #{i}: expected a mapping with keys "
+                          f"{', '.join(_ALLOWED)}, got {type(h).__name__}")
+            continue
+        hid = h.get("id")
+        name = f"'{hid}'" if isinstance(hid, str) and hid.strip() else f"#{i}"
+        ok, err = _hypothesis_fields(h, variants)
+        ds, ds_err = _hypothesis_datasets(h, datasets)
+        err += ds_err
+        unequal = h.get("unequal_iters_ok", False)
+        if not isinstance(unequal, bool):
+            err.append(f"unequal_iters_ok: expected true or false, got {unequal!r}")
+        if "id" in ok:
+            if ok["id"] in seen:
+                err.append(f"id: duplicate (also hypothesis #{seen[ok['id']]})")
+            else:
+                seen[ok["id"]] = i
+        errors += [f"{where}: hypothesis {name}: {e}" for e in err]
+        if not err:
+            out.append(Hypothesis(**ok, datasets=tuple(ds), unequal_iters_ok=unequal))
+    if errors:
+        raise ValueError("\n".join(errors))
+    return out
+
+
+def _hypothesis_fields(h: Mapping, variants: Collection[str]) -> tuple[dict, list[str]]:
+    """The well-formed required fields of one hypothesis (a number in ``b`` gives ``value``
+    and ``b`` its text), and what is wrong with it."""
+    err = [f"{k}: unknown key; allowed: {', '.join(_ALLOWED)}" for k in h if k not in _ALLOWED]
+    b = h.get("b")
+    if isinstance(b, int | float) and not isinstance(b, bool):
+        if not math.isfinite(b):
+            err.append(f"b: expected a variant or a finite number, got {b!r}")
+        h = {**h, "b": f"{b:g}", "value": float(b)}
+    for k in _REQUIRED:
+        if k not in h or h[k] is None:
+            err.append(f"{k}: missing")
+        elif not isinstance(h[k], str) or not h[k].strip():
+            err.append(f"{k}: expected a non-empty string, got {h[k]!r}")
+    ok = {k: h[k] for k in _REQUIRED if isinstance(h.get(k), str) and h[k].strip()}
+    if "value" in h:
+        ok["value"] = h["value"]
+    for k in ("a",) if "value" in h else ("a", "b"):
+        if k in ok and ok[k] not in variants:
+            err.append(f"{k}: {unknown(ok[k], variants, 'variant')}")
+    if "a" in ok and ok.get("b") == ok["a"]:
+        err.append(f"b: same variant as a ('{ok['a']}')")
+    if "metric" in ok and ok["metric"] not in METRICS:
+        err.append(f"metric: {unknown(ok['metric'], METRICS, 'metric')}")
+    if "direction" in ok and ok["direction"] not in DIRECTIONS:
+        err.append(f"direction: {unknown(ok['direction'], DIRECTIONS, 'direction')}")
+    return ok, err
+
+
+def _hypothesis_datasets(h: Mapping, datasets: Collection[str] | None
+                         ) -> tuple[list[str], list[str]]:
+    """The test sets a hypothesis is restricted to (none: all), and what is wrong with them."""
+    ds = h.get("datasets", ())
+    ds = [ds] if isinstance(ds, str) else ([] if ds is None else ds)
+    if not isinstance(ds, list | tuple) or not all(isinstance(d, str) for d in ds):
+        return [], [f"datasets: expected a list of test set names, got {ds!r}"]
+    if datasets is None:
+        return list(ds), []
+    return list(ds), [f"datasets: {unknown(d, datasets, 'test set')}"
+                      for d in ds if d not in datasets]
+
+
+# ---- the one lookup of a name in a table ----------------------------------------------------
+
+def unknown(name: object, known: Collection[str], what: str) -> str:
+    """The project's one wording of a name outside its table: ``unknown <what> 'x' (did
+    you mean 'y'?); known: a, b, c``; a key renamed since says what it is called now."""
+    k = str(name)
+    if k in runs.RENAMED and runs.RENAMED[k] in known:
+        return f"{what} {k!r} is now called {runs.RENAMED[k]!r}"
+    close = difflib.get_close_matches(k, sorted(map(str, known)), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {k!r}{hint}; known: {', '.join(map(str, known))}"
+
+
+# ---- loading and checking the file ----------------------------------------------------------
+
+def load_grid(path: str | Path) -> dict:
+    """Read and check a grid file; ``ValueError`` names the file, the line and the bad
+    entry (with the close match of an unknown key). Returns the grid as plain data with
+    ``hypotheses`` as ``Hypothesis`` objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file not found: {path}")
+    text = _read_bounded(path)
+    try:
+        _refuse_aliases(path, text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        grid = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(_yaml_problem(path, err)) from None
+    lines = _key_lines(path, node)
+
+    def where(*keys: str) -> str:
+        line = lines.get(tuple(str(k) for k in keys))
+        return f"{path}:{line}" if line else str(path)
+
+    if grid is None:
+        raise ValueError(f"{path}: the file is empty; a grid needs 'variants'")
+    if not isinstance(grid, dict):
+        raise ValueError(f"{path}:{node.start_mark.line + 1}: expected a mapping of "
+                         f"{', '.join(TOP_LEVEL)}, got a {_kind(grid)}")
+    for key in grid:
+        if key not in TOP_LEVEL:
+            raise ValueError(f"{where(key)}: {unknown(key, TOP_LEVEL, 'top-level key')}")
+    grid.setdefault("name", path.stem)
+    if not isinstance(grid["name"], str) or not grid["name"]:
+        raise ValueError(f"{where('name')}: 'name' must be a non-empty string")
+    grid["seeds"] = check_seeds(grid.get("seeds", [0]), f"{where('seeds')}: seeds")
+    grid["defaults"] = _check_fields(grid.get("defaults"), "defaults", where)
+    variants = grid["variants"] = _check_variants(grid.get("variants"), where)
+    try:
+        ordered(list(variants), grid)
+    except ValueError as err:  # a cycle of init_from
+        raise ValueError(f"{where('variants')}: {err}") from None
+    _check_variant_seeds(grid, where)
+    grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
+    grid["hypotheses"] = _check_hypotheses(grid, where)
+    return grid
+
+
+def _read_bounded(path: Path) -> str:
+    """The file's text, refused when it is larger than any grid (``MAX_GRID_BYTES``)."""
+    size = path.stat().st_size
+    if size > MAX_GRID_BYTES:
+        raise ValueError(f"{path}: {size} bytes; a grid file is at most {MAX_GRID_BYTES} "
+                         "bytes")
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a text file ({err.reason} at byte {err.start})") \
+            from None
+
+
+def _refuse_aliases(path: Path, text: str) -> None:
+    """YAML aliases (``*name``) are refused: nested ones expand a 1 kB file into billions
+    of nodes ("billion laughs"), and a grid needs none (write the values out)."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1
+            raise ValueError(f"{path}:{line}: YAML alias *{event.anchor} is not accepted in "
+                             "a grid file: write the values out (anchors and aliases can "
+                             "expand a small file beyond any memory)")
+
+
+def _check_hypotheses(grid: dict, where: Callable[..., str]) -> list[Hypothesis]:
+    """``hypotheses`` -> ``Hypothesis`` objects, checked against the grid's variants and
+    the ``+P`` twins of its trained ones, the metrics, the grid's test sets, the seeds the
+    two sides share and their training length (``_unequal_iters``); every problem on its
+    own line, each naming the hypothesis and the field."""
+    if grid.get("hypotheses") is not None and not isinstance(grid["hypotheses"], list):
+        raise ValueError(f"{where('hypotheses')}: 'hypotheses' must be a list, got a "
+                         f"{_kind(grid['hypotheses'])}")
+    variants = grid["variants"]
+    trained = [v for v, spec in variants.items() if not baseline_of(spec)]
+    clash = [projected_name(v) for v in trained if projected_name(v) in variants]
+    if clash:
+        raise ValueError(f"{where('variants', clash[0])}: variant name {clash[0]!r} is taken "
+                         "by the projected twin of a trained variant; rename it")
+    names = [*variants, *map(projected_name, trained)]
+    hypotheses = parse_hypotheses(grid.get("hypotheses"), names, where("hypotheses"),
+                                  test_sets(grid))
+    problems = [f"{where('hypotheses')}: hypothesis '{h.id}': {why}" for h in hypotheses
+                if (why := _unequal_iters(h, grid) or _no_common_seed(h, grid))]
+    if problems:
+        raise ValueError("\n".join(problems))
+    return hypotheses
+
+
+def source_variant(grid: dict, name: str) -> str:
+    """The grid variant behind a hypothesis side: ``v`` for ``v`` and for its twin ``v+P``."""
+    return name if name in grid["variants"] else name.removesuffix(PROJECTED_SUFFIX)
+
+
+def _unequal_iters(h: Hypothesis, grid: dict) -> str:
+    """Why hypothesis ``h`` compares two trained (or projected) variants trained for
+    different numbers of iterations (a fine-tune counts its source's too), or '' when the
+    counts agree, a side is a baseline, b is a fixed value, or ``h.unequal_iters_ok``."""
+    if h.unequal_iters_ok or h.value is not None:
+        return ""
+    sides = [source_variant(grid, v) for v in (h.a, h.b)]
+    if any(baseline_of(grid["variants"][v]) for v in sides):
+        return ""
+    totals = [total_iters(grid, v) for v in sides]
+    if totals[0] == totals[1]:
+        return ""
+    counts = [iteration_label(grid, v) for v in sides]
+    return (f"a '{h.a}' is trained for {counts[0]} iterations and b '{h.b}' for "
+            f"{counts[1]}: compare variants of equal training length, or mark the "
+            "hypothesis 'unequal_iters_ok: true' (the report then says so)")
+
+
+def _no_common_seed(h: Hypothesis, grid: dict) -> str:
+    """Why the two trained sides of ``h`` can never be paired (no seed in common), or ''."""
+    sides = [source_variant(grid, v) for v in h.variants]
+    specs = [grid["variants"][v] for v in sides]
+    if len(sides) < 2 or any(baseline_of(s) for s in specs):
+        return ""
+    sa, sb = (variant_seeds(s, grid["seeds"]) for s in specs)
+    if set(sa) & set(sb):
+        return ""
+    return (f"a '{h.a}' runs with seeds {sa} and b '{h.b}' with seeds {sb}: no seed in "
+            "common, so no image can be paired; give them a seed in common")
+
+
+def _check_variant_seeds(grid: dict, where: Callable[..., str]) -> None:
+    """A variant's own seeds are a subset of the grid's (else they would never run)."""
+    for name, spec in grid["variants"].items():
+        extra = [s for s in spec.get("seeds", []) if s not in grid["seeds"]]
+        if extra:
+            raise ValueError(f"{where('variants', name, 'seeds')}: variant {name!r}: seeds "
+                             f"{extra} are not among the grid's seeds {grid['seeds']}; a "
+                             "variant's seeds choose among the grid's")
+
+
+def check_variant_name(name: object) -> str:
+    """Why ``name`` cannot be a variant (it becomes the folder ``runs/<name>/``, one per
+    name), or '' when it can: a non-empty relative path of plain parts, no ``.`` or
+    ``..`` part, no empty part (``a//b``, a trailing ``/``), no control character."""
+    if not isinstance(name, str) or not name.strip():
+        return "a variant name must be a non-empty string"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "a variant name may not hold control characters (newlines, tabs)"
+    if name != name.strip():
+        return "a variant name may not start or end with spaces"
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+        return ("a variant name must be a relative folder name of plain parts (no leading "
+                "'/' or './', no '.' or '..' part, no empty part, no backslash)")
+    return ""
+
+
+def _check_variants(variants, where) -> dict:
+    """The ``variants`` mapping, each checked: a folder-safe name, Config fields, a loss
+    (or a baseline), an ``init_from`` that names a trained variant."""
+    if not isinstance(variants, dict) or not variants:
+        raise ValueError(f"{where('variants')}: needs a non-empty mapping 'variants' "
+                         "(name: {loss, upsampler, ...})")
+    for name in list(variants):
+        why = check_variant_name(name)
+        if why:
+            raise ValueError(f"{where('variants', name)}: variant name {name!r}: {why} (it "
+                             "becomes runs/<variant>/)")
+        raw = variants[name]
+        base = raw.pop("baseline", None) if isinstance(raw, dict) else None
+        own_seeds = raw.pop("seeds", None) if isinstance(raw, dict) else None
+        spec = variants[name] = _check_fields(raw, f"variant {name!r}", where,
+                                              ("variants", name))
+        if own_seeds is not None:
+            spec["seeds"] = check_seeds(own_seeds, f"{where('variants', name, 'seeds')}: "
+                                                   f"variant {name!r}: seeds")
+        if base is not None:
+            _check_baseline(base, name, spec, where)
+            spec["baseline"] = base
+        elif "loss" not in spec:
+            raise ValueError(f"{where('variants', name)}: variant {name!r} needs a 'loss' "
+                             "(or 'baseline: <name>' for a closed-form baseline)")
+    for name, spec in variants.items():
+        src = spec.get("init_from")
+        if src is not None and src not in variants:
+            raise ValueError(f"{where('variants', name, 'init_from')}: variant {name!r}: "
+                             f"init_from: {unknown(src, variants, 'variant')}")
+        if src is not None and baseline_of(variants[src]):
+            raise ValueError(f"{where('variants', name, 'init_from')}: variant {name!r}: "
+                             f"init_from {src!r} is a closed-form baseline, which has no "
+                             "generator to start from; name a trained variant")
+    return variants
+
+
+def _check_baseline(base: object, name: str, spec: dict, where: Callable[..., str]) -> None:
+    """A closed-form baseline names one of ``evaluate.BASELINES`` and trains nothing."""
+    from srlib.evaluate import BASELINES
+
+    if base not in BASELINES:
+        raise ValueError(f"{where('variants', name, 'baseline')}: variant {name!r}: "
+                         f"{unknown(base, tuple(BASELINES), 'baseline')}")
+    trained = sorted(set(spec) & {"loss", "upsampler", "init_from", "iters"})
+    if trained:
+        raise ValueError(f"{where('variants', name)}: variant {name!r} is the closed-form "
+                         f"baseline {base!r}: it trains nothing, so {trained} do not apply")
+
+
+def _yaml_problem(path: Path, err: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: file, line, column, what the parser says."""
+    mark = getattr(err, "problem_mark", None)
+    at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    return f"{at}: not valid YAML: {problem}" + (f" ({context})" if context else "")
+
+
+def _key_lines(path: Path, node: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """The line of every mapping key, by its path of keys; refuses a key given twice in
+    one mapping (YAML would keep the last silently, e.g. two variants of one name)."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(n: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if not isinstance(n, yaml.MappingNode):
+            return
+        for key, value in n.value:
+            k = (*prefix, str(key.value))
+            if k in lines:
+                raise ValueError(f"{path}:{key.start_mark.line + 1}: key {key.value!r} "
+                                 f"given twice (first on line {lines[k]})")
+            lines[k] = key.start_mark.line + 1
+            walk(value, k)
+
+    if node is not None:
+        walk(node, ())
+    return lines
+
+
+def _kind(obj: object) -> str:
+    return {list: "list", dict: "mapping", str: "string"}.get(type(obj), type(obj).__name__)
+
+
+def _check_fields(spec: object, what: str, where: Callable[..., str],
+                  keys: tuple[str, ...] = ("defaults",)) -> dict:
+    """``defaults`` or a variant: a mapping (or nothing) of ``Config`` fields."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where(*keys)}: {what} must be a mapping of Config fields, got a "
+                         f"{_kind(spec)}")
+    known = sorted(config_fields() - set(RUNNER_SET))
+    for key in spec:
+        if key in RUNNER_SET:
+            raise ValueError(f"{where(*keys, key)}: {what}: '{key}' cannot be set in a grid: "
+                             f"{RUNNER_SET[key]}")
+        if key not in known:
+            raise ValueError(f"{where(*keys, key)}: {what}: {unknown(key, known, 'key')}")
+    return spec
+
+
+def check_seeds(seeds: object, what: str) -> list[int]:
+    """A non-empty list of distinct integers in [0, 2^63) (what ``torch.manual_seed``
+    takes); ``what`` names the field in the message."""
+    if not isinstance(seeds, list) or not seeds:
+        raise ValueError(f"{what} must be a non-empty list of integers, got {seeds!r}")
+    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool)
+           or not 0 <= s < 2**63]
+    if bad:
+        raise ValueError(f"{what} must be integers in [0, 2^63), got {bad[0]!r} in {seeds!r}")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ValueError(f"{what} must be distinct, {twice} given twice in {seeds!r}")
+    return seeds
+
+
+def _check_notebook_params(params: object, where: Callable[..., str]) -> dict:
+    """``notebook_params``: a mapping of notebook stems to mappings of their parameters."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{where('notebook_params')}: 'notebook_params' must be a mapping "
+                         f"of notebooks ({', '.join(NOTEBOOK_STAGES)}), got a {_kind(params)}")
+    for stem, values in params.items():
+        if stem not in NOTEBOOK_STAGES:
+            raise ValueError(f"{where('notebook_params', stem)}: notebook_params: "
+                             f"{unknown(stem, NOTEBOOK_STAGES, 'notebook')}")
+        if values is None:
+            params[stem] = values = {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{where('notebook_params', stem)}: notebook_params.{stem} must "
+                             f"be a mapping of its parameters, got a {_kind(values)}")
+        known = sorted(notebook_parameters(stem))
+        for key in values:
+            if key not in known:
+                raise ValueError(f"{where('notebook_params', stem, key)}: notebook_params."
+                                 f"{stem}: {unknown(key, known, 'parameter')}")
+    return params

@@ -1,0 +1,317 @@
+"""The result folder: run folders collected into tables, written, and read back.
+
+A result folder (``reports/`` for ``make report``, ``reports/study/`` for the study) holds:
+
+==================  ===================================================================
+``results.csv``     one row per variant x seed x test set (``COLUMNS``): the run's means
+                    (``collect``); a run that is not done is one row with its status
+``per_image.csv``   one row per variant x seed x test set x image (``collect_per_image``):
+                    the metrics of each run's ``eval/<set>/per_image.csv`` and
+                    ``samples.csv``, with the gains against the grid's ``pinv`` baseline
+``manifold.json``   the H1 measurements and the 2-D toy's (``01_manifold``)
+``artifacts.csv``   the periodic-artifact energy per variant (``03_artifacts``)
+``provenance.json`` commit, grid, packages, device, date, wall time per stage, and the
+                    SHA-256 of ``results.csv`` it describes (``provenance``)
+``runs/``           the run folders (``srlib.runs``)
+==================  ===================================================================
+
+Statuses of a run (``run_status``): ``done``; ``failed`` (``error.txt``: its last line);
+``stale`` (a fine-tune whose source was retrained after it); ``interrupted`` (started,
+resumable); ``not run``. The readers (``read_results``, ``read_per_image``,
+``read_provenance``) refuse a damaged file with a message that names it.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from srlib import runs
+from srlib.grid import (
+    PROJECTED_SUFFIX,
+    baseline_of,
+    projected_name,
+    total_iters,
+    variant_seeds,
+)
+from srlib.metrics import metrics_where
+from srlib.stats import GAIN_METRICS, KEYS, add_gains
+
+PROJECT = Path(__file__).resolve().parents[1]
+GAINS = GAIN_METRICS  # computed against the pinv baseline (``stats.add_gains``)
+# the run's means in results.csv, then the run's training time
+MEANS = [*metrics_where(source="image", results=True), "train_seconds"]
+COLUMNS = ["variant", "kind", "loss", "upsampler", "seed", "dataset", "status", *MEANS,
+           *GAINS, "lpips_kind", "iters", "iters_total", "device", "perc_backend", "error"]
+KINDS = ("baseline", "trained", "projected")
+RESULTS, PER_IMAGE, PROVENANCE = "results.csv", "per_image.csv", "provenance.json"
+MANIFOLD, ARTIFACTS = "manifold.json", "artifacts.csv"  # written by 01_manifold, 03_artifacts
+
+
+# ---- run folders -> tables ----------------------------------------------------------------
+
+def run_status(run: str | Path) -> tuple[str, str]:
+    """``(status, why)`` of a run folder (the statuses of the module doc)."""
+    run = Path(run)
+    if (run / runs.ERROR).is_file():
+        return "failed", runs.last_line((run / runs.ERROR).read_text())
+    if runs.is_finished(run):
+        why = runs.is_stale(run)
+        return ("stale", why) if why else ("done", "")
+    if (run / runs.CONFIG).is_file() or (run / runs.CHECKPOINT).is_file():
+        return "interrupted", "resumable: run the runner again"
+    return "not run", ""
+
+
+def collect(root: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
+    """One row per variant x seed x test set, plus a ``<variant>+P`` row (kind
+    ``projected``: the post-hoc projection of the same outputs) per trained run; a run that
+    is not done is one row with its status and why. A closed-form baseline is evaluated
+    once, with the first seed."""
+    rows = []
+    for variant, spec in grid["variants"].items():
+        for seed in variant_seeds(spec, seeds):
+            rows += _run_rows(runs.run_dir(root, variant, seed), variant, spec or {}, seed,
+                              total_iters(grid, variant))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _run_rows(d: Path, variant: str, spec: dict, seed: int, iters_total: int) -> list[dict]:
+    base = baseline_of(spec)
+    row = {"variant": variant, "kind": "baseline" if base else "trained",
+           "loss": base or spec.get("loss", ""), "upsampler": spec.get("upsampler", ""),
+           "seed": seed}
+    try:
+        status, why = run_status(d)
+        m = runs.read_metrics(d) if status == "done" else {}
+    except ValueError as err:  # a damaged file: this run fails, not the table
+        status, why = "failed", str(err)
+    if status != "done":
+        return [{**row, "dataset": "", "status": status, "error": why}]
+    common = {"train_seconds": m.get("train_seconds", np.nan),
+              "lpips_kind": m["lpips_kind"], "iters": m["iters"],
+              "iters_total": iters_total, "device": m["device"],
+              "perc_backend": m.get("perc_backend") or "", "error": ""}
+    means = MEANS[:-1]
+    out = [{**row, "dataset": name, "status": "done", **{k: ds.get(k, np.nan) for k in means},
+            **common} for name, ds in m["datasets"].items()]
+    for name, ds in (m.get("projected") or {}).items():
+        out.append({**row, "variant": projected_name(variant), "kind": "projected",
+                    "dataset": name, "status": "done",
+                    **{k: ds.get(k, np.nan) for k in means}, **common})
+    return out
+
+
+def per_image_table(folders: Iterable[tuple[str, int, Path]]) -> pd.DataFrame:
+    """The long per-image table of run folders ``(variant, seed, run_dir)``: ``KEYS`` and
+    the metrics of each ``eval/<set>/per_image.csv``, joined on the image with the
+    K-sample statistics of ``eval/<set>/samples.csv`` where the run has them. Failed runs
+    (``error.txt`` present) and folders without such files are skipped."""
+    parts = []
+    for variant, seed, d in folders:
+        if (Path(d) / runs.ERROR).is_file():
+            continue
+        for dataset in runs.eval_sets(d):
+            where = runs.eval_dir(d, dataset)
+            t = _read_csv(where / runs.PER_IMAGE)
+            if (where / runs.SAMPLES_CSV).is_file():
+                s = _read_csv(where / runs.SAMPLES_CSV)
+                t = t.merge(s[[c for c in s.columns if c == "image" or c not in t.columns]],
+                            on="image", how="left", sort=False)
+            t.insert(0, "dataset", dataset)
+            t.insert(0, "seed", seed)
+            t.insert(0, "variant", variant)
+            parts.append(t)
+    if not parts:
+        return pd.DataFrame(columns=KEYS)
+    out = pd.concat(parts, ignore_index=True)
+    return out[KEYS + [c for c in out.columns if c not in KEYS]]
+
+
+def collect_per_image(root: Path, results: pd.DataFrame, grid: dict) -> pd.DataFrame:
+    """The per-image table of every done run in ``results`` (``+P`` twins from
+    ``projected/``), with the gains against the grid's ``pinv`` baseline when it has one
+    (else those columns are NaN)."""
+    done = results[results.status == "done"].drop_duplicates(["variant", "seed"])
+    folders = []
+    for _, r in done.iterrows():
+        twin = r.kind == "projected"
+        d = runs.run_dir(root, r.variant.removesuffix(PROJECTED_SUFFIX) if twin else r.variant,
+                         int(r.seed))
+        folders.append((r.variant, int(r.seed), d / runs.PROJECTED if twin else d))
+    table = per_image_table(folders)
+    variants = grid["variants"]
+    pinv = [v for v, spec in variants.items() if baseline_of(spec) == "pinv"]
+    if pinv and not table.empty and pinv[0] in set(table.variant):
+        return add_gains(table, baseline=pinv[0], baselines=baseline_variants(grid))
+    return table.assign(**{g: np.nan for g in GAINS})
+
+
+def add_gain_means(results: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with the per-run means of the gains (``GAINS``)."""
+    if per_image.empty or GAINS[0] not in per_image:
+        return results
+    means = per_image.groupby(["variant", "seed", "dataset"])[GAINS].mean().reset_index()
+    out = results.drop(columns=GAINS).merge(means, on=["variant", "seed", "dataset"],
+                                            how="left")
+    return out[COLUMNS]
+
+
+def baseline_variants(grid: dict) -> list[str]:
+    """The grid's closed-form baselines (seed-independent: counted once per image)."""
+    return [v for v, spec in grid["variants"].items() if baseline_of(spec)]
+
+
+def variant_kinds(results: pd.DataFrame) -> dict[str, str]:
+    """variant -> ``baseline`` | ``trained`` | ``projected`` (the ``kind`` column), in
+    the table's order."""
+    if results.empty:
+        return {}
+    k = results.groupby("variant", sort=False)["kind"].first()
+    return {v: x if x in KINDS else "trained" for v, x in k.items()}
+
+
+# ---- writing the folder -------------------------------------------------------------------
+
+def write(out: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
+    """``results.csv`` and ``per_image.csv`` of ``out`` from whatever run folders exist
+    (every variant of the grid, with ``seeds``); returns the results table."""
+    results = collect(out, grid, seeds)
+    per_image = collect_per_image(out, results, grid)
+    results = add_gain_means(results, per_image)
+    runs.write_text(out / PER_IMAGE, per_image.to_csv(index=False))
+    runs.write_text(out / RESULTS, results.to_csv(index=False))
+    return results
+
+
+def provenance(out: Path, stages: dict[str, float], grid_path: Path,
+               results: pd.DataFrame) -> dict:
+    """Git commit, package versions, device, date, the wall time of each stage of this
+    invocation, ``train_seconds_total`` (the training time the done runs of ``results``
+    recorded, which a rebuild that skips them keeps), and the SHA-256 and row count of
+    ``out/results.csv`` (``read_results`` checks them). The grid's path is relative to
+    the project when it lies inside it."""
+    import importlib.metadata as md
+
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=PROJECT, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=PROJECT,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "unknown", ""
+    packages = {}
+    for p in ("torch", "numpy", "scikit-image", "pandas", "matplotlib", "papermill",
+              "jupytext", "nbconvert", "lpips", "stlpips-pytorch"):
+        try:
+            packages[p] = md.version(p)
+        except md.PackageNotFoundError:
+            packages[p] = "not installed"
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)"
+    return {
+        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        "grid": project_path(grid_path),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "device": device,
+        "packages": packages, "stage_seconds": stages,
+        "train_seconds_total": _train_seconds(results),
+        "results_sha256": runs.file_hash(out / RESULTS), "results_rows": len(results),
+    }
+
+
+def project_path(path: Path) -> str:
+    """``path`` relative to the project's root when inside it (a committed provenance
+    names no machine's folders), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(PROJECT.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _train_seconds(results: pd.DataFrame) -> float:
+    """The sum of ``train_seconds`` over the done trained runs (one per variant x seed;
+    the projected twins and baselines add nothing)."""
+    done = results[(results.status == "done") & (results.kind == "trained")]
+    t = pd.to_numeric(done.drop_duplicates(["variant", "seed"])["train_seconds"],
+                      errors="coerce")
+    return round(float(t.sum()), 1)
+
+
+# ---- reading it back ------------------------------------------------------------------------
+
+def _read_csv(path: Path, **kw) -> pd.DataFrame:
+    """A CSV the project wrote; ``ValueError`` names the file when it cannot be read."""
+    try:
+        return pd.read_csv(path, dtype={"image": str, "variant": str, "dataset": str}, **kw)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV ({type(err).__name__}: "
+                         f"{str(err).strip().splitlines()[0]}); rebuild it with the runner"
+                         ) from None
+
+
+def read_results(folder: str | Path) -> pd.DataFrame:
+    """``results.csv`` of a result folder, checked: every column of ``COLUMNS``, and the
+    SHA-256 that ``provenance.json`` recorded (a file cut short or rewritten since is
+    refused). ``ValueError`` / ``FileNotFoundError`` name the file."""
+    path = Path(folder) / RESULTS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no results table here; build it with "
+                                "`python -m srlib.ablate GRID --out FOLDER`")
+    t = _read_csv(path, keep_default_na=False, na_values=[""])
+    missing = [c for c in COLUMNS if c not in t.columns]
+    if missing:
+        raise ValueError(f"{path}: lacks column(s) {', '.join(missing)}; it is not a results "
+                         "table of this project's runner (rebuild it with the runner)")
+    prov = read_provenance(folder)
+    want = prov.get("results_sha256") if prov else None
+    if want and runs.file_hash(path) != want:
+        raise ValueError(f"{path}: does not match {Path(folder) / PROVENANCE} (its SHA-256 "
+                         f"differs; {len(t)} rows read, {prov.get('results_rows', '?')} "
+                         "written): cut short or rewritten since; rebuild it with the runner")
+    return t
+
+
+def read_per_image(folder: str | Path) -> pd.DataFrame | None:
+    """``per_image.csv`` of a result folder, or ``None`` where it is absent or empty (no
+    done run); a damaged one raises ``ValueError`` naming it."""
+    path = Path(folder) / PER_IMAGE
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    t = _read_csv(path)
+    missing = [c for c in KEYS if c not in t.columns]
+    if missing:
+        raise ValueError(f"{path}: lacks column(s) {', '.join(missing)}; rebuild it with the "
+                         "runner")
+    return None if t.empty else t
+
+
+def read_provenance(folder: str | Path) -> dict | None:
+    """``provenance.json`` of a result folder as a mapping, or ``None`` where absent;
+    ``ValueError`` names the file when it is not a JSON object."""
+    path = Path(folder) / PROVENANCE
+    return runs.read_json(path) if path.is_file() else None
+
+
+
+def read_manifold(folder: str | Path) -> dict | None:
+    """``manifold.json`` of a result folder, or ``None`` where absent."""
+    path = Path(folder) / MANIFOLD
+    return runs.read_json(path) if path.is_file() else None
+
+
+def read_artifacts(folder: str | Path) -> pd.DataFrame | None:
+    """``artifacts.csv`` of a result folder, or ``None`` where absent."""
+    path = Path(folder) / ARTIFACTS
+    return _read_csv(path) if path.is_file() else None
