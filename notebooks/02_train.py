@@ -47,6 +47,7 @@ from IPython.display import Markdown, display
 
 from srlib.analysis import plot_losses, show_images
 from srlib.data import dataset_name, load_dataset
+from srlib.report import plain
 from srlib.runs import load_sr
 from srlib.train import Config, train, train_step
 
@@ -66,7 +67,7 @@ display(Markdown(f"```python\n{inspect.getsource(train_step)}```"))
 # %%
 results = train(cfg)
 display(Markdown(
-    f"**{variant}**, seed {cfg.seed}: {results['iters']} iterations in "
+    f"**{plain(variant)}**, seed {cfg.seed}: {results['iters']} iterations in "
     f"{results['train_seconds']:.0f} s on {results['device']}"
     + (f", resumed from iteration {results['resumed_from_iter']}"
        if results["resumed_from_iter"] else "")

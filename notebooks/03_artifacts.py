@@ -60,11 +60,12 @@ from srlib.analysis import (
 )
 from srlib.data import eval_pair
 from srlib.metrics import quantize
+from srlib.report import code
 from srlib.resize import BicubicDegradation
 
 a = artifact_inputs(results, runs, grid, image)
-display(Markdown(f"Test set `{a.dataset}`, image `{a.image}`, seed {a.seed}, scale x{a.scale}; "
-                 f"variants: {', '.join(f'`{v}`' for v in a.variants) or 'none'}."))
+display(Markdown(f"Test set {code(a.dataset)}, image {code(a.image)}, seed {a.seed}, scale "
+                 f"x{a.scale}; variants: {', '.join(map(code, a.variants)) or 'none'}."))
 
 # %% [markdown]
 # ## The same crop, for every variant

@@ -183,7 +183,7 @@ display(Markdown("\n".join(f"- {s}" for s in lines)))
 # %%
 display(Markdown(rp.table_note(summ)))
 for d in datasets:
-    display(Markdown(f"### {d}"))
+    display(Markdown(f"### {rp.plain(d)}"))
     display(HTML(rp.format_table(summ, d).to_html(index=False)))
 
 # %% [markdown]

@@ -312,8 +312,8 @@ def _interrupted(plan: Plan, outcomes: dict[tuple[str, int], Outcome], stop: Sto
               file=sys.stderr)
     for v, s in waiting:
         print(f"  {v} seed {s}: not started", file=sys.stderr)
-    how = "without --force (which would discard what was trained) " if plan.forced else ""
-    print(f"to resume, run the same command {how}: {plan.command}", file=sys.stderr,
+    how = " without --force (which would discard what was trained)" if plan.forced else ""
+    print(f"to resume, run the same command{how}: {plan.command}", file=sys.stderr,
           flush=True)
     return 130
 
@@ -465,7 +465,7 @@ def make_plan(a: argparse.Namespace, argv: list[str] = ()) -> Plan:
         if bad:
             raise ValueError(f"--only: {gr.unknown(bad[0], names, 'variant')}")
         names = list(dict.fromkeys(a.only))
-    idle = [v for v in names if not gr.variant_seeds(grid["variants"][v], seeds)]
+    idle = [v for v in a.only or [] if not gr.variant_seeds(grid["variants"][v], seeds)]
     if idle:
         v = idle[0]
         raise ValueError(f"--seeds {' '.join(map(str, seeds))}: variant {v!r} runs with seeds "

@@ -157,7 +157,7 @@ def test_bad_grids(tmp_path, capsys):
     with pytest.raises(ValueError, match="needs a 'loss'"):
         load_grid(bad)
     bad.write_text(yaml.safe_dump({"variants": {"x": {"loss": "down", "init_from": "y"}}}))
-    with pytest.raises(ValueError, match="init_from 'y' is not a variant"):
+    with pytest.raises(ValueError, match="init_from: unknown variant 'y'"):
         load_grid(bad)
     assert main([str(tmp_path / "missing.yaml")]) == 2
     assert "grid file not found" in capsys.readouterr().err

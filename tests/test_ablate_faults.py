@@ -79,7 +79,7 @@ def finetune(tmp_path_factory, sets):
     root = tmp_path_factory.mktemp("finetune")
     grid = write_grid(root / "grid.yaml", sets, {"src": SRC, "ft": FT})
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ablate, "execute", _train_here)
+        mp.setattr(ablate, "train_run", _train_here)
         mp.setattr(ablate, "build_report", _results_only)
         assert main([str(grid), "--out", str(root / "out"), "--jobs", "1"]) == 0
     return root, root / "out"
@@ -129,6 +129,22 @@ def test_finetune_of_a_failed_source_is_not_run_and_not_reported_done(
     assert "its source src seed 0 failed" in (ft / runs.ERROR).read_text()
 
 
+def test_a_moved_result_folder_keeps_its_finetunes(finetune, in_process, capsys):
+    """Paths are stored relative to the run: a copied folder's fine-tune is neither refused
+    nor retrained."""
+    import shutil
+
+    root, out = finetune
+    moved = root / "elsewhere" / "out"
+    shutil.copytree(out, moved)
+    grid = root / "grid.yaml"
+    assert main([str(grid), "--out", str(moved)]) == 0
+    text = capsys.readouterr().out
+    assert "src seed 0: finished earlier, skipped" in text
+    assert "ft seed 0: finished earlier, skipped" in text, text
+    assert results(moved).loc["ft"].status == "done"
+
+
 # ---- 2. one runner per output folder --------------------------------------------------------
 
 def test_a_second_runner_on_the_same_folder_refuses_at_once(sets, tmp_path):
@@ -171,7 +187,7 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(sets, tmp_path,
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stdout + stderr
-    assert "interrupted by SIGTERM" in stderr and "run the same command to resume" in stderr
+    assert "interrupted by SIGTERM" in stderr and "to resume, run the same command:" in stderr
     assert "a seed 0: interrupted" in stderr and "b seed 0: not started" in stderr
     it = torch.load(run_a / runs.CHECKPOINT, weights_only=False)["iter"]
     assert 0 < it < 600
@@ -184,6 +200,38 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(sets, tmp_path,
     m = runs.read_metrics(run_a)
     assert m["resumed_from_iter"] == it and m["iters"] == 600
     assert not (run_a / runs.CHECKPOINT).exists()
+
+
+def test_sigterm_during_force_says_the_command_that_resumes(sets, tmp_path, monkeypatch,
+                                                           capsys):
+    """``--force``, then "the same command" would clear the checkpoint: the message gives
+    the command without it, and that command resumes."""
+    grid = write_grid(tmp_path / "grid.yaml", sets, {"a": SRC}, iters=600, ckpt_every=600)
+    out = tmp_path / "out"
+    run_a = runs.run_dir(out, "a", 0)
+    cmd = [str(grid), "--out", str(out), "--jobs", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "srlib.ablate", *cmd, "--force"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (run_a / runs.LOSSES).is_file() or \
+                len((run_a / runs.LOSSES).read_text().splitlines()) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    line = next(ln for ln in stderr.splitlines() if ln.startswith("to resume"))
+    assert "without --force" in line
+    told = line.split(": ", 1)[1].split()
+    assert told[:3] == ["python", "-m", "srlib.ablate"] and "--force" not in told
+    assert told[3:] == cmd
+    monkeypatch.setattr(ablate, "build_report", _results_only)
+    assert main(told[3:]) == 0
+    assert runs.read_metrics(run_a)["resumed_from_iter"] > 0
 
 
 # ---- 4. partial results -------------------------------------------------------------------

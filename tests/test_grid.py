@@ -1,0 +1,127 @@
+"""The grid file: what it refuses before anything runs (each with the file and the line),
+and what a variant is. None of these tests trains."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from srlib import grid as gr
+from srlib import report as rp
+from srlib.ablate import main, make_plan, parse_args
+from srlib.grid import load_grid
+
+
+def _write(tmp_path: Path, variants: dict, **top) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"iters": 10}, "variants": variants, **top}))
+    return path
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    # "billion laughs": nine levels of nine aliases, 9^9 nodes from under 1 kB
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 10):
+        refs = ",".join([f"*a{i - 1}"] * 9)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\nvariants: {x: {loss: pixel}}\n")
+    assert path.stat().st_size < 1024
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"laughs.yaml:2: YAML alias \*a0 is not accepted"):
+        load_grid(path)
+    assert time.perf_counter() - t0 < 5  # refused at the first alias, nothing expanded
+
+
+def test_a_file_larger_than_any_grid_is_refused(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * gr.MAX_GRID_BYTES + "\n")
+    with pytest.raises(ValueError, match="big.yaml: .* bytes; a grid file is at most"):
+        load_grid(path)
+
+
+@pytest.mark.parametrize("name", ["./bicubic", "a/../b", "..", "a//b", "a/", "/abs",
+                                  "a\nb", "tab\there", " a", "a\\b", "a/./b"])
+def test_variant_names_that_are_not_one_plain_folder_are_refused(tmp_path, name):
+    path = _write(tmp_path, {"bicubic": {"baseline": "bicubic"}, name: {"loss": "pixel"}})
+    with pytest.raises(ValueError, match="variant name") as e:
+        load_grid(path)
+    assert "grid.yaml" in str(e.value)
+
+
+def test_two_names_never_share_a_folder(tmp_path):
+    """The rule behind the refusals: every accepted name is its own folder."""
+    names = ["bicubic", "down/pixelshuffle", "a+P+x", "x y", "<script>"]
+    folders = {gr.runs.run_dir(tmp_path, n, 0).resolve() for n in names}
+    assert all(gr.check_variant_name(n) == "" for n in names) and len(folders) == len(names)
+
+
+def test_variant_seeds_outside_the_grid_are_refused(tmp_path):
+    path = _write(tmp_path, {"a": {"loss": "pixel", "seeds": [0, 5]}}, seeds=[0, 1])
+    with pytest.raises(ValueError, match=r"variant 'a': seeds \[5\] are not among the grid's "
+                                         r"seeds \[0, 1\]"):
+        load_grid(path)
+
+
+def test_a_seed_beyond_64_bits_names_the_field(tmp_path):
+    path = _write(tmp_path, {"a": {"loss": "pixel"}}, seeds=[2**64])
+    with pytest.raises(ValueError, match=r"grid.yaml:\d+: seeds must be integers in \[0, 2\^63\)"):
+        load_grid(path)
+
+
+def test_hypothesis_over_disjoint_seeds_is_refused_at_load(tmp_path):
+    h = {"id": "H", "statement": "s", "a": "a", "b": "b", "metric": "psnr_y",
+         "direction": "greater"}
+    path = _write(tmp_path, {"a": {"loss": "pixel", "seeds": [0]},
+                             "b": {"loss": "down", "seeds": [1]}}, seeds=[0, 1],
+                  hypotheses=[h])
+    with pytest.raises(ValueError, match=r"hypothesis 'H': a 'a' runs with seeds \[0\] and b "
+                                         r"'b' with seeds \[1\]: no seed in common"):
+        load_grid(path)
+
+
+def test_init_from_a_baseline_is_refused_at_load(tmp_path):
+    path = _write(tmp_path, {"pinv": {"baseline": "pinv"},
+                             "ft": {"loss": "pixel", "init_from": "pinv"}})
+    with pytest.raises(ValueError, match="init_from 'pinv' is a closed-form baseline"):
+        load_grid(path)
+
+
+def test_test_data_as_a_string_is_one_set(tmp_path):
+    path = _write(tmp_path, {"a": {"loss": "pixel"}})
+    g = load_grid(path)
+    g["defaults"]["test_data"] = "some/folder/Set5"
+    assert gr.test_sets(g) == ["Set5"]
+
+
+def test_unknown_names_list_the_table_they_come_from(tmp_path):
+    from srlib.evaluate import BASELINES
+
+    path = _write(tmp_path, {"x": {"baseline": "pinvv"}})
+    with pytest.raises(ValueError) as e:
+        load_grid(path)
+    assert "did you mean 'pinv'?" in str(e.value)
+    assert f"known: {', '.join(BASELINES)}" in str(e.value)
+
+
+def test_only_with_seeds_a_variant_does_not_run_is_refused(tmp_path, capsys):
+    path = _write(tmp_path, {"a": {"loss": "pixel"}, "b": {"loss": "pixel", "seeds": [0]}},
+                  seeds=[0, 1])
+    assert main([str(path), "--only", "b", "--seeds", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "--seeds 1: variant 'b' runs with seeds [0] only" in capsys.readouterr().err
+    # a run of fewer seeds still shows every seed's finished runs in the report
+    plan = make_plan(parse_args([str(path), "--seeds", "1", "--out", str(tmp_path / "o")]))
+    assert plan.report_seeds == [0, 1]
+
+
+def test_every_text_from_a_grid_reaches_the_page_escaped():
+    h = gr.Hypothesis("<b>H</b>", "<script>alert(1)</script> & more", "<script>v", "b",
+                      "psnr_y", "greater")
+    md = rp.hypothesis_statements([h])
+    assert "<script>" not in md and "&lt;script&gt;" in md and "<b>" not in md
+    assert rp.code("<script>v") == "<code>&lt;script&gt;v</code>"
+    assert rp.code("down/pixelshuffle") == "`down/pixelshuffle`"  # plain names unchanged
+    assert rp.code("a`b") == "<code>a`b</code>"  # no way out of a code span

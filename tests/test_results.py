@@ -1,0 +1,117 @@
+"""The result folder: its files read back, each damage refused with a message naming the
+file, and a report page that never outlives the results it showed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from srlib import ablate, runs
+from srlib import results as rs
+from srlib.report import main as report_main
+
+
+def _folder(tmp_path: Path, n: int = 8) -> Path:
+    """A result folder of ``n`` done runs of two variants (results, per-image table and a
+    provenance that records the results' hash), as the runner writes them."""
+    rng = np.random.default_rng(0)
+    rows, per = [], []
+    for i in range(n):
+        v, seed = ("a", "b")[i % 2], i // 2
+        rows.append({c: "" for c in rs.COLUMNS} | {
+            "variant": v, "kind": "trained", "seed": seed, "dataset": "S", "status": "done",
+            "psnr_y": 30 + i, "lpips_kind": "stlpips-alex", "iters": 10, "iters_total": 10})
+        per += [{"variant": v, "seed": seed, "dataset": "S", "image": f"{k}",
+                 "psnr_y": 30 + rng.normal()} for k in range(4)]
+    table = pd.DataFrame(rows, columns=rs.COLUMNS)
+    table.to_csv(tmp_path / rs.RESULTS, index=False)
+    pd.DataFrame(per).to_csv(tmp_path / rs.PER_IMAGE, index=False)
+    runs.write_json(tmp_path / rs.PROVENANCE, {
+        "commit": "abc", "results_sha256": runs.file_hash(tmp_path / rs.RESULTS),
+        "results_rows": len(table)})
+    return tmp_path
+
+
+def test_a_whole_folder_reads_back(tmp_path, capsys):
+    folder = _folder(tmp_path)
+    assert len(rs.read_results(folder)) == 8
+    assert report_main([str(folder), "--columns", "psnr_y@S"]) == 0
+    assert "| `a` |" in capsys.readouterr().out
+
+
+def test_a_truncated_results_csv_is_refused_naming_it(tmp_path, capsys):
+    folder = _folder(tmp_path)
+    text = (folder / rs.RESULTS).read_text()
+    (folder / rs.RESULTS).write_text(text[: len(text) // 3])  # cut mid-row
+    assert report_main([str(folder), "--columns", "psnr_y@S"]) == 2
+    err = capsys.readouterr().err
+    assert str(folder / rs.RESULTS) in err and "cut short or rewritten" in err
+    assert "8 written" in err
+
+
+def test_a_results_csv_without_its_status_column_is_refused(tmp_path, capsys):
+    folder = _folder(tmp_path)
+    pd.read_csv(folder / rs.RESULTS).drop(columns="status").to_csv(folder / rs.RESULTS,
+                                                                   index=False)
+    assert report_main([str(folder), "--columns", "psnr_y@S"]) == 2
+    err = capsys.readouterr().err
+    assert "results.csv: lacks column(s) status" in err and "Traceback" not in err
+
+
+def test_a_provenance_that_holds_a_list_is_refused(tmp_path, capsys):
+    folder = _folder(tmp_path)
+    (folder / rs.PROVENANCE).write_text("[1, 2]")
+    assert report_main([str(folder), "--columns", "psnr_y@S"]) == 2
+    err = capsys.readouterr().err
+    assert "provenance.json: expected a JSON object, got list" in err
+
+
+def test_a_damaged_per_image_csv_is_refused_naming_it(tmp_path, capsys):
+    folder = _folder(tmp_path)
+    (folder / rs.PER_IMAGE).write_bytes(b'variant,seed\n"a,0\n\xff\xfe')
+    assert report_main([str(folder), "--columns", "psnr_y@S"]) == 2
+    err = capsys.readouterr().err
+    assert str(folder / rs.PER_IMAGE) in err and "not a readable CSV" in err
+    (folder / rs.PER_IMAGE).write_text("x,y\n1,2\n")
+    with pytest.raises(ValueError, match="per_image.csv: lacks column"):
+        rs.read_per_image(folder)
+    (folder / rs.MANIFOLD).write_text("{trunc")
+    with pytest.raises(ValueError, match="manifold.json: not valid JSON"):
+        rs.read_manifold(folder)
+
+
+def test_the_old_page_is_marked_before_the_results_change(tmp_path, monkeypatch):
+    """A runner killed (kill -9) between writing results.csv and the new page leaves a page
+    that says so, never the old page beside new results."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.html").write_text("<html>the old report</html>")
+    grid = {"name": "g", "seeds": [0], "defaults": {}, "variants": {}, "notebook_params": {}}
+    plan = ablate.Plan(config=tmp_path / "g.yaml", grid=grid, names=[], seeds=[0],
+                       forced=set(), out=out, jobs=1)
+
+    def killed(*_a, **_k):
+        page = (out / "index.html").read_text()
+        assert "the old report" not in page and "is being rebuilt" in page
+        raise SystemExit(137)  # what the runner's death leaves: nothing after this point
+
+    monkeypatch.setattr(rs, "write", killed)
+    with pytest.raises(SystemExit):
+        ablate.build_report(plan, {}, ablate.Stop(), 0.0)
+    assert "is being rebuilt" in (out / "index.html").read_text()
+
+
+def test_a_second_grid_into_the_same_folder_is_warned_about(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    runs.write_json(out / rs.PROVENANCE, {"grid": "configs/first.yaml"})
+    plan = ablate.Plan(config=tmp_path / "second.yaml", grid={}, names=[], seeds=[0],
+                       forced=set(), out=out, jobs=1)
+    assert ablate._other_grid(plan) == "configs/first.yaml"
+    runs.write_json(out / rs.PROVENANCE, {"grid": rs.project_path(plan.config)})
+    assert ablate._other_grid(plan) == ""
+    json.dumps(rs.read_provenance(out))
