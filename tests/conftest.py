@@ -5,6 +5,17 @@ import pytest
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
+def pytest_configure(config):
+    """``SRLIB_TEST_EXTENSIONS=1``: the README's extension examples in place for the whole
+    run (``tests/extensions.py``): no test may depend on a table's exact contents."""
+    import os
+
+    if os.environ.get("SRLIB_TEST_EXTENSIONS") == "1":
+        import extensions
+
+        extensions.install(pytest.MonkeyPatch())
+
+
 @pytest.fixture
 def shared_datasets() -> Path:
     """``../shared/datasets`` beside the project; tests that need it skip elsewhere."""
@@ -43,7 +54,7 @@ def write_micro_grid(root: Path) -> Path:
             "bicubic": {"baseline": "bicubic"},
             "pixel/pixelshuffle": {"loss": "pixel", "upsampler": "pixelshuffle"},
             "down/pixelshuffle": {"loss": "down", "upsampler": "pixelshuffle"},
-            "broken": {"loss": "down", "upsampler": "bilinear"},
+            "broken": {"loss": "down", "upsampler": "no-such-upsampler"},
         },
         "notebook_params": {"01_manifold": {"toy_steps": 10}, "03_artifacts": {"crop": 32}},
     }

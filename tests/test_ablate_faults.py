@@ -113,7 +113,7 @@ def test_finetune_of_a_failed_source_is_not_run_and_not_reported_done(
     root, out = finetune
     src, ft = runs.run_dir(out, "src", 0), runs.run_dir(out, "ft", 0)
     broken = write_grid(root / "broken.yaml", sets,
-                        {"src": {**SRC, "upsampler": "bilinear"}, "ft": FT})
+                        {"src": {**SRC, "upsampler": "no-such-upsampler"}, "ft": FT})
     assert main([str(broken), "--out", str(out), "--only", "src", "--force"]) == 0
     assert "src seed 0: FAILED (ValueError: upsampler must be one of" in capsys.readouterr().out
     assert not (src / runs.GENERATOR).exists()  # --force removed the old outputs first
@@ -325,7 +325,8 @@ def test_a_failed_run_keeps_its_last_line_in_the_table_and_its_text_in_the_folde
     text = notebooks.error_text(err)
     assert "\x1b" not in text and runs.last_line(text) == "ValueError: boom"
 
-    grid = write_grid(tmp_path / "grid.yaml", sets, {"x": {**SRC, "upsampler": "bilinear"}})
+    grid = write_grid(tmp_path / "grid.yaml", sets,
+                      {"x": {**SRC, "upsampler": "no-such-upsampler"}})
     out = tmp_path / "out"
     assert main([str(grid), "--out", str(out)]) == 0
     run = runs.run_dir(out, "x", 0)
