@@ -34,6 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from srlib import grid as gr
@@ -330,9 +331,9 @@ def _other_grid(plan: Plan) -> str:
     return old if old and old != results.project_path(plan.config) else ""
 
 
-def _write_results(plan: Plan):
-    """``index.html`` marked as being rebuilt, then the result folder's tables written;
-    returns the results table."""
+def _write_results(plan: Plan, stages: dict[str, float]) -> pd.DataFrame:
+    """``index.html`` marked as being rebuilt, then the result folder's tables and their
+    provenance written (every notebook stage reads them); returns the results table."""
     other = _other_grid(plan)
     if other:
         print(f"warning: {plan.out} held the report of grid {other}; it is replaced by "
@@ -340,6 +341,8 @@ def _write_results(plan: Plan):
     _placeholder(plan.out, "is being rebuilt", "If this page stays, the rebuild was "
                  "stopped on the way: run the same command again.")
     table = results.write(plan.out, plan.grid, plan.report_seeds)
+    runs.write_json(plan.out / results.PROVENANCE,
+                    results.provenance(plan.out, stages, plan.config, table))
     for _, r in table[table.status == "stale"].iterrows():
         print(f"note: {r.variant} seed {r.seed} is stale ({r.error}); it is left out of the "
               f"tables: run `--only {r.variant}` to rerun it", flush=True)
@@ -350,7 +353,7 @@ def build_report(plan: Plan, stages: dict[str, float], stop: Stop, t_start: floa
     """The result folder, then the notebooks, then index.html. The old index.html is
     replaced first by a page that says the report is being rebuilt, so that a runner
     killed on the way never leaves a page beside results it does not show."""
-    table = _write_results(plan)
+    table = _write_results(plan, stages)
     trained = bool(((table.status == "done") & (table.kind != "baseline")).any())
     common = {"results": str(plan.out / results.RESULTS), "runs": str(plan.out / "runs"),
               "grid": str(plan.config)}

@@ -44,7 +44,8 @@ NOTEBOOK_STAGES = ("01_manifold", "03_artifacts", "04_report")
 RUNNER_SET = {"out": "the runner puts each run in <out>/runs/<variant>/seed<k>",
               "seed": "the runner sets it from the grid's 'seeds' (or --seeds)"}
 DIRECTIONS = ("greater", "less")
-MAX_GRID_BYTES = 1 << 20  # a grid is a page of YAML; this bounds what the loader reads
+MAX_GRID_BYTES = 1 << 20  # a grid is a page of YAML; these bound what the loader reads
+MAX_GRID_NODES = 100_000  # values, aliases expanded
 PROJECTED_SUFFIX = "+P"
 
 
@@ -317,11 +318,13 @@ def load_grid(path: str | Path) -> dict:
         raise FileNotFoundError(f"grid file not found: {path}")
     text = _read_bounded(path)
     try:
-        _refuse_aliases(path, text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        grid = yaml.safe_load(text)
+        _check_expansion(path, node)
+        grid = _unshared(yaml.safe_load(text))
     except yaml.YAMLError as err:
         raise ValueError(_yaml_problem(path, err)) from None
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply (or a recursive YAML alias)") from None
     lines = _key_lines(path, node)
 
     def where(*keys: str) -> str:
@@ -365,15 +368,33 @@ def _read_bounded(path: Path) -> str:
             from None
 
 
-def _refuse_aliases(path: Path, text: str) -> None:
-    """YAML aliases (``*name``) are refused: nested ones expand a 1 kB file into billions
-    of nodes ("billion laughs"), and a grid needs none (write the values out)."""
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            line = event.start_mark.line + 1
-            raise ValueError(f"{path}:{line}: YAML alias *{event.anchor} is not accepted in "
-                             "a grid file: write the values out (anchors and aliases can "
-                             "expand a small file beyond any memory)")
+def _check_expansion(path: Path, node: yaml.Node | None) -> None:
+    """Refuse a grid whose aliases (``*name``) expand beyond ``MAX_GRID_NODES`` nodes:
+    nested ones expand a 1 kB file into billions ("billion laughs"). The count is memoised
+    per node, so it takes time linear in the file, whatever it expands to."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        if id(n) not in sizes:
+            sizes[id(n)] = 0  # a node inside itself (a recursive alias) counts once
+            kids = [x for kv in n.value for x in kv] if isinstance(n, yaml.MappingNode) else \
+                n.value if isinstance(n, yaml.SequenceNode) else []
+            sizes[id(n)] = min(1 + sum(size(k) for k in kids), MAX_GRID_NODES + 1)
+        return sizes[id(n)]
+
+    if node is not None and size(node) > MAX_GRID_NODES:
+        raise ValueError(f"{path}: its YAML aliases expand to more than {MAX_GRID_NODES} "
+                         "values; a grid is a page of settings: write fewer or no aliases")
+
+
+def _unshared(obj: object) -> object:
+    """A copy in which no two places share one mapping or list (an alias gives each use
+    its own copy, so that checking one variant never changes another)."""
+    if isinstance(obj, dict):
+        return {k: _unshared(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unshared(v) for v in obj]
+    return obj
 
 
 def _check_hypotheses(grid: dict, where: Callable[..., str]) -> list[Hypothesis]:

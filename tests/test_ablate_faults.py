@@ -51,7 +51,7 @@ def _train_here(variant: str, seed: int, config: dict, run: Path) -> None:
 
 
 def _results_only(plan, stages, stop, t_start) -> int:
-    rs.write(plan.out, plan.grid, plan.report_seeds)
+    ablate._write_results(plan, stages)
     return 0
 
 
@@ -129,15 +129,17 @@ def test_finetune_of_a_failed_source_is_not_run_and_not_reported_done(
     assert "its source src seed 0 failed" in (ft / runs.ERROR).read_text()
 
 
-def test_a_moved_result_folder_keeps_its_finetunes(finetune, in_process, capsys):
+def test_a_moved_result_folder_keeps_its_finetunes(sets, tmp_path, in_process, capsys):
     """Paths are stored relative to the run: a copied folder's fine-tune is neither refused
     nor retrained."""
     import shutil
 
-    root, out = finetune
+    root = tmp_path
+    grid = write_grid(root / "grid.yaml", sets, {"src": SRC, "ft": FT})
+    assert main([str(grid), "--out", str(root / "out"), "--jobs", "1"]) == 0
     moved = root / "elsewhere" / "out"
-    shutil.copytree(out, moved)
-    grid = root / "grid.yaml"
+    shutil.copytree(root / "out", moved)
+    capsys.readouterr()
     assert main([str(grid), "--out", str(moved)]) == 0
     text = capsys.readouterr().out
     assert "src seed 0: finished earlier, skipped" in text
