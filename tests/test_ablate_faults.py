@@ -19,7 +19,6 @@ import yaml
 from conftest import write_small_sets
 
 from srlib import ablate, notebooks, runs
-from srlib import results as rs
 from srlib.ablate import main
 from srlib.grid import load_grid
 from srlib.report import findings
