@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from srlib.data import eval_pair
-from srlib.metrics import psnr_rgb, quantize
+from srlib.metrics import metric, psnr_rgb, quantize
 from srlib.resize import BicubicDegradation
 from srlib.results import variant_kinds
 from srlib.runs import VALIDATION, eval_dir, load_sr, run_dir, sample_dir
@@ -446,8 +446,14 @@ def load_loss_curves(runs: str | Path, variants: list[str], seed: int) -> dict[s
 
 # ---- 04_report: validation curves (``validation.csv`` of each run) ------------------------
 
-VALIDATION_PANELS = {"null_gain_db": "null-space gain vs D^+ LR (dB), higher is better",
-                     "lr_psnr": "LR-PSNR (dB), higher is more consistent"}
+def axis_label(name: str) -> str:
+    """A metric's axis label from ``srlib.metrics.METRICS``: ``'PSNR-Y (dB), higher is
+    better'``."""
+    m = metric(name)
+    return m.label + (f", {m.better} is better" if m.better else "")
+
+
+VALIDATION_PANELS = {m: axis_label(m) for m in ("null_gain_db", "lr_psnr")}
 
 
 def load_validation(runs: str | Path, variants: list[str], seeds: list[int],
@@ -558,9 +564,7 @@ def plot_samples(run: str | Path, dataset: str, image: str, hr_u8: torch.Tensor,
     return fig
 
 
-TRADEOFF_PANELS = {"psnr_y": "PSNR-Y (dB), higher is better",
-                   "lpips": "LPIPS, lower is better",
-                   "lr_psnr": "LR-PSNR (dB), higher is more consistent"}
+TRADEOFF_PANELS = {m: axis_label(m) for m in ("psnr_y", "lpips", "lr_psnr")}
 
 
 def plot_tradeoff(results: pd.DataFrame, sweep: list[list[str]],

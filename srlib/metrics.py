@@ -160,7 +160,8 @@ class Metric:
     ``eval/<set>/per_image.csv``), ``'gain'`` (computed against the ``pinv`` baseline by
     ``srlib.stats.add_gains``), ``'samples'`` (a stochastic generator's K samples,
     ``eval/<set>/samples.csv``); ``results``: a column of ``results.csv`` (the run's mean);
-    ``table``: a column of the report's main table, headed ``heading``; ``validation``:
+    ``table``: a column of the report's main table, headed ``heading`` (of its sample
+    table, for a ``samples`` metric); ``validation``:
     logged during training in ``validation.csv``."""
 
     words: str
@@ -203,19 +204,23 @@ METRICS: dict[str, Metric] = {
                            validation=True, heading="null-space gain (dB)"),
     "range_gain_db": Metric("range gain", "dB", "{:.2f}", "higher", "gain", table=True,
                             validation=True, heading="range gain (dB)"),
+    # a stochastic generator's K samples per image; ``table``: in the report's sample table
     "lr_psnr_mean": Metric("LR-PSNR, mean of the samples", "dB", "{:.2f}", "higher",
-                           "samples"),
-    "lr_psnr_worst": Metric("LR-PSNR, worst sample", "dB", "{:.2f}", "higher", "samples"),
-    "psnr_y_mean_image": Metric("PSNR-Y of the samples' mean", "dB", "{:.2f}", "higher",
-                                "samples"),
-    "psnr_y_mean": Metric("PSNR-Y, mean of the samples", "dB", "{:.2f}", "higher", "samples"),
+                           "samples", table=True),
+    "lr_psnr_worst": Metric("LR-PSNR, worst sample", "dB", "{:.2f}", "higher", "samples",
+                            table=True),
     "lr_psnr_ntire_mean": Metric("the challenge's LR-PSNR, mean of the samples", "dB",
-                                 "{:.2f}", "higher", "samples"),
+                                 "{:.2f}", "higher", "samples", table=True),
     "lr_psnr_ntire_worst": Metric("the challenge's LR-PSNR, worst sample", "dB", "{:.2f}",
-                                  "higher", "samples"),
+                                  "higher", "samples", table=True),
     "diversity": Metric("diversity score (the challenge's)", "%", "{:.2f}", "higher",
-                        "samples"),
-    "lpips_global_best": Metric("LPIPS of the best sample", "", "{:.3f}", "lower", "samples"),
+                        "samples", table=True),
+    "psnr_y_mean_image": Metric("PSNR-Y of the samples' mean", "dB", "{:.2f}", "higher",
+                                "samples", table=True),
+    "psnr_y_mean": Metric("PSNR-Y, mean of the samples", "dB", "{:.2f}", "higher", "samples",
+                          table=True),
+    "lpips_global_best": Metric("LPIPS of the best sample", "", "{:.3f}", "lower", "samples",
+                                table=True),
     "lpips_local_best": Metric("LPIPS, best sample per pixel", "", "{:.3f}", "lower",
                                "samples"),
     "lpips_mean": Metric("LPIPS, mean of the samples", "", "{:.3f}", "lower", "samples"),

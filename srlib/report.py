@@ -27,9 +27,9 @@ from srlib.grid import Hypothesis, projected_name
 from srlib.metrics import metric, metrics_where
 from srlib.results import variant_kinds
 
-TABLE = metrics_where(table=True)  # the main table's metric columns, in order
-SAMPLE_TABLE = ["lr_psnr_mean", "lr_psnr_worst", "lr_psnr_ntire_mean", "lr_psnr_ntire_worst",
-                "diversity", "psnr_y_mean_image", "psnr_y_mean", "lpips_global_best"]
+# the columns of the main table and of the sample table, in order
+TABLE = [m for m in metrics_where(table=True) if metric(m).source != "samples"]
+SAMPLE_TABLE = metrics_where(table=True, source="samples")
 
 # ---- the tables: mean [95% interval] per test set and variant ----------------------------
 

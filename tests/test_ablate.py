@@ -173,7 +173,7 @@ def test_shipped_grids_load(name):
     names = {"bicubic", "pinv", "pixel/pixelshuffle", "down/pixelshuffle", "down/nearest"}
     assert names <= set(grid["variants"])
     ids = {h.id.split("-")[0] for h in grid.get("hypotheses") or []}
-    assert {"H1", "H2", "H3", "H4"} <= ids  # DESIGN section 2, declared in every grid
+    assert {"H1", "H2", "H3", "H4"} <= ids  # the questions of README, declared in every grid
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.py")), ids=lambda p: p.name)
