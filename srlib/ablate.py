@@ -23,7 +23,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import errno
-import html
 import os
 import shlex
 import sys
@@ -31,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -42,18 +40,13 @@ from srlib import results, runs
 from srlib.notebooks import (
     Stop,
     error_text,
-    execute,
     interrupted,
+    mark_rebuilding,
+    report_stages,
     signals_passed_on,
-    to_html,
     train_run,
 )
 
-# the outputs of each notebook stage, removed when the stage fails or is skipped so that
-# the report never shows figures of an earlier invocation
-STAGE_OUTPUTS = {"01_manifold": (results.MANIFOLD,),
-                 "03_artifacts": (results.ARTIFACTS, "artifacts_crops.png",
-                                  "artifacts_spectra.png")}
 # what the runner writes into error.txt when it does not run a run (so that a later
 # invocation that finds the run valid again can drop it)
 NOT_RUN = "not run: "
@@ -338,8 +331,7 @@ def _write_results(plan: Plan, stages: dict[str, float]) -> pd.DataFrame:
     if other:
         print(f"warning: {plan.out} held the report of grid {other}; it is replaced by "
               f"this grid's ({results.project_path(plan.config)})", file=sys.stderr)
-    _placeholder(plan.out, "is being rebuilt", "If this page stays, the rebuild was "
-                 "stopped on the way: run the same command again.")
+    mark_rebuilding(plan.out)
     table = results.write(plan.out, plan.grid, plan.report_seeds)
     runs.write_json(plan.out / results.PROVENANCE,
                     results.provenance(plan.out, stages, plan.config, table))
@@ -350,87 +342,13 @@ def _write_results(plan: Plan, stages: dict[str, float]) -> pd.DataFrame:
 
 
 def build_report(plan: Plan, stages: dict[str, float], stop: Stop, t_start: float) -> int:
-    """The result folder, then the notebooks, then index.html. The old index.html is
-    replaced first by a page that says the report is being rebuilt, so that a runner
-    killed on the way never leaves a page beside results it does not show."""
+    """The result folder, then the report's notebooks and page
+    (``notebooks.report_stages``); the exit status."""
     table = _write_results(plan, stages)
     trained = bool(((table.status == "done") & (table.kind != "baseline")).any())
-    common = {"results": str(plan.out / results.RESULTS), "runs": str(plan.out / "runs"),
-              "grid": str(plan.config)}
-    stage_params = {"01_manifold": {"out": str(plan.out / results.MANIFOLD)},
-                    "03_artifacts": {**common, "out": str(plan.out / results.ARTIFACTS)},
-                    "04_report": common}
-    problems = []
-    for stem in gr.NOTEBOOK_STAGES:
-        if stop.signum is not None:
-            break
-        if stem == "03_artifacts" and not trained:
-            _remove_outputs(plan.out, stem, notebook=True)
-            print(f"{stem}.py: skipped (no trained run has finished)", flush=True)
-            continue
-        params = {**stage_params[stem], **plan.grid["notebook_params"].get(stem, {})}
-        t0 = time.perf_counter()
-        if stem == "04_report":
-            runs.write_json(plan.out / results.PROVENANCE,
-                            results.provenance(plan.out, stages, plan.config, table))
-        try:
-            execute(f"{stem}.py", plan.out / f"{stem}.ipynb", params)
-        except Exception as err:
-            if stop.signum is not None:
-                break
-            why = f"{stem}.py failed: {_short(runs.last_line(error_text(err)))}"
-            if stem == "04_report":
-                return _report_failed(plan.out, why)
-            _remove_outputs(plan.out, stem)
-            problems.append(why)
-            print(f"error: {why} (see {plan.out / stem}.html); the report is built without "
-                  "it", file=sys.stderr, flush=True)
-            continue
-        stages[stem] = time.perf_counter() - t0
-        print(f"{stem}.py: done in {_fmt(stages[stem])}", flush=True)
-    if stop.signum is not None:
-        print(f"interrupted by {stop.name}: the report was not rebuilt; run the same command "
-              "to build it", file=sys.stderr)
-        return 130
-    try:
-        to_html(plan.out / "04_report.ipynb", plan.out / "index.html", code=False)
-    except Exception as err:
-        return _report_failed(plan.out,
-                              f"index.html: {_short(runs.last_line(error_text(err)))}")
-    print(f"report: {plan.out / 'index.html'} (total {_fmt(time.perf_counter() - t_start)})")
-    if problems:
-        print(f"error: {'; '.join(problems)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _remove_outputs(out: Path, stem: str, notebook: bool = False) -> None:
-    """A stage's outputs of an earlier invocation; with ``notebook``, its executed
-    notebook too (a failed stage keeps it: it shows the error)."""
-    names = STAGE_OUTPUTS.get(stem, ()) + ((f"{stem}.ipynb", f"{stem}.html") if notebook else ())
-    for name in names:
-        (out / name).unlink(missing_ok=True)
-
-
-def _placeholder(out: Path, state: str, text: str) -> None:
-    """``index.html`` as a page saying the report ``state`` (and ``text``, HTML)."""
-    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Report not current"
-            f"</title></head><body><h1>The report {html.escape(state)}</h1>"
-            f"<p>{html.escape(when)}: the page that was here showed results of an earlier "
-            f"invocation and was removed. {text}</p></body></html>\n")
-    runs.write_text(out / "index.html", page)
-
-
-def _report_failed(out: Path, why: str) -> int:
-    """Replace ``index.html`` with a page that says the report is not current, and why."""
-    _placeholder(out, "could not be built",
-                 f"{html.escape(why)}. The results table is <a href='results.csv'>"
-                 "results.csv</a>; the failed notebook is <a href='04_report.html'>"
-                 "04_report.html</a>. Fix the problem and run the same command again.")
-    print(f"error: the report could not be built: {why}; {out / 'index.html'} now says so "
-          f"(see {out / '04_report.html'})", file=sys.stderr)
-    return 1
+    code = report_stages(plan.out, plan.grid, plan.config, trained, stages, stop)
+    print(f"total {_fmt(time.perf_counter() - t_start)}", flush=True)
+    return code
 
 
 # ---- the command ------------------------------------------------------------------------------

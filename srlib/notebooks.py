@@ -4,7 +4,10 @@ Notebooks live in ``notebooks/`` as jupytext ``.py`` files; ``execute`` runs one
 papermill (parameters injected after its ``parameters`` cell) and writes the executed
 ``.ipynb`` and its self-contained HTML (``to_html``). One run's unit of work is
 ``train_run(variant, seed, config, run)``: a plain, picklable call that executes
-``02_train.py`` into the run folder, the same wherever it is called.
+``02_train.py`` into the run folder, the same wherever it is called. The report is
+``report_stages``: ``01_manifold``, ``03_artifacts`` and ``04_report`` over a result folder
+(``srlib.results``), then ``index.html``; while it runs, ``index.html`` says the report is
+being rebuilt (``mark_rebuilding``).
 
 Papermill starts each kernel in a session of its own, so a terminal's Ctrl-C or a
 scheduler's SIGTERM to the caller never reaches it: ``Stop`` remembers the signal and passes
@@ -14,20 +17,29 @@ it on to the kernels (``child_pids``), whose training then saves a checkpoint an
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import os
 import re
 import signal
+import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
-from srlib import runs
-from srlib.grid import NOTEBOOKS
+from srlib import results, runs
+from srlib.grid import NOTEBOOK_STAGES, NOTEBOOKS
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 TRAIN = "02_train.py"
+# the outputs of each report stage, removed when the stage fails or is skipped so that the
+# report never shows figures of an earlier invocation
+STAGE_OUTPUTS = {"01_manifold": (results.MANIFOLD,),
+                 "03_artifacts": (results.ARTIFACTS, "artifacts_crops.png",
+                                  "artifacts_spectra.png")}
 
 
 def train_run(variant: str, seed: int, config: dict, run: str | Path) -> None:
@@ -110,6 +122,101 @@ def interrupted(err: BaseException) -> bool:
     """Whether a notebook stopped because its kernel was told to (``Interrupted``, what
     training raises on SIGTERM / SIGINT)."""
     return getattr(err, "ename", None) == "Interrupted"
+
+
+# ---- the report: its notebooks, then the page ------------------------------------------------
+
+def report_stages(out: Path, grid: dict, grid_path: Path, trained: bool,
+                  stages: dict[str, float], stop: Stop) -> int:
+    """The report's notebooks over the result folder ``out`` (``03_artifacts`` only when a
+    trained run finished), then ``index.html``; each stage's wall time goes into
+    ``stages`` and ``provenance.json``. Returns 0, 1 (a stage failed: the report is built
+    without it; or the page failed: ``index.html`` says so) or 130 (stopped)."""
+    common = {"results": str(out / results.RESULTS), "runs": str(out / "runs"),
+              "grid": str(grid_path)}
+    stage_params = {"01_manifold": {"out": str(out / results.MANIFOLD)},
+                    "03_artifacts": {**common, "out": str(out / results.ARTIFACTS)},
+                    "04_report": common}
+    problems = []
+    for stem in NOTEBOOK_STAGES:
+        if stop.signum is not None:
+            break
+        if stem == "03_artifacts" and not trained:
+            _remove_outputs(out, stem, notebook=True)
+            print(f"{stem}.py: skipped (no trained run has finished)", flush=True)
+            continue
+        params = {**stage_params[stem], **grid["notebook_params"].get(stem, {})}
+        t0 = time.perf_counter()
+        if stem == "04_report":
+            results.record_stages(out, stages)  # the page shows the times so far
+        try:
+            execute(f"{stem}.py", out / f"{stem}.ipynb", params)
+        except Exception as err:
+            if stop.signum is not None:
+                break
+            why = f"{stem}.py failed: {_short(runs.last_line(error_text(err)))}"
+            if stem == "04_report":
+                return _report_failed(out, why)
+            _remove_outputs(out, stem)
+            problems.append(why)
+            print(f"error: {why} (see {out / stem}.html); the report is built without it",
+                  file=sys.stderr, flush=True)
+            continue
+        stages[stem] = time.perf_counter() - t0
+        print(f"{stem}.py: done in {stages[stem]:.0f} s", flush=True)
+    if stop.signum is not None:
+        print(f"interrupted by {stop.name}: the report was not rebuilt; run the same command "
+              "to build it", file=sys.stderr)
+        return 130
+    try:
+        to_html(out / "04_report.ipynb", out / "index.html", code=False)
+    except Exception as err:
+        return _report_failed(out, f"index.html: {_short(runs.last_line(error_text(err)))}")
+    print(f"report: {out / 'index.html'}", flush=True)
+    if problems:
+        print(f"error: {'; '.join(problems)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _short(line: str, n: int = 300) -> str:
+    return line if len(line) <= n else line[: n - 3] + "..."
+
+
+def _remove_outputs(out: Path, stem: str, notebook: bool = False) -> None:
+    """A stage's outputs of an earlier invocation; with ``notebook``, its executed
+    notebook too (a failed stage keeps it: it shows the error)."""
+    names = STAGE_OUTPUTS.get(stem, ()) + ((f"{stem}.ipynb", f"{stem}.html") if notebook else ())
+    for name in names:
+        (out / name).unlink(missing_ok=True)
+
+
+def _placeholder(out: Path, state: str, text: str) -> None:
+    """``index.html`` as a page saying the report ``state`` (and ``text``, HTML)."""
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Report not current"
+            f"</title></head><body><h1>The report {html.escape(state)}</h1>"
+            f"<p>{html.escape(when)}: the page that was here showed results of an earlier "
+            f"invocation and was removed. {text}</p></body></html>\n")
+    runs.write_text(out / "index.html", page)
+
+
+def mark_rebuilding(out: Path) -> None:
+    """``index.html`` says the report is being rebuilt (a runner killed on the way leaves
+    this page, never an old page beside new results)."""
+    _placeholder(out, "is being rebuilt", "If this page stays, the rebuild was stopped on "
+                 "the way: run the same command again.")
+
+
+def _report_failed(out: Path, why: str) -> int:
+    """Replace ``index.html`` with a page that says the report is not current, and why."""
+    _placeholder(out, "could not be built",
+                 f"{html.escape(why)}. The results table is <a href='results.csv'>"
+                 "results.csv</a>; the failed notebook is <a href='04_report.html'>"
+                 "04_report.html</a>. Fix the problem and run the same command again.")
+    print(f"error: the report could not be built: {why}; {out / 'index.html'} now says so "
+          f"(see {out / '04_report.html'})", file=sys.stderr)
+    return 1
 
 
 # ---- signals: pass them on to the kernels -------------------------------------------------

@@ -27,9 +27,15 @@ from srlib.grid import Hypothesis, projected_name
 from srlib.metrics import metric, metrics_where
 from srlib.results import variant_kinds
 
-# the columns of the main table and of the sample table, in order
-TABLE = [m for m in metrics_where(table=True) if metric(m).source != "samples"]
-SAMPLE_TABLE = metrics_where(table=True, source="samples")
+
+def table_metrics() -> list[str]:
+    """The metric columns of the main table (``METRICS`` with ``table``), in order."""
+    return [m for m in metrics_where(table=True) if metric(m).source != "samples"]
+
+
+def sample_metrics() -> list[str]:
+    """The columns of the sample table (``samples`` metrics with ``table``), in order."""
+    return metrics_where(table=True, source="samples")
 
 # ---- the tables: mean [95% interval] per test set and variant ----------------------------
 
@@ -98,8 +104,8 @@ def _total(label: str) -> float:
 def summary_table(results: pd.DataFrame, per_image: pd.DataFrame | None, *,
                   baselines=(), **boot) -> pd.DataFrame:
     """One row per test set x variant with a done run, ordered as ``variant_order``:
-    ``<m>_mean``, ``<m>_low``, ``<m>_high`` for each metric of ``TABLE`` present (its unit),
-    ``n_images``, ``n_seeds``, ``kind``, ``iterations`` (``iteration_labels``) and
+    ``<m>_mean``, ``<m>_low``, ``<m>_high`` for each metric of ``table_metrics()`` present
+    (its unit), ``n_images``, ``n_seeds``, ``kind``, ``iterations`` (``iteration_labels``) and
     ``lpips_kind``: means and 95% intervals over images x seeds of ``per_image``
     (``stats.summary_with_ci``; ``baselines`` are counted once per image, ``boot`` goes to
     the bootstrap)."""
@@ -107,7 +113,8 @@ def summary_table(results: pd.DataFrame, per_image: pd.DataFrame | None, *,
     if done.empty or per_image is None or per_image.empty:
         return pd.DataFrame()
     t = per_image[per_image["variant"].isin(set(done["variant"]))]
-    s = stats.summary_with_ci(t, [m for m in TABLE if m in t], baselines=baselines, **boot)
+    metrics = [m for m in table_metrics() if m in t]
+    s = stats.summary_with_ci(t, metrics, baselines=baselines, **boot)
     kinds = variant_kinds(done)
     s["kind"] = s["variant"].map(kinds).fillna("trained")
     s["iterations"] = s["variant"].map(iteration_labels(done)).fillna("?")
@@ -135,7 +142,7 @@ def format_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     table = pd.DataFrame({"variant": s.get("variant", pd.Series(dtype=object)).to_numpy(),
                           "kind": s.get("kind", pd.Series(dtype=object)).to_numpy()})
     kind = next((str(k) for k in s.get("lpips_kind", []) if isinstance(k, str) and k), "")
-    for m in TABLE:
+    for m in table_metrics():
         if f"{m}_mean" in s:
             head = f"LPIPS ({kind})" if m == "lpips" and kind else metric(m).heading
             table[head] = _cells(s, m)
@@ -147,7 +154,7 @@ def format_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 def samples_table(per_image: pd.DataFrame | None, **boot) -> pd.DataFrame:
     """The K-sample statistics of the stochastic variants (rows of ``per_image`` with a
-    ``diversity``), one row per test set x variant: each column of ``SAMPLE_TABLE`` as
+    ``diversity``), one row per test set x variant: each column of ``sample_metrics()`` as
     ``'mean [low, high]'`` over images x seeds (``stats.summary_with_ci``), headed by its
     label, then ``images`` and ``seeds``. Empty when no variant drew samples."""
     if per_image is None or "diversity" not in per_image:
@@ -155,7 +162,7 @@ def samples_table(per_image: pd.DataFrame | None, **boot) -> pd.DataFrame:
     t = per_image[per_image["diversity"].notna()]
     if t.empty:
         return pd.DataFrame()
-    metrics = [m for m in SAMPLE_TABLE if m in t]
+    metrics = [m for m in sample_metrics() if m in t]
     s = stats.summary_with_ci(t, metrics, **boot)
     out = s[["dataset", "variant"]].rename(columns={"dataset": "test set"})
     for m in metrics:
@@ -517,9 +524,9 @@ def headline_table(folder: str | Path, columns: list[str], variants: list[str] |
     pairs = []
     for c in columns:
         m, _, dataset = c.partition("@")
-        if m not in TABLE or dataset not in set(summ["dataset"]):
+        if m not in table_metrics() or dataset not in set(summ["dataset"]):
             raise ValueError(f"column '{c}': expected METRIC@TESTSET, METRIC one of "
-                             f"{', '.join(TABLE)}, TESTSET one of "
+                             f"{', '.join(table_metrics())}, TESTSET one of "
                              f"{', '.join(dict.fromkeys(summ['dataset']))}")
         pairs.append((m, dataset))
     have = list(dict.fromkeys(summ["variant"]))
@@ -552,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
                                              "(Markdown) with 95% intervals.")
     ap.add_argument("folder", help="a result folder, e.g. reports/study")
     ap.add_argument("--columns", nargs="+", required=True, metavar="METRIC@SET",
-                    help=f"metric ({', '.join(TABLE)}) @ test set, e.g. psnr_y@Set5")
+                    help=f"metric ({', '.join(table_metrics())}) @ test set, e.g. psnr_y@Set5")
     ap.add_argument("--variants", nargs="+", help="rows, in order (default: every variant)")
     a = ap.parse_args(argv)
     try:

@@ -3,7 +3,7 @@
 A result folder (``reports/`` for ``make report``, ``reports/study/`` for the study) holds:
 
 ==================  ===================================================================
-``results.csv``     one row per variant x seed x test set (``COLUMNS``): the run's means
+``results.csv``     one row per variant x seed x test set (``columns()``): the run's means
                     (``collect``); a run that is not done is one row with its status
 ``per_image.csv``   one row per variant x seed x test set x image (``collect_per_image``):
                     the metrics of each run's ``eval/<set>/per_image.csv`` and
@@ -45,10 +45,20 @@ from srlib.stats import GAIN_METRICS, KEYS, add_gains
 
 PROJECT = Path(__file__).resolve().parents[1]
 GAINS = GAIN_METRICS  # computed against the pinv baseline (``stats.add_gains``)
-# the run's means in results.csv, then the run's training time
-MEANS = [*metrics_where(source="image", results=True), "train_seconds"]
-COLUMNS = ["variant", "kind", "loss", "upsampler", "seed", "dataset", "status", *MEANS,
-           *GAINS, "lpips_kind", "iters", "iters_total", "device", "perc_backend", "error"]
+
+
+def means() -> list[str]:
+    """The run's means that ``results.csv`` holds (``METRICS`` with ``results``), in order;
+    read at each call, so that an entry added to the table is a column at once."""
+    return metrics_where(source="image", results=True)
+
+
+def columns() -> list[str]:
+    """The columns of ``results.csv``, in order."""
+    return ["variant", "kind", "loss", "upsampler", "seed", "dataset", "status", *means(),
+            "train_seconds", *GAINS, "lpips_kind", "iters", "iters_total", "device",
+            "perc_backend", "error"]
+
 KINDS = ("baseline", "trained", "projected")
 RESULTS, PER_IMAGE, PROVENANCE = "results.csv", "per_image.csv", "provenance.json"
 MANIFOLD, ARTIFACTS = "manifold.json", "artifacts.csv"  # written by 01_manifold, 03_artifacts
@@ -79,7 +89,7 @@ def collect(root: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
         for seed in variant_seeds(spec, seeds):
             rows += _run_rows(runs.run_dir(root, variant, seed), variant, spec or {}, seed,
                               total_iters(grid, variant))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=columns())
 
 
 def _run_rows(d: Path, variant: str, spec: dict, seed: int, iters_total: int) -> list[dict]:
@@ -98,13 +108,13 @@ def _run_rows(d: Path, variant: str, spec: dict, seed: int, iters_total: int) ->
               "lpips_kind": m["lpips_kind"], "iters": m["iters"],
               "iters_total": iters_total, "device": m["device"],
               "perc_backend": m.get("perc_backend") or "", "error": ""}
-    means = MEANS[:-1]
-    out = [{**row, "dataset": name, "status": "done", **{k: ds.get(k, np.nan) for k in means},
+    names = means()
+    out = [{**row, "dataset": name, "status": "done", **{k: ds.get(k, np.nan) for k in names},
             **common} for name, ds in m["datasets"].items()]
     for name, ds in (m.get("projected") or {}).items():
         out.append({**row, "variant": projected_name(variant), "kind": "projected",
                     "dataset": name, "status": "done",
-                    **{k: ds.get(k, np.nan) for k in means}, **common})
+                    **{k: ds.get(k, np.nan) for k in names}, **common})
     return out
 
 
@@ -157,10 +167,10 @@ def add_gain_means(results: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFra
     """``results`` with the per-run means of the gains (``GAINS``)."""
     if per_image.empty or GAINS[0] not in per_image:
         return results
-    means = per_image.groupby(["variant", "seed", "dataset"])[GAINS].mean().reset_index()
-    out = results.drop(columns=GAINS).merge(means, on=["variant", "seed", "dataset"],
+    gains = per_image.groupby(["variant", "seed", "dataset"])[GAINS].mean().reset_index()
+    out = results.drop(columns=GAINS).merge(gains, on=["variant", "seed", "dataset"],
                                             how="left")
-    return out[COLUMNS]
+    return out[columns()]
 
 
 def baseline_variants(grid: dict) -> list[str]:
@@ -262,7 +272,7 @@ def _read_csv(path: Path, **kw) -> pd.DataFrame:
 
 
 def read_results(folder: str | Path) -> pd.DataFrame:
-    """``results.csv`` of a result folder, checked: every column of ``COLUMNS``, and the
+    """``results.csv`` of a result folder, checked: every column of ``columns()``, and the
     SHA-256 that ``provenance.json`` recorded (a file cut short or rewritten since is
     refused). ``ValueError`` / ``FileNotFoundError`` name the file."""
     path = Path(folder) / RESULTS
@@ -270,7 +280,7 @@ def read_results(folder: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"{path}: no results table here; build it with "
                                 "`python -m srlib.ablate GRID --out FOLDER`")
     t = _read_csv(path, keep_default_na=False, na_values=[""])
-    missing = [c for c in COLUMNS if c not in t.columns]
+    missing = [c for c in columns() if c not in t.columns]
     if missing:
         raise ValueError(f"{path}: lacks column(s) {', '.join(missing)}; it is not a results "
                          "table of this project's runner (rebuild it with the runner)")

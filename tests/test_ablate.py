@@ -13,7 +13,7 @@ from conftest import write_micro_grid
 from srlib import runs
 from srlib.ablate import main
 from srlib.grid import load_grid
-from srlib.results import COLUMNS
+from srlib.results import columns
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -32,7 +32,7 @@ def test_runner_builds_the_report(micro):
     _, out, rc = micro
     assert rc == 0
     results = pd.read_csv(out / "results.csv", keep_default_na=False)
-    assert list(results.columns) == COLUMNS
+    assert list(results.columns) == columns()
     done = results[results.status == "done"]
     assert set(done.variant) == {"bicubic", "pixel/pixelshuffle", "down/pixelshuffle",
                                  "pixel/pixelshuffle+P", "down/pixelshuffle+P"}
@@ -110,7 +110,7 @@ def test_a_report_that_cannot_be_built_leaves_no_stale_page(micro, tmp_path, mon
                                                             capsys):
     import shutil
 
-    from srlib import ablate
+    from srlib import notebooks
 
     cfg, out, _ = micro
     copy = tmp_path / "reports"
@@ -121,7 +121,7 @@ def test_a_report_that_cannot_be_built_leaves_no_stale_page(micro, tmp_path, mon
         if notebook == "04_report.py":
             raise RuntimeError("the report notebook broke")
 
-    monkeypatch.setattr(ablate, "execute", fail_the_report)
+    monkeypatch.setattr(notebooks, "execute", fail_the_report)
     assert main([str(cfg), "--out", str(copy), "--only", "down/pixelshuffle"]) == 1
     err = capsys.readouterr().err
     assert "error: the report could not be built: 04_report.py failed: RuntimeError: the " \
@@ -209,7 +209,7 @@ def test_a_failed_figure_stage_is_left_out_of_the_report_and_the_exit_says_so(
         micro, tmp_path, monkeypatch, capsys):
     import shutil
 
-    from srlib import ablate
+    from srlib import notebooks
 
     cfg, out, _ = micro
     copy = tmp_path / "reports"
@@ -220,7 +220,7 @@ def test_a_failed_figure_stage_is_left_out_of_the_report_and_the_exit_says_so(
         if notebook == "03_artifacts.py":
             raise RuntimeError("no artifacts today")
 
-    monkeypatch.setattr(ablate, "execute", fail_the_artifacts)
+    monkeypatch.setattr(notebooks, "execute", fail_the_artifacts)
     assert main([str(cfg), "--out", str(copy), "--only", "down/pixelshuffle"]) == 1
     captured = capsys.readouterr()
     assert "error: 03_artifacts.py failed: RuntimeError: no artifacts today" in captured.err

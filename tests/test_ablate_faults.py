@@ -22,7 +22,7 @@ from srlib import ablate, notebooks, runs
 from srlib.ablate import main
 from srlib.grid import load_grid
 from srlib.report import findings
-from srlib.results import COLUMNS, collect
+from srlib.results import collect, columns
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"preset": "quick", "iters": 4, "batch": 2, "patch": 16, "nf": 8, "nb": 1, "gc": 4,
@@ -243,7 +243,7 @@ GRID = {"variants": {"bicubic": {"baseline": "bicubic"}, "down/pixelshuffle": {"
 
 def test_runs_that_do_not_exist_are_not_run_and_the_findings_survive_the_csv(tmp_path):
     table = collect(tmp_path, GRID, [0, 1])
-    assert list(table.columns) == COLUMNS and set(table.status) == {"not run"}
+    assert list(table.columns) == columns() and set(table.status) == {"not run"}
     failed = runs.run_dir(tmp_path, "down/pixelshuffle", 1)
     runs.write_error(failed, "Traceback (most recent call last):\n  ...\nValueError: boom\n")
     (failed / runs.ERROR).write_text("")  # an empty error cell: NaN once read from a CSV

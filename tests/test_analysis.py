@@ -46,7 +46,7 @@ from srlib.report import (
     run_links,
 )
 from srlib.resize import BicubicDegradation
-from srlib.results import COLUMNS
+from srlib.results import columns
 from srlib.runs import load_sr, run_dir, write_png
 from srlib.toy import TOY_LOSSES, degrade, sample_manifold, toy_scores, train_toy
 
@@ -120,7 +120,7 @@ def _results() -> pd.DataFrame:
                          "error": ""})
     rows.append({"variant": "down/deconv", "kind": "trained", "seed": 0, "status": "failed",
                  "error": "ValueError: boom"})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=columns())
 
 
 # ---- 01_manifold ---------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def fake_runs(tmp_path):
                      "iters": 10})
     grid = {"name": "fake", "defaults": {"scale": 4, "test_data": [test]}, "seeds": [0],
             "variants": {}}
-    return pd.DataFrame(rows, columns=COLUMNS), root / "runs", grid
+    return pd.DataFrame(rows, columns=columns()), root / "runs", grid
 
 
 def test_artifact_inputs_reads_what_the_notebook_needs(fake_runs):

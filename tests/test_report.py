@@ -84,7 +84,7 @@ def results(table: pd.DataFrame) -> pd.DataFrame:
     failed = {"variant": "C", "kind": "trained", "seed": 1, "dataset": "", "status": "failed",
               "error": "Traceback\nValueError: boom"}
     out = pd.concat([means, pd.DataFrame([failed])], ignore_index=True)
-    return out.reindex(columns=rs.COLUMNS)
+    return out.reindex(columns=rs.columns())
 
 
 @pytest.fixture(scope="module")
@@ -355,7 +355,7 @@ def test_validation_curves(tmp_path):
 def test_report_notebook_states_each_hypothesis_before_its_verdict(tmp_path, files):
     """04_report on a result folder with per_image.csv and one validation.csv: the page
     states the statements, their verdicts, the tables with intervals and the curves."""
-    from srlib.ablate import execute
+    from srlib.notebooks import execute
 
     t, r = files
     out = tmp_path / "reports"

@@ -22,12 +22,12 @@ def _folder(tmp_path: Path, n: int = 8) -> Path:
     rows, per = [], []
     for i in range(n):
         v, seed = ("a", "b")[i % 2], i // 2
-        rows.append({c: "" for c in rs.COLUMNS} | {
+        rows.append({c: "" for c in rs.columns()} | {
             "variant": v, "kind": "trained", "seed": seed, "dataset": "S", "status": "done",
             "psnr_y": 30 + i, "lpips_kind": "stlpips-alex", "iters": 10, "iters_total": 10})
         per += [{"variant": v, "seed": seed, "dataset": "S", "image": f"{k}",
                  "psnr_y": 30 + rng.normal()} for k in range(4)]
-    table = pd.DataFrame(rows, columns=rs.COLUMNS)
+    table = pd.DataFrame(rows, columns=rs.columns())
     table.to_csv(tmp_path / rs.RESULTS, index=False)
     pd.DataFrame(per).to_csv(tmp_path / rs.PER_IMAGE, index=False)
     runs.write_json(tmp_path / rs.PROVENANCE, {
