@@ -240,6 +240,12 @@ def provenance(out: Path, stages: dict[str, float], grid_path: Path,
     }
 
 
+def record_stages(out: Path, stages: dict[str, float]) -> None:
+    """The wall time of each stage so far, into ``out/provenance.json``."""
+    prov = read_provenance(out) or {}
+    runs.write_json(out / PROVENANCE, {**prov, "stage_seconds": stages})
+
+
 def project_path(path: Path) -> str:
     """``path`` relative to the project's root when inside it (a committed provenance
     names no machine's folders), else absolute."""

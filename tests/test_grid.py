@@ -133,3 +133,21 @@ def test_every_text_from_a_grid_reaches_the_page_escaped():
     assert rp.code("<script>v") == "<code>&lt;script&gt;v</code>"
     assert rp.code("down/pixelshuffle") == "`down/pixelshuffle`"  # plain names unchanged
     assert rp.code("a`b") == "<code>a`b</code>"  # no way out of a code span
+
+
+def test_one_run_is_one_plain_picklable_call(tmp_path):
+    """The unit of work a cluster job can call tomorrow: ``train_run`` and its arguments
+    survive pickling (plain data, a module-level function)."""
+    import functools
+    import pickle
+
+    from srlib.notebooks import train_run
+
+    path = _write(tmp_path, {"a": {"loss": "pixel"}})
+    g = load_grid(path)
+    config = gr.run_config(g, "a", 0, tmp_path / "out")
+    call = functools.partial(train_run, "a", 0, config, gr.runs.run_dir(tmp_path / "out", "a", 0))
+    back = pickle.loads(pickle.dumps(call))
+    assert back.func is train_run and back.args[2] == config
+    with pytest.raises(ValueError, match="seed 1 but config"):
+        train_run("a", 1, config, tmp_path / "x")
