@@ -143,13 +143,22 @@ def resolve_dataset(name_or_path: str | Path) -> Path:
 
 
 def list_images(name_or_path: str | Path, split: str = "test") -> list[Path]:
-    """Image files of a data set, sorted by name. ``split`` applies to ``default`` only."""
+    """Image files of a data set, sorted by name. ``split`` applies to ``default`` only.
+
+    In a folder, entries named like images that are not regular files (folders, dangling
+    links, symlink loops) are skipped with one warning naming them."""
     if str(name_or_path) in DEFAULT_NAMES:
         if split not in DEFAULT_SPLIT:
             raise ValueError(f"split must be one of {sorted(DEFAULT_SPLIT)}, got {split!r}")
         return [_skimage_data_dir() / f for f in DEFAULT_SPLIT[split]]
     folder = resolve_dataset(name_or_path)
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    files, skipped = [], []
+    for f in sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
+        (files if f.is_file() else skipped).append(f)  # is_file follows good links only
+    if skipped:
+        warnings.warn(f"{folder}: not a regular file (a folder, a dangling link or a "
+                      f"symlink loop), skipped: {', '.join(f.name for f in skipped)}",
+                      stacklevel=2)
     if not files:
         raise FileNotFoundError(
             f"{folder}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})"

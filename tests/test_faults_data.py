@@ -1,7 +1,8 @@
-"""Faults a hostile user found in reading images: each test names the input that used to
-fail."""
+"""Faults a hostile user found in reading images and listing data folders: each test names
+the input that used to fail."""
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srlib.data import load_image
+from srlib.data import list_images, load_dataset, load_image
 
 
 def _rgb(h: int = 48, w: int = 64) -> np.ndarray:
@@ -59,3 +60,44 @@ def test_finite_float_tiff_still_reads(tmp_path):
     x = load_image(tmp_path / "ok.tif")
     assert torch.equal(x, torch.from_numpy(
         np.floor(a.astype(np.float64) * 255 + 0.5).astype(np.uint8).transpose(2, 0, 1)))
+
+
+# ---- data folders: entries that are not regular files -----------------------------------
+
+def test_folder_named_like_an_image_is_skipped_with_a_warning(tmp_path):
+    _save(tmp_path / "a.png", _rgb())
+    (tmp_path / "x.png").mkdir()
+    with pytest.warns(UserWarning, match=r"symlink loop\), skipped: x\.png$"):
+        files = list_images(tmp_path)
+    assert [f.name for f in files] == ["a.png"]
+
+
+def test_symlink_loops_and_dangling_links_are_skipped_in_one_warning(tmp_path):
+    _save(tmp_path / "a.png", _rgb())
+    _save(tmp_path / "b.jpg", _rgb())
+    os.symlink("loop.png", tmp_path / "loop.png")  # points at itself
+    os.symlink("cyc2.png", tmp_path / "cyc1.png")  # a cycle of two
+    os.symlink("cyc1.png", tmp_path / "cyc2.png")
+    os.symlink("gone.png", tmp_path / "dangling.png")
+    os.symlink("a.png", tmp_path / "link.png")  # a good link is an image like any other
+    with pytest.warns(UserWarning) as caught:
+        data = load_dataset(tmp_path)
+    assert [name for name, _ in data] == ["a", "b", "link"]
+    msgs = [str(w.message) for w in caught]
+    assert len(msgs) == 1
+    assert msgs[0] == (f"{tmp_path}: not a regular file (a folder, a dangling link or a "
+                       "symlink loop), skipped: cyc1.png, cyc2.png, dangling.png, loop.png")
+
+
+def test_regular_folder_lists_without_a_warning(tmp_path):
+    _save(tmp_path / "a.png", _rgb())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [f.name for f in list_images(tmp_path)] == ["a.png"]
+
+
+def test_folder_of_only_non_files_still_says_no_images(tmp_path):
+    (tmp_path / "x.png").mkdir()
+    with pytest.warns(UserWarning, match="x.png"), pytest.raises(FileNotFoundError,
+                                                                  match="no images found"):
+        list_images(tmp_path)
