@@ -250,6 +250,36 @@ def load_upscaler(model: str, scale: int, device: str) -> tuple[Upscaler, int]:
     return g, g.scale
 
 
+DEVICES = "cpu, cuda, cuda:N, mps, auto"
+
+
+def resolve_device(name: str) -> str:
+    """A ``--device`` value -> the torch device name it stands for: ``cpu``; ``cuda`` or
+    ``cuda:N`` (``N`` a GPU index, 0 to the count - 1); ``mps``; ``auto``, ``cuda`` when
+    available, else ``cpu`` (as ``srlib.train``'s ``auto``). ``ValueError`` names the
+    value and what is expected, or says that the device is absent on this machine."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("--device 'mps' requested but MPS is not available on this "
+                             "machine; expected one of cpu, auto")
+        return name
+    index = name[len("cuda:"):] if name.startswith("cuda:") else ""
+    if name != "cuda" and not (index.isascii() and index.isdigit()):
+        raise ValueError(f"--device {name!r}: expected one of {DEVICES} (N a GPU index)")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {name!r} requested but CUDA is not available on this "
+                         "machine; expected one of cpu, auto")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise ValueError(f"--device {name!r}: this machine has {count} CUDA device(s), "
+                         f"cuda:0 to cuda:{count - 1}")
+    return name
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m srlib.evaluate", description=__doc__,
@@ -265,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test", help="split of the default data set")
     ap.add_argument("--lpips", default=None, metavar="KIND",
                     help=f"add LPIPS of this kind ({', '.join(lpips.KINDS)}, or 'default')")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help=f"one of {DEVICES} (default: cpu)")
     ap.add_argument("--samples", type=int, default=0, metavar="K",
                     help="a run with a noise input: also draw K samples per image (the NTIRE "
                          "2021 challenge draws 10) and measure them; they go under --out")
@@ -282,13 +312,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale < 1:
         ap.error(f"--scale must be an integer >= 1, got {args.scale}")
     try:
-        upscale, scale = load_upscaler(args.model, args.scale, args.device)
+        device = resolve_device(args.device)
+    except ValueError as err:
+        ap.error(str(err))
+    try:
+        upscale, scale = load_upscaler(args.model, args.scale, device)
         kind = lpips.default_kind() if args.lpips == "default" else args.lpips
-        metric = lpips.load(kind, args.device) if kind else None
-        table, _ = evaluate(upscale, args.data, scale, split=args.split, device=args.device,
+        metric = lpips.load(kind, device) if kind else None
+        table, _ = evaluate(upscale, args.data, scale, split=args.split, device=device,
                             lpips_model=metric)
         samples = evaluate_samples(upscale, [args.data], scale, Path(args.out), args.samples,
-                                   args.device, kind, args.model) if args.samples else {}
+                                   device, kind, args.model) if args.samples else {}
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
-"""Faults a hostile user found in reading images and listing data folders: each test names
-the input that used to fail."""
+"""Faults a hostile user found in reading images, listing data folders and the evaluation
+CLI: each test names the input that used to fail."""
 
+import json
 import math
 import os
 import warnings
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from srlib.data import list_images, load_dataset, load_image
+from srlib.evaluate import main
 
 
 def _rgb(h: int = 48, w: int = 64) -> np.ndarray:
@@ -22,6 +24,13 @@ def _rgb(h: int = 48, w: int = 64) -> np.ndarray:
 
 def _save(path, a: np.ndarray) -> None:
     Image.fromarray(a).save(path)
+
+
+def _strict_json(text: str):
+    def refuse(constant: str):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 # ---- load_image: CMYK, non-finite floats ------------------------------------------------
@@ -101,3 +110,32 @@ def test_folder_of_only_non_files_still_says_no_images(tmp_path):
     with pytest.warns(UserWarning, match="x.png"), pytest.raises(FileNotFoundError,
                                                                   match="no images found"):
         list_images(tmp_path)
+
+
+# ---- python -m srlib.evaluate: --device -----------------------------------------
+
+def test_cli_device_cuda_without_cuda(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", "bicubic", "--device", "cuda"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--device 'cuda'" in err and "CUDA is not available" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("bad", ["nonsense", "cuda:x", "cuda:-1", ""])
+def test_cli_device_nonsense(capsys, bad):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", "bicubic", "--device", bad])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--device {bad!r}" in err and "expected one of cpu, cuda, cuda:N, mps, auto" in err
+
+
+def test_cli_device_cpu_and_auto_run(capsys, tmp_path):
+    _save(tmp_path / "a.png", _rgb(32, 32))
+    for dev in ("cpu", "auto"):
+        assert main(["--model", "bicubic", "--data", str(tmp_path), "--device", dev,
+                     "--json"]) == 0
+        assert _strict_json(capsys.readouterr().out)["n_images"] == 1
