@@ -8,7 +8,9 @@ Per image: HR mod-cropped to a multiple of s, ``LR = quantize(D(HR))``, ``SR = m
 quantised to 8 bits, then PSNR-Y / SSIM-Y (crop s), LR-PSNR, the range / null-space split
 of the error (see ``srlib.metrics``) and, with ``--lpips KIND``, LPIPS. A trained run is
 given by its folder (``srlib.train`` writes it). Prints a per-image table and the mean;
-with ``--json``, one JSON object instead.
+with ``--json``, one strict JSON object of the means instead: PSNR of an exact
+reconstruction is infinite (bicubic of a flat image, say), and a mean that is not finite
+shows as ``null``, named on stderr (the table prints ``inf``).
 
 A stochastic generator (a run with ``noise``) is evaluated here on its sample 0 (its
 eval-mode output, ``srlib.models``); ``evaluate_samples`` draws its ``K`` samples per image
@@ -250,6 +252,20 @@ def load_upscaler(model: str, scale: int, device: str) -> tuple[Upscaler, int]:
     return g, g.scale
 
 
+def finite_or_null(x, name: str = "") -> tuple[object, list[str]]:
+    """``x`` (nested dicts and lists of numbers) with every NaN or infinite float as
+    ``None``, for strict JSON, and the dotted names of those values."""
+    if isinstance(x, dict):
+        pairs = [(k, finite_or_null(v, f"{name}.{k}" if name else str(k))) for k, v in x.items()]
+        return {k: v for k, (v, _) in pairs}, [n for _, (_, names) in pairs for n in names]
+    if isinstance(x, list):
+        items = [finite_or_null(v, f"{name}[{i}]") for i, v in enumerate(x)]
+        return [v for v, _ in items], [n for _, names in items for n in names]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None, [name]
+    return x, []
+
+
 DEVICES = "cpu, cuda, cuda:N, mps, auto"
 
 
@@ -301,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                          "2021 challenge draws 10) and measure them; they go under --out")
     ap.add_argument("--out", default=None,
                     help="with --samples: the folder for eval/<set>/samples.csv and the PNGs")
-    ap.add_argument("--json", action="store_true", help="print one JSON object of the means")
+    ap.add_argument("--json", action="store_true",
+                    help="print one JSON object of the means (strict JSON: a mean that is not "
+                         "finite, e.g. the PSNR of an exact reconstruction, is null)")
     args = ap.parse_args(argv)
     if args.samples < 0 or (args.samples and not args.out):
         ap.error(f"--samples {args.samples}: expected K >= 1 samples per image, with --out "
@@ -332,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     if samples:
         result["samples"] = next(iter(samples.values()))
     if args.json:
-        print(json.dumps(result, indent=1))
+        strict, nulls = finite_or_null(result)
+        if nulls:
+            print("note: PSNR of an exact reconstruction is infinite; JSON shows null for a "
+                  f"mean that is not finite: {', '.join(nulls)}", file=sys.stderr)
+        print(json.dumps(strict, indent=1, allow_nan=False))
     else:
         print(f"{args.model} x{scale} on {result['dataset']} ({len(table)} images)"
               + (f"; lpips = {kind}" if kind else ""))

@@ -112,7 +112,7 @@ def test_folder_of_only_non_files_still_says_no_images(tmp_path):
         list_images(tmp_path)
 
 
-# ---- python -m srlib.evaluate: --device -----------------------------------------
+# ---- python -m srlib.evaluate: --device, --json -----------------------------------------
 
 def test_cli_device_cuda_without_cuda(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -139,3 +139,23 @@ def test_cli_device_cpu_and_auto_run(capsys, tmp_path):
         assert main(["--model", "bicubic", "--data", str(tmp_path), "--device", dev,
                      "--json"]) == 0
         assert _strict_json(capsys.readouterr().out)["n_images"] == 1
+
+
+def test_cli_json_is_strict_with_a_flat_image(capsys, tmp_path):
+    _save(tmp_path / "a.png", _rgb(32, 32))
+    _save(tmp_path / "flat.png", np.full((32, 32, 3), 128, dtype=np.uint8))
+    assert main(["--model", "bicubic", "--data", str(tmp_path), "--scale", "4", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = _strict_json(captured.out)
+    assert result["psnr_y"] is None and result["psnr_rgb"] is None  # bicubic is exact there
+    assert result["ssim_y"] is not None and result["n_images"] == 2
+    assert "PSNR of an exact reconstruction is infinite; JSON shows null" in captured.err
+    assert "psnr_y" in captured.err
+
+
+def test_cli_json_of_finite_means_is_unchanged(capsys, tmp_path):
+    _save(tmp_path / "a.png", _rgb(32, 32))
+    assert main(["--model", "bicubic", "--data", str(tmp_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    result = _strict_json(captured.out)
+    assert all(v is not None for v in result.values()) and captured.err == ""
