@@ -1,5 +1,5 @@
-"""Faults a hostile user found in reading images, listing data folders and the evaluation
-CLI: each test names the input that used to fail."""
+"""Faults a hostile user found in reading images, listing folders, the evaluation CLI and
+the artifact crop: each test names the input that used to fail."""
 
 import json
 import math
@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from srlib.analysis import busiest_box
 from srlib.data import list_images, load_dataset, load_image
 from srlib.evaluate import main
 
@@ -159,3 +160,22 @@ def test_cli_json_of_finite_means_is_unchanged(capsys, tmp_path):
     captured = capsys.readouterr()
     result = _strict_json(captured.out)
     assert all(v is not None for v in result.values()) and captured.err == ""
+
+
+# ---- the artifact notebook's crop box ---------------------------------------------------
+
+def test_busiest_box_fits_a_96_px_image_at_the_default_crop():
+    img = torch.from_numpy(_rgb(96, 96).transpose(2, 0, 1).copy())
+    assert busiest_box(img, 96, 4) == (0, 0, 96)
+    top, left, k = busiest_box(img[:, :90, :70], 96, 4)  # min(crop, H, W), a multiple of 4
+    assert k == 68 and top % 4 == left % 4 == 0 and top + k <= 88 and left + k <= 68
+    top, left, k = busiest_box(img[:, :, :50], 32, 4)
+    assert k == 32 and top % 4 == left % 4 == 0 and top + k <= 96 and left + k <= 48
+
+
+def test_busiest_box_bad_input():
+    img = torch.zeros(3, 3, 40, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"3x40 px .* x4"):
+        busiest_box(img, 96, 4)
+    with pytest.raises(ValueError, match="size must be"):
+        busiest_box(torch.zeros(3, 40, 40, dtype=torch.uint8), 0, 4)
