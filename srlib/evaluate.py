@@ -14,7 +14,7 @@ shows as ``null``, named on stderr (the table prints ``inf``).
 
 A stochastic generator (a run with ``noise``) is evaluated here on its sample 0 (its
 eval-mode output, ``srlib.models``); ``evaluate_samples`` draws its ``K`` samples per image
-with the fixed seeds of ``srlib.diversity.sample_seeds`` and measures them as the NTIRE
+with the fixed seeds of ``srlib.ntire.sample_seeds`` and measures them as the NTIRE
 2021 challenge does (``srlib.train`` calls it for runs with ``noise``; on the command line,
 ``--samples K --out FOLDER``).
 """
@@ -34,9 +34,14 @@ import torch
 
 from srlib import lpips, runs
 from srlib.data import check_eval_size, dataset_name, eval_pair, list_images, load_image
-from srlib.diversity import DEFAULT_K, diversity_score, sample_seeds, sample_stats
 from srlib.metrics import image_metrics, lr_psnr, psnr_y, quantize, range_null_mse
-from srlib.ntire import lr_psnr_ntire_float
+from srlib.ntire import (
+    DEFAULT_K,
+    diversity_score,
+    lr_psnr_ntire_float,
+    sample_seeds,
+    sample_stats,
+)
 from srlib.resize import BicubicDegradation
 
 Upscaler = Callable[[torch.Tensor], torch.Tensor]  # LR (1, 3, h, w) -> SR (1, 3, sh, sw)
@@ -197,8 +202,9 @@ def draw_samples(g: torch.nn.Module, lr: torch.Tensor, k: int = DEFAULT_K) -> to
 
 def _sample_row(name: str, samples: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
                 op: BicubicDegradation, metric: lpips.LPIPS, save_dir: Path) -> dict:
-    """The K-sample statistics of one image (``srlib.diversity``; ``lr_psnr_ntire_*``: the
-    challenge's LR-PSNR, ``srlib.ntire``), its samples saved as ``save_dir/<name>/<i>.png``."""
+    """The K-sample statistics of one image (``srlib.ntire``: ``sample_stats``, the
+    diversity score, and in ``lr_psnr_ntire_*`` the challenge's LR-PSNR), its samples saved
+    as ``save_dir/<name>/<i>.png``."""
     (save_dir / name).mkdir(parents=True, exist_ok=True)
     for i, sr in enumerate(samples):
         runs.write_png(save_dir / name / f"{i}.png", sr)
