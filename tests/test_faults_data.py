@@ -58,7 +58,7 @@ def test_float_tiff_with_non_finite_pixels_is_refused(tmp_path, bad):
     a = np.full((16, 16, 3), 0.5, dtype=np.float32)
     a[3, 4, 1] = bad
     path = tmp_path / "bad.tif"
-    tifffile.imwrite(path, a)
+    tifffile.imwrite(path, a, photometric="rgb")
     with pytest.raises(ValueError, match=r"bad\.tif: .*not finite.*1 of 768"):
         load_image(path)
 
@@ -66,7 +66,7 @@ def test_float_tiff_with_non_finite_pixels_is_refused(tmp_path, bad):
 def test_finite_float_tiff_still_reads(tmp_path):
     tifffile = pytest.importorskip("tifffile")
     a = np.linspace(0, 1, 16 * 16 * 3, dtype=np.float32).reshape(16, 16, 3)
-    tifffile.imwrite(tmp_path / "ok.tif", a)
+    tifffile.imwrite(tmp_path / "ok.tif", a, photometric="rgb")
     x = load_image(tmp_path / "ok.tif")
     assert torch.equal(x, torch.from_numpy(
         np.floor(a.astype(np.float64) * 255 + 0.5).astype(np.uint8).transpose(2, 0, 1)))
