@@ -40,7 +40,7 @@ results = "../reports/results.csv"
 runs = "../reports/runs"
 grid = "../configs/quick.yaml"
 image = ""          # a test image name; empty: the first image of the first test set
-crop = 96           # HR px; the crop is placed where the HR image is most textured
+crop = 96           # HR px; placed where the HR image is most textured, fitted to the image
 out = "../reports/artifacts.csv"   # the figures go beside it, for the report page
 
 # %%
@@ -74,7 +74,8 @@ display(Markdown(f"Test set {code(a.dataset)}, image {code(a.image)}, seed {a.se
 # downsampled loss sees (x10, on the LR grid, grey = 0); and the null-space part of SR,
 # `(I - D^+ D) SR`, which it cannot see (x5, grey = 0). `HR` and `bicubic` come first as
 # references: the null-space part of `HR` is the detail a perfect SR would restore. The
-# crop is the most textured `crop x crop` square of the image.
+# crop is the most textured `crop x crop` square of the image (of an image smaller than
+# that, the largest square that fits, a multiple of the scale).
 #
 # What to look for: a variant trained with `L_down` alone can keep its middle panel grey
 # (it explains its input) while its right panel fills with structure unlike that of

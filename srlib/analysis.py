@@ -146,14 +146,31 @@ def plot_discriminators(curves: dict[str, pd.DataFrame], window: int = 10) -> pl
 
 
 def busiest_box(hr_u8: torch.Tensor, size: int, scale: int) -> tuple[int, int, int]:
-    """``(top, left, size)`` of the ``size`` px square with the most gradient energy (the
-    most textured place, where SR differs most), on a grid of multiples of ``scale``."""
+    """``(top, left, k)`` of the ``k`` px square with the most gradient energy (the most
+    textured place, where SR differs most), on a grid of multiples of ``scale``.
+
+    ``hr_u8``: ``(3, H, W)``; ``size``: the wanted side in HR px, fitted to the image:
+    ``k = min(size, H', W')`` with ``H', W'`` the sides mod-cropped to the scale (the
+    evaluation pair's HR), rounded down to a multiple of ``scale``, so the box always
+    lies inside that HR. ``ValueError`` for ``size < 1`` or a side under ``max(scale, 2)``
+    px."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be an integer >= 1 (HR px), got {size!r}")
+    h, w = hr_u8.shape[-2:]
+    if min(h, w) < max(scale, 2):
+        raise ValueError(f"hr_u8 of {h}x{w} px is too small for a crop box at x{scale} "
+                         f"(each side needs at least {max(scale, 2)} px)")
+    k = min(size, h - h % scale, w - w % scale)
+    k -= k % scale
     y = hr_u8.float().mean(dim=0)
     energy = (y[1:, :-1] - y[:-1, :-1]).abs() + (y[:-1, 1:] - y[:-1, :-1]).abs()
-    pooled = torch.nn.functional.avg_pool2d(energy[None, None], size, stride=scale)[0, 0]
+    # the energy map is one px short of the image: a box as tall (wide) as the image is
+    # pooled over all of it, at the one place it fits
+    window = (min(k, h - 1), min(k, w - 1))
+    pooled = torch.nn.functional.avg_pool2d(energy[None, None], window, stride=scale)[0, 0]
     idx = int(pooled.argmax())
     top, left = divmod(idx, pooled.shape[1])
-    return top * scale, left * scale, size
+    return top * scale, left * scale, k
 
 
 # ---- 01_manifold: the null space of D on a real image, the 2-D toy ------------------------

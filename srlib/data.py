@@ -44,9 +44,11 @@ def load_image(path: str | Path) -> torch.Tensor:
     """Read an image file as a ``uint8`` RGB tensor ``(3, H, W)``.
 
     Grayscale is replicated to RGB; an alpha channel is dropped (with a warning when
-    it is not fully opaque); 16-bit images are rounded to 8 bits; palette images are
-    expanded; of an animated or multi-page file the first frame is used. A file that
-    is not a readable image raises ``ValueError`` naming it.
+    it is not fully opaque); 16-bit images are rounded to 8 bits; float images (values
+    in ``[0, 1]``) to 8 bits; palette images are expanded; CMYK images (JPEG, TIFF) are
+    converted to RGB by Pillow; of an animated or multi-page file the first frame is
+    used. A file that is not a readable image, or a float image with NaN or infinite
+    values, raises ``ValueError`` naming it.
     """
     import imageio.v3 as iio
 
@@ -54,7 +56,9 @@ def load_image(path: str | Path) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
-        a = np.asarray(iio.imread(path))
+        a = _read_cmyk(path)
+        if a is None:
+            a = np.asarray(iio.imread(path))
     except Exception as err:  # imageio raises many types; all mean "not an image"
         raise ValueError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
     if a.ndim == 4 or (a.ndim == 3 and a.shape[-1] not in (1, 2, 3, 4)):
@@ -73,6 +77,20 @@ def load_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 
+def _read_cmyk(path: Path) -> np.ndarray | None:
+    """A CMYK image as Pillow converts it to RGB, uint8 ``(H, W, 3)``; ``None`` for any
+    other mode (or a file Pillow cannot open): imageio would read C, M, Y as R, G, B and
+    K as alpha."""
+    from PIL import Image
+
+    try:
+        im = Image.open(path)
+    except Exception:  # not for Pillow: imageio reads it, or says why not
+        return None
+    with im:
+        return np.asarray(im.convert("RGB")) if im.mode == "CMYK" else None
+
+
 def _to_uint8(a: np.ndarray, path: Path) -> np.ndarray:
     if a.dtype == np.uint8:
         return a
@@ -80,6 +98,10 @@ def _to_uint8(a: np.ndarray, path: Path) -> np.ndarray:
         return a.astype(np.uint8) * 255
     if a.dtype == np.uint16:
         return np.floor(a.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        bad = int((~np.isfinite(a)).sum())
+        raise ValueError(f"{path}: pixel values not finite (NaN or inf): {bad} of {a.size}; "
+                         "expected floats in [0, 1]")
     if np.issubdtype(a.dtype, np.floating) and np.nanmin(a) >= 0 and np.nanmax(a) <= 1:
         return np.floor(a.astype(np.float64) * 255.0 + 0.5).astype(np.uint8)
     raise ValueError(
@@ -121,13 +143,22 @@ def resolve_dataset(name_or_path: str | Path) -> Path:
 
 
 def list_images(name_or_path: str | Path, split: str = "test") -> list[Path]:
-    """Image files of a data set, sorted by name. ``split`` applies to ``default`` only."""
+    """Image files of a data set, sorted by name. ``split`` applies to ``default`` only.
+
+    In a folder, entries named like images that are not regular files (folders, dangling
+    links, symlink loops) are skipped with one warning naming them."""
     if str(name_or_path) in DEFAULT_NAMES:
         if split not in DEFAULT_SPLIT:
             raise ValueError(f"split must be one of {sorted(DEFAULT_SPLIT)}, got {split!r}")
         return [_skimage_data_dir() / f for f in DEFAULT_SPLIT[split]]
     folder = resolve_dataset(name_or_path)
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    files, skipped = [], []
+    for f in sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
+        (files if f.is_file() else skipped).append(f)  # is_file follows good links only
+    if skipped:
+        warnings.warn(f"{folder}: not a regular file (a folder, a dangling link or a "
+                      f"symlink loop), skipped: {', '.join(f.name for f in skipped)}",
+                      stacklevel=2)
     if not files:
         raise FileNotFoundError(
             f"{folder}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})"

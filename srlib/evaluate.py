@@ -8,11 +8,13 @@ Per image: HR mod-cropped to a multiple of s, ``LR = quantize(D(HR))``, ``SR = m
 quantised to 8 bits, then PSNR-Y / SSIM-Y (crop s), LR-PSNR, the range / null-space split
 of the error (see ``srlib.metrics``) and, with ``--lpips KIND``, LPIPS. A trained run is
 given by its folder (``srlib.train`` writes it). Prints a per-image table and the mean;
-with ``--json``, one JSON object instead.
+with ``--json``, one strict JSON object of the means instead: PSNR of an exact
+reconstruction is infinite (bicubic of a flat image, say), and a mean that is not finite
+shows as ``null``, named on stderr (the table prints ``inf``).
 
 A stochastic generator (a run with ``noise``) is evaluated here on its sample 0 (its
 eval-mode output, ``srlib.models``); ``evaluate_samples`` draws its ``K`` samples per image
-with the fixed seeds of ``srlib.diversity.sample_seeds`` and measures them as the NTIRE
+with the fixed seeds of ``srlib.ntire.sample_seeds`` and measures them as the NTIRE
 2021 challenge does (``srlib.train`` calls it for runs with ``noise``; on the command line,
 ``--samples K --out FOLDER``).
 """
@@ -32,9 +34,14 @@ import torch
 
 from srlib import lpips, runs
 from srlib.data import check_eval_size, dataset_name, eval_pair, list_images, load_image
-from srlib.diversity import DEFAULT_K, diversity_score, sample_seeds, sample_stats
 from srlib.metrics import image_metrics, lr_psnr, psnr_y, quantize, range_null_mse
-from srlib.ntire import lr_psnr_ntire_float
+from srlib.ntire import (
+    DEFAULT_K,
+    diversity_score,
+    lr_psnr_ntire_float,
+    sample_seeds,
+    sample_stats,
+)
 from srlib.resize import BicubicDegradation
 
 Upscaler = Callable[[torch.Tensor], torch.Tensor]  # LR (1, 3, h, w) -> SR (1, 3, sh, sw)
@@ -195,8 +202,9 @@ def draw_samples(g: torch.nn.Module, lr: torch.Tensor, k: int = DEFAULT_K) -> to
 
 def _sample_row(name: str, samples: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
                 op: BicubicDegradation, metric: lpips.LPIPS, save_dir: Path) -> dict:
-    """The K-sample statistics of one image (``srlib.diversity``; ``lr_psnr_ntire_*``: the
-    challenge's LR-PSNR, ``srlib.ntire``), its samples saved as ``save_dir/<name>/<i>.png``."""
+    """The K-sample statistics of one image (``srlib.ntire``: ``sample_stats``, the
+    diversity score, and in ``lr_psnr_ntire_*`` the challenge's LR-PSNR), its samples saved
+    as ``save_dir/<name>/<i>.png``."""
     (save_dir / name).mkdir(parents=True, exist_ok=True)
     for i, sr in enumerate(samples):
         runs.write_png(save_dir / name / f"{i}.png", sr)
@@ -250,6 +258,50 @@ def load_upscaler(model: str, scale: int, device: str) -> tuple[Upscaler, int]:
     return g, g.scale
 
 
+def finite_or_null(x, name: str = "") -> tuple[object, list[str]]:
+    """``x`` (nested dicts and lists of numbers) with every NaN or infinite float as
+    ``None``, for strict JSON, and the dotted names of those values."""
+    if isinstance(x, dict):
+        pairs = [(k, finite_or_null(v, f"{name}.{k}" if name else str(k))) for k, v in x.items()]
+        return {k: v for k, (v, _) in pairs}, [n for _, (_, names) in pairs for n in names]
+    if isinstance(x, list):
+        items = [finite_or_null(v, f"{name}[{i}]") for i, v in enumerate(x)]
+        return [v for v, _ in items], [n for _, names in items for n in names]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None, [name]
+    return x, []
+
+
+DEVICES = "cpu, cuda, cuda:N, mps, auto"
+
+
+def resolve_device(name: str) -> str:
+    """A ``--device`` value -> the torch device name it stands for: ``cpu``; ``cuda`` or
+    ``cuda:N`` (``N`` a GPU index, 0 to the count - 1); ``mps``; ``auto``, ``cuda`` when
+    available, else ``cpu`` (as ``srlib.train``'s ``auto``). ``ValueError`` names the
+    value and what is expected, or says that the device is absent on this machine."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("--device 'mps' requested but MPS is not available on this "
+                             "machine; expected one of cpu, auto")
+        return name
+    index = name[len("cuda:"):] if name.startswith("cuda:") else ""
+    if name != "cuda" and not (index.isascii() and index.isdigit()):
+        raise ValueError(f"--device {name!r}: expected one of {DEVICES} (N a GPU index)")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {name!r} requested but CUDA is not available on this "
+                         "machine; expected one of cpu, auto")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise ValueError(f"--device {name!r}: this machine has {count} CUDA device(s), "
+                         f"cuda:0 to cuda:{count - 1}")
+    return name
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m srlib.evaluate", description=__doc__,
@@ -265,13 +317,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test", help="split of the default data set")
     ap.add_argument("--lpips", default=None, metavar="KIND",
                     help=f"add LPIPS of this kind ({', '.join(lpips.KINDS)}, or 'default')")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help=f"one of {DEVICES} (default: cpu)")
     ap.add_argument("--samples", type=int, default=0, metavar="K",
                     help="a run with a noise input: also draw K samples per image (the NTIRE "
                          "2021 challenge draws 10) and measure them; they go under --out")
     ap.add_argument("--out", default=None,
                     help="with --samples: the folder for eval/<set>/samples.csv and the PNGs")
-    ap.add_argument("--json", action="store_true", help="print one JSON object of the means")
+    ap.add_argument("--json", action="store_true",
+                    help="print one JSON object of the means (strict JSON: a mean that is not "
+                         "finite, e.g. the PSNR of an exact reconstruction, is null)")
     args = ap.parse_args(argv)
     if args.samples < 0 or (args.samples and not args.out):
         ap.error(f"--samples {args.samples}: expected K >= 1 samples per image, with --out "
@@ -282,13 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale < 1:
         ap.error(f"--scale must be an integer >= 1, got {args.scale}")
     try:
-        upscale, scale = load_upscaler(args.model, args.scale, args.device)
+        device = resolve_device(args.device)
+    except ValueError as err:
+        ap.error(str(err))
+    try:
+        upscale, scale = load_upscaler(args.model, args.scale, device)
         kind = lpips.default_kind() if args.lpips == "default" else args.lpips
-        metric = lpips.load(kind, args.device) if kind else None
-        table, _ = evaluate(upscale, args.data, scale, split=args.split, device=args.device,
+        metric = lpips.load(kind, device) if kind else None
+        table, _ = evaluate(upscale, args.data, scale, split=args.split, device=device,
                             lpips_model=metric)
         samples = evaluate_samples(upscale, [args.data], scale, Path(args.out), args.samples,
-                                   args.device, kind, args.model) if args.samples else {}
+                                   device, kind, args.model) if args.samples else {}
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -298,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     if samples:
         result["samples"] = next(iter(samples.values()))
     if args.json:
-        print(json.dumps(result, indent=1))
+        strict, nulls = finite_or_null(result)
+        if nulls:
+            print("note: PSNR of an exact reconstruction is infinite; JSON shows null for a "
+                  f"mean that is not finite: {', '.join(nulls)}", file=sys.stderr)
+        print(json.dumps(strict, indent=1, allow_nan=False))
     else:
         print(f"{args.model} x{scale} on {result['dataset']} ({len(table)} images)"
               + (f"; lpips = {kind}" if kind else ""))

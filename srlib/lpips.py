@@ -23,7 +23,7 @@ conv), average over space; sum the five. Returns ``(B,)``.
 ``LPIPS.spatial_map(x, y)`` is the reference packages' ``spatial=True`` output: each
 layer's weighted map (before the average over space) upsampled bilinearly to the input's
 size (``align_corners=False``) and the five summed, ``(B, 1, H, W)``; the NTIRE 2021
-challenge's diversity score is built on it (``srlib.diversity``). Its spatial mean is the
+challenge's diversity score is built on it (``srlib.ntire``). Its spatial mean is the
 scalar distance up to the upsampling's weighting of border pixels when a layer's size
 does not divide the input's (about 1e-4 relative; exact for integer factors).
 """

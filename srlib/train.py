@@ -36,7 +36,6 @@ from tqdm import tqdm
 
 from srlib import runs
 from srlib.data import PatchSampler, dataset_name, list_images, load_image
-from srlib.diversity import DEFAULT_K
 from srlib.evaluate import Validation, evaluate_samples, evaluate_sets
 from srlib.losses import LOSS_OPERATORS, Loss, loss_operator, parse_spec
 from srlib.models import (
@@ -50,6 +49,7 @@ from srlib.models import (
     build_generator,
     default_skip,
 )
+from srlib.ntire import DEFAULT_K
 
 # name -> (HR patch side, width) -> discriminator
 DISCRIMINATORS = {
