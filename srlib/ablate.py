@@ -37,6 +37,7 @@ import torch
 
 from srlib import grid as gr
 from srlib import results, runs
+from srlib.evaluate import baseline_done, baseline_run
 from srlib.notebooks import (
     Stop,
     error_text,
@@ -95,29 +96,6 @@ def same_config(d: Path, config: dict) -> bool:
     from srlib.train import Config, config_differences
 
     return not config_differences(d, Config(**config).resolved())
-
-
-def baseline_done(d: Path, config: dict) -> bool:
-    """Whether the baseline's folder ``d`` holds its evaluation of ``config`` already."""
-    return (runs.is_finished(d) and not (d / runs.ERROR).is_file()
-            and runs.read_json(d / runs.CONFIG) == config)
-
-
-def baseline_run(d: Path, config: dict) -> None:
-    """A closed-form baseline (``config`` from ``grid.baseline_config``) as the run folder
-    ``d``: evaluated, not trained, ``metrics.json`` in the runs' schema."""
-    from srlib.data import dataset_name
-    from srlib.evaluate import BASELINES, evaluate_sets
-    from srlib.resize import BicubicDegradation
-
-    name, scale, test_data = config["loss"], config["scale"], config["test_data"]
-    with runs.locked(d, "run folder"):
-        runs.clear(d)
-        per_set, kind, _ = evaluate_sets(BASELINES[name](BicubicDegradation(scale)),
-                                         test_data, scale, d, model=name)
-        runs.write_json(d / runs.CONFIG, config)
-        runs.write_metrics(d, per_set, lpips_kind=kind, config=config,
-                           first_set=dataset_name(test_data[0]), iters=0, device="cpu")
 
 
 def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], Future],

@@ -104,10 +104,31 @@ def _image_row(name: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
     return row
 
 
+# ---- a closed-form baseline as a run folder ----------------------------------------------
+
+def baseline_done(d: Path, config: dict) -> bool:
+    """Whether the baseline's folder ``d`` holds its evaluation of ``config`` already."""
+    return (runs.is_finished(d) and not (d / runs.ERROR).is_file()
+            and runs.read_json(d / runs.CONFIG) == config)
+
+
+def baseline_run(d: Path, config: dict) -> None:
+    """A closed-form baseline (``config`` from ``srlib.grid.baseline_config``) as the run folder
+    ``d``: evaluated, not trained, ``metrics.json`` in the runs' schema."""
+    name, scale, test_data = config["loss"], config["scale"], config["test_data"]
+    with runs.locked(d, "run folder"):
+        runs.clear(d)
+        per_set, kind, _ = evaluate_sets(BASELINES[name](BicubicDegradation(scale)),
+                                         test_data, scale, d, model=name)
+        runs.write_json(d / runs.CONFIG, config)
+        runs.write_metrics(d, per_set, lpips_kind=kind, config=config,
+                           first_set=dataset_name(test_data[0]), iters=0, device="cpu")
+
+
 class Validation:
     """Fixed centre crops of a held-out set, evaluated during training (for curves only,
     never for model selection): PSNR-Y (crop s), LR-PSNR, and the null-space and range gains
-    against ``D^+ LR`` in dB (DESIGN section 2), each the mean over the crops.
+    against ``D^+ LR`` in dB (``srlib.metrics.range_null_mse``), each the mean over the crops.
 
     Args:
         data: the images (the ``test`` split of a data set); ``n``: how many of them.
@@ -169,18 +190,17 @@ def evaluate_sets(
     per_set, per_set_p = {}, {}
     for data in test_data:
         name = dataset_name(data)
-        where, where_p = out / "eval" / name, out / runs.PROJECTED / "eval" / name
+        where, where_p = runs.eval_dir(out, name), runs.eval_dir(out / runs.PROJECTED, name)
         table, table_p = evaluate(upscale, data, scale, device=device, lpips_model=metric,
                                   save_dir=where, projected_dir=where_p if project else None)
-        runs.write_text(where / "per_image.csv", table.to_csv(index=False))
+        runs.write_text(where / runs.PER_IMAGE, table.to_csv(index=False))
         per_set[name] = summary(table, data, scale, model)
         if table_p is not None:
-            runs.write_text(where_p / "per_image.csv", table_p.to_csv(index=False))
+            runs.write_text(where_p / runs.PER_IMAGE, table_p.to_csv(index=False))
             per_set_p[name] = summary(table_p, data, scale, model + " + P")
     return per_set, kind, (per_set_p if project else None)
 
 
-SAMPLES, SAMPLES_CSV = "samples", "samples.csv"  # eval/<set>/samples/<image>/<k>.png
 
 
 def _require_noise(g: torch.nn.Module) -> None:
@@ -235,16 +255,16 @@ def evaluate_samples(
     per_set = {}
     for data in test_data:
         name = dataset_name(data)
-        where = out / "eval" / name
+        where = runs.eval_dir(out, name)
         rows = []
         for path in list_images(data, split="test"):
             img = load_image(path)
             check_eval_size(img, path, scale)
             hr, lr = eval_pair(img.to(device), op)
             samples = draw_samples(g, lr, k)
-            rows.append(_sample_row(path.stem, samples, hr, lr, op, metric, where / SAMPLES))
+            rows.append(_sample_row(path.stem, samples, hr, lr, op, metric, where / runs.SAMPLES))
         table = pd.DataFrame(rows)
-        runs.write_text(where / SAMPLES_CSV, table.to_csv(index=False))
+        runs.write_text(where / runs.SAMPLES_CSV, table.to_csv(index=False))
         per_set[name] = summary(table, data, scale, model) | {"n_samples": k,
                                                                "lpips_kind": kind}
     return per_set

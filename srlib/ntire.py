@@ -36,8 +36,7 @@ Ours differs from the challenge in the LPIPS network where the AlexNet trunk is 
 (``srlib.lpips.default_kind()`` falls back to ST-LPIPS; name the kind next to the
 number), in cropping (the challenge crops GT to a multiple of 8; we use the evaluation
 pair as given, mod-cropped to the scale) and in LR-PSNR (ours: ``D(SR)`` against the
-quantised LR, ``srlib.metrics.lr_psnr``; the challenge's is ``lr_psnr_ntire``, below,
-and DESIGN section 3).
+quantised LR, ``srlib.metrics.lr_psnr``; the challenge's is ``lr_psnr_ntire``, below).
 
 LR-PSNR as the challenge computes it
 ------------------------------------
@@ -77,7 +76,7 @@ Differences from the port: images smaller than the kernel (a side under ``4 * sc
 px after the crop) raise ``ValueError`` here, and an SR smaller than the cropped GT
 raises ``ValueError`` where the challenge's PSNR would fail on mismatched shapes.
 
-How it differs from ours (:func:`srlib.metrics.lr_psnr`, DESIGN section 3):
+How it differs from ours (:func:`srlib.metrics.lr_psnr`):
 
 - ours: ``PSNR(D(SR_q), LR)`` in float RGB, peak 1, with ``SR_q`` the 8-bit SR and
   ``LR = round(255 D(HR)) / 255`` the quantised input; ``D(SR_q)`` is **not** rounded,
