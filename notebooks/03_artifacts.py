@@ -112,7 +112,7 @@ fig.savefig(Path(out).with_name("artifacts_spectra.png"), dpi=56)  # keeps the p
 # %%
 summary = artifact_summary(energy, a)
 summary.to_csv(out)
-summary[["lr_grid_energy"]].style.format("{:.1%}")
+summary[["lr_grid_energy"]].style.format("{:.1%}").format_index(escape="html")
 
 # %% [markdown]
 # ## Where the error lies: range and null-space MSE per variant

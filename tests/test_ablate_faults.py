@@ -339,3 +339,24 @@ def test_a_failed_run_keeps_its_last_line_in_the_table_and_its_text_in_the_folde
     assert whole.startswith("Traceback") and len(whole.splitlines()) > 3
     assert results(out).loc["x"].error == line
     assert f"see {run / runs.TRACEBACK}" in capsys.readouterr().out
+
+
+def test_markup_in_a_grid_reaches_no_page_as_markup(sets, tmp_path):
+    """A variant named ``<i>x`` and a hypothesis whose id and statement hold HTML, through
+    the whole runner: every page shows them as text."""
+    grid = write_grid(tmp_path / "grid.yaml", sets, {"bicubic": {"baseline": "bicubic"},
+                                                     "<i>x": SRC})
+    g = yaml.safe_load(grid.read_text())
+    g["hypotheses"] = [{"id": "<b>H</b>", "statement": "<script>alert(1)</script> holds",
+                        "a": "<i>x", "b": "bicubic", "metric": "psnr_y",
+                        "direction": "greater"}]
+    grid.write_text(yaml.safe_dump(g))
+    out = tmp_path / "out"
+    assert main([str(grid), "--out", str(out)]) == 0
+    pages = [out / "index.html", out / "03_artifacts.html",
+             runs.run_dir(out, "<i>x", 0) / "train.html"]
+    for page in pages:
+        text = page.read_text()
+        assert "<i>x" not in text and "<script>alert" not in text and "<b>H</b>" not in text, \
+            page
+    assert "&lt;i&gt;x" in pages[0].read_text() and "&lt;i&gt;x" in pages[2].read_text()
