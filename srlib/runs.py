@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -137,18 +138,37 @@ def is_finished(run: str | Path) -> bool:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """A training checkpoint; a damaged one raises ``ValueError`` saying how to restart."""
+    """A training checkpoint, loaded as data only (``weights_only``: tensors, numbers,
+    strings and containers; a pickled object that would run code is refused, not run).
+    A damaged or foreign file raises ``ValueError`` naming it and saying how to restart."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # torch raises many types for a truncated or foreign file
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:  # an object of some class or function: loading it could run code
+            raise ValueError(
+                f"{path} is not a checkpoint this project wrote (it holds the Python object "
+                f"{found[1]}, which loading would run); delete it to restart the run from "
+                "iteration 0"
+            ) from None
         raise ValueError(
-            f"{path} is damaged ({type(err).__name__}: {err}); delete it to restart the run "
-            "from iteration 0"
+            f"{path} is damaged ({type(err).__name__}: {_reason(err)}); delete it to restart "
+            "the run from iteration 0"
         ) from None
     if not isinstance(state, dict) or "iter" not in state:
         raise ValueError(f"{path} is not a training checkpoint; delete it to restart the run")
     return state
+
+
+def _reason(err: Exception) -> str:
+    """The line of a (torch) error message that says what was wrong, not how to work around
+    it: the unpickler's own reason when there is one, else the first line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for i, ln in enumerate(lines[:-1]):
+        if ln.endswith("WeightsUnpickler error:"):
+            return lines[i + 1]
+    return lines[0] if lines else "no details"
 
 
 def load_generator(run: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -26,6 +26,7 @@ import time
 import types
 import typing
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -343,12 +344,19 @@ def _state(it: int, seconds: float, nets: Nets, scheds: list, sampler: PatchSamp
              "opt_g": nets.opt_g.state_dict(),
              "d": nets.d.state_dict() if nets.d is not None else None,
              "opt_d": nets.opt_d.state_dict() if nets.opt_d is not None else None,
-             "sched": [s.state_dict() for s in scheds], "sampler_rng": sampler.gen.get_state()}
+             "sched": [_plain(s.state_dict()) for s in scheds],
+             "sampler_rng": sampler.gen.get_state()}
     if getattr(nets.g, "noise", 0):  # z is drawn from torch's global generator in training
         state["torch_rng"] = torch.get_rng_state()
         if sampler.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(sampler.device)
     return state
+
+
+def _plain(sched: dict) -> dict:
+    """A ``MultiStepLR`` state as plain data (its milestones a dict, not a ``Counter``), so
+    that the checkpoint loads with ``weights_only`` on every torch version."""
+    return sched | {"milestones": dict(sched["milestones"])}
 
 
 def _restore(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) -> None:
@@ -358,7 +366,7 @@ def _restore(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) -> No
         nets.d.load_state_dict(state["d"])
         nets.opt_d.load_state_dict(state["opt_d"])
     for s, st in zip(scheds, state["sched"], strict=True):
-        s.load_state_dict(st)
+        s.load_state_dict(st | {"milestones": Counter(st["milestones"])})
     sampler.gen.set_state(state["sampler_rng"].to(sampler.gen.get_state().device))
     # Checkpoints without them (noise 0, or older) drew nothing from torch's generator.
     if "torch_rng" in state:

@@ -1,0 +1,75 @@
+"""Faults of a training run: a crafted or foreign checkpoint, --compile, a full disk, a
+failure at the first step, odd test sets, a finished run that lost its generator, seeds."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import interrupt_at, write_small_sets
+
+from srlib import runs
+from srlib.train import Config, Interrupted, main, train
+
+SEED_MAX = 2**64 - 1  # the largest seed torch.manual_seed accepts (measured, torch 2.13)
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory) -> tuple[str, str]:
+    return write_small_sets(tmp_path_factory.mktemp("data"))
+
+
+def tiny_config(sets, out, **kw) -> Config:
+    return Config(**{"loss": "pixel", "upsampler": "nearest", "iters": 6, "out": str(out),
+                     "data": sets[0], "test_data": [sets[1]], "batch": 2, "patch": 16,
+                     "nf": 8, "nb": 1, "gc": 4, "ckpt_every": 2, "log_every": 2,
+                     "device": "cpu", "progress": False} | kw)
+
+
+def tiny_args(sets, out) -> list[str]:
+    return ["--loss", "pixel", "--upsampler", "nearest", "--iters", "6", "--out", str(out),
+            "--data", sets[0], "--test-data", sets[1], "--batch", "2", "--patch", "16",
+            "--nf", "8", "--nb", "1", "--gc", "4", "--ckpt-every", "2", "--device", "cpu",
+            "--no-progress"]
+
+
+def interrupted_run(sets, out, monkeypatch, **kw) -> Path:
+    """A run stopped (SIGTERM) at iteration 2: its checkpoint's path."""
+    interrupt_at(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        train(tiny_config(sets, out, **kw))
+    monkeypatch.undo()
+    return out / runs.CHECKPOINT
+
+
+# ---- a checkpoint is data, never code ---------------------------------------------------------
+
+class _Marker:
+    """Unpickled, it would create the file ``path`` (what a crafted checkpoint could do)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_crafted_checkpoint_is_refused_and_its_code_never_runs(tiny_sets, tmp_path, capsys):
+    out, marker = tmp_path / "run", tmp_path / "marker"
+    out.mkdir()
+    torch.save({"iter": 1, "g": {}, "x": _Marker(marker)}, out / runs.CHECKPOINT)
+    assert main(tiny_args(tiny_sets, out)) == 2
+    err = capsys.readouterr().err
+    assert f"{out / runs.CHECKPOINT} is not a checkpoint this project wrote" in err, err
+    assert "delete it to restart" in err and "Traceback" not in err
+    assert not marker.exists()
+
+
+def test_a_checkpoint_loads_as_plain_data(tiny_sets, tmp_path, monkeypatch):
+    ckpt = interrupted_run(tiny_sets, tmp_path / "run", monkeypatch, loss="down+0.005*adv",
+                           patch=32, noise=2)
+    state = torch.load(ckpt, weights_only=True)  # nothing but tensors, numbers, containers
+    assert state["iter"] == 2 and {"torch_rng", "sampler_rng", "sched"} <= set(state)
+    assert all(type(s["milestones"]) is dict for s in state["sched"])  # not a Counter
+    assert train(tiny_config(tiny_sets, tmp_path / "run", loss="down+0.005*adv", patch=32,
+                             noise=2))["resumed_from_iter"] == 2
+
