@@ -270,7 +270,7 @@ def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
     g, d = nets.g, nets.d
     with torch.set_grad_enabled(update_g):
         with autocast:
-            sr = (nets.forward_g or g)(lr)
+            sr = (g if nets.forward_g is None else nets.forward_g)(lr)
         sr = sr.float()  # losses in float32: D(SR) vs LR needs the precision
         d_real = d_fake = None
         if d is not None:
@@ -506,12 +506,7 @@ def _loop(run: Session) -> float:
             hr, lr = run.sampler.sample()
             if cuda:
                 hr, lr = (x.contiguous(memory_format=torch.channels_last) for x in (hr, lr))
-            try:
-                total, terms, d_loss = train_step(nets, run.loss, hr, lr, autocast,
-                                                  update_g=it >= c.d_warmup)
-            except FloatingPointError as err:
-                raise FloatingPointError(f"at iteration {it + 1}: {err}; the last good "
-                                         f"checkpoint is kept in {run.ckpt}") from None
+            total, terms, d_loss = _step(run, it, hr, lr, autocast)
             for s in run.scheds:
                 s.step()
             done = it + 1
@@ -535,6 +530,25 @@ def _loop(run: Session) -> float:
                                   f"checkpoint saved in {run.ckpt}: run the same command to "
                                   "resume")
     return time.perf_counter() - t_session
+
+
+def _step(run: Session, it: int, hr: torch.Tensor, lr: torch.Tensor,
+          autocast: contextlib.AbstractContextManager
+          ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+    """``train_step`` at iteration ``it`` (0-based), its failures said in the run's terms:
+    a non-finite loss names the iteration and the checkpoint kept, a generator that
+    ``torch.compile`` cannot compile here (no C++ compiler, ...) names ``--compile``."""
+    try:
+        return train_step(run.nets, run.loss, hr, lr, autocast, update_g=it >= run.c.d_warmup)
+    except FloatingPointError as err:
+        raise FloatingPointError(f"at iteration {it + 1}: {err}; the last good checkpoint is "
+                                 f"kept in {run.ckpt}") from None
+    except RuntimeError as err:
+        if not (run.c.compile and isinstance(err, torch._dynamo.exc.BackendCompilerFailed)):
+            raise
+        why = next((ln for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
+        raise ValueError(f"--compile: torch.compile cannot compile the generator on this "
+                         f"machine ({why}); run without --compile") from None
 
 
 def _finish(run: Session, session_seconds: float) -> dict:

@@ -73,3 +73,22 @@ def test_a_checkpoint_loads_as_plain_data(tiny_sets, tmp_path, monkeypatch):
     assert train(tiny_config(tiny_sets, tmp_path / "run", loss="down+0.005*adv", patch=32,
                              noise=2))["resumed_from_iter"] == 2
 
+
+# ---- --compile --------------------------------------------------------------------------------
+
+def test_compile_trains_on_the_cpu(tiny_sets, tmp_path):
+    r = train(tiny_config(tiny_sets, tmp_path / "run", iters=2, compile=True))
+    assert r["iters"] == 2 and runs.load_generator(tmp_path / "run") is not None
+    torch._dynamo.reset()
+
+
+def test_compile_without_a_compiler_names_the_flag(tiny_sets, tmp_path, monkeypatch):
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", (str(tmp_path / "no-such-cxx"),))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)
+    with pytest.raises(ValueError, match=r"--compile: torch.compile cannot compile the generator "
+                                         r"on this machine \(.*C\+\+ compiler.*without --compile"):
+        train(tiny_config(tiny_sets, tmp_path / "run", iters=2, nf=4, compile=True))
+    torch._dynamo.reset()
+
