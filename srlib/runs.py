@@ -34,6 +34,7 @@ import io
 import json
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -276,13 +277,18 @@ def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str,
 
 def write_error(run: str | Path, text: str) -> str:
     """Record a failure: the whole text in ``traceback.txt``, its last non-empty line in
-    ``error.txt`` (what tables show). Returns that line."""
+    ``error.txt`` (what tables show). Returns that line, also when it cannot be recorded
+    (a full disk, say): a warning on stderr says so, and the caller goes on."""
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     last = lines[-1].strip() if lines else "unknown error"
-    write_text(run / TRACEBACK, text.rstrip() + "\n")
-    write_text(run / ERROR, last + "\n")
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        write_text(run / TRACEBACK, text.rstrip() + "\n")
+        write_text(run / ERROR, last + "\n")
+    except OSError as err:
+        print(f"warning: the failure of {run} could not be recorded in {ERROR} "
+              f"({err.strerror or err}): {last}", file=sys.stderr)
     return last
 
 

@@ -19,6 +19,8 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import errno
+import io
 import json
 import signal
 import sys
@@ -59,6 +61,8 @@ DISCRIMINATORS = {
 # Config fields that may change between a run and its resumption: they do not change
 # what is computed (or, for device, only its rounding).
 RESUMABLE_CHANGES = {"out", "ckpt_every", "log_every", "device", "compile", "progress"}
+# OSError numbers of a full disk (or a full quota): the run stops with a clear message.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 VAL_COLUMNS = ["iter", "psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"]
 PRESET_FIELDS = ("batch", "patch", "learning_rate", "nf", "nb", "gc", "d_nf")
 
@@ -303,6 +307,11 @@ class Interrupted(Exception):
     """Training stopped by SIGTERM / SIGINT after saving a checkpoint."""
 
 
+class NoSpace(OSError):
+    """A write of the run found no space left (disk or quota); what was written before,
+    the checkpoint included, is intact."""
+
+
 def _device(c: Config) -> torch.device:
     if c.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -394,13 +403,15 @@ def _start_log(path: Path, columns: list[str], upto: int) -> None:
     """``losses.csv`` with the rows up to iteration ``upto`` (a resumed run drops the rows
     logged after its checkpoint)."""
     rows = []
-    if path.exists():
+    if path.exists():  # a row cut short (a full disk while appending) is dropped
         with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["iter"]) <= upto]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+            rows = [r for r in csv.DictReader(f)
+                    if None not in r.values() and int(r["iter"]) <= upto]
+    text = io.StringIO()
+    w = csv.DictWriter(text, columns, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    runs.write_text(path, text.getvalue())
 
 
 def _append_log(path: Path, columns: list[str], row: dict) -> None:
@@ -425,7 +436,23 @@ def train(config: Config) -> dict:
                 return runs.read_metrics(out)
             print(f"note: {out} is stale ({stale}): training it again")
             runs.clear(out)
-        return _run(c, out)
+        try:
+            return _run(c, out)
+        except OSError as err:
+            if err.errno not in NO_SPACE:
+                raise
+            raise NoSpace(_no_space(out, err)) from None
+
+
+def _no_space(out: Path, err: OSError) -> str:
+    """What to do when a write of the run in ``out`` found its disk (or quota) full."""
+    where = out  # the run's own files; another's (a cache, say) is named by its folder
+    if err.filename and not Path(err.filename).resolve().is_relative_to(out.resolve()):
+        where = Path(err.filename).parent
+    ckpt = out / runs.CHECKPOINT
+    then = "it resumes from its checkpoint, which is intact" if ckpt.is_file() \
+        else "it starts again: no checkpoint was written yet"
+    return f"no space left on {where}; free space and run the same command ({then})"
 
 
 @dataclass
@@ -618,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as err:
         print(f"\n{err}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FloatingPointError, runs.RunLocked) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError, runs.RunLocked, NoSpace) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     keys = ("psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse")

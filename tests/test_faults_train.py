@@ -1,6 +1,7 @@
 """Faults of a training run: a crafted or foreign checkpoint, --compile, a full disk, a
 failure at the first step, odd test sets, a finished run that lost its generator, seeds."""
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -91,4 +92,49 @@ def test_compile_without_a_compiler_names_the_flag(tiny_sets, tmp_path, monkeypa
                                          r"on this machine \(.*C\+\+ compiler.*without --compile"):
         train(tiny_config(tiny_sets, tmp_path / "run", iters=2, nf=4, compile=True))
     torch._dynamo.reset()
+
+
+# ---- a full disk ------------------------------------------------------------------------------
+
+def _full_disk_at(monkeypatch, name: str, after: int) -> None:
+    """Writes of ``name`` (through ``runs``' atomic writer) fail with ENOSPC after the first
+    ``after`` of them, as on a disk that just filled up."""
+    original, count = Path.write_bytes, {"n": 0}
+
+    def write_bytes(self, data):
+        if self.name.startswith(f".{name}."):
+            count["n"] += 1
+            if count["n"] > after:
+                raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return original(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+
+
+@pytest.mark.parametrize("name,after,kept", [(runs.CHECKPOINT, 1, 2), (runs.METRICS, 0, 6)])
+def test_a_full_disk_names_the_folder_and_the_same_command_resumes(
+        tiny_sets, tmp_path, monkeypatch, capsys, name, after, kept):
+    out = tmp_path / "run"
+    _full_disk_at(monkeypatch, name, after)
+    assert main(tiny_args(tiny_sets, out)) == 2
+    err = capsys.readouterr().err
+    assert f"no space left on {out}; free space and run the same command" in err, err
+    assert "Traceback" not in err
+    assert torch.load(out / runs.CHECKPOINT, weights_only=True)["iter"] == kept  # intact
+    monkeypatch.undo()
+    assert main(tiny_args(tiny_sets, out)) == 0
+    assert runs.read_metrics(out)["resumed_from_iter"] == kept
+
+
+def test_recording_a_failure_on_a_full_disk_returns_the_line_and_warns(tmp_path, monkeypatch,
+                                                                      capsys):
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(runs, "write_bytes", full)
+    line = runs.write_error(tmp_path / "run", "Traceback (most recent call last):\n  ...\n"
+                                              "ValueError: boom\n")
+    assert line == "ValueError: boom"
+    err = capsys.readouterr().err
+    assert "warning" in err and "No space left on device" in err and str(tmp_path / "run") in err
 
