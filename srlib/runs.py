@@ -173,7 +173,9 @@ def _reason(err: Exception) -> str:
 
 
 def load_generator(run: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The trained generator of a finished run folder, in eval mode on ``device``."""
+    """The trained generator of a finished run folder, in eval mode on ``device``. A
+    ``generator.pt`` that does not fit the generator of the run's config (another size,
+    keys missing) raises ``ValueError`` naming the file."""
     run = Path(run)
     if not (run / CONFIG).is_file() or not (run / GENERATOR).is_file():
         raise FileNotFoundError(f"{run}: not a finished run (needs {CONFIG} and {GENERATOR})")
@@ -182,13 +184,38 @@ def load_generator(run: str | Path, device: str | torch.device = "cpu") -> torch
     g = build_generator(c["preset"], c["scale"], c["upsampler"], skip=c["skip"],
                         consistency=c.get("consistency", "none"), noise=c.get("noise", 0),
                         nf=c["nf"], nb=c["nb"], gc=c["gc"])
+    path = run / GENERATOR
     try:
-        state = torch.load(run / GENERATOR, map_location="cpu", weights_only=True)
-        g.load_state_dict(state)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{run / GENERATOR}: cannot be loaded ({type(err).__name__}: {err})"
+        raise ValueError(f"{path}: cannot be loaded ({type(err).__name__}: {_reason(err)})"
                          ) from None
+    why = state_mismatch(g, state)
+    if why:
+        raise ValueError(f"{path} was written by a different model ({why}): delete it to "
+                         "restart (the run's command then trains it again)")
+    g.load_state_dict(state)
     return g.to(device).eval()
+
+
+def state_mismatch(model: torch.nn.Module, state) -> str | None:
+    """How the state dict ``state`` does not fit ``model`` (its missing and unexpected keys,
+    its shapes that differ: a few of each), or ``None`` when it fits."""
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a state dict"
+    mine = model.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} in the file, {tuple(mine[k].shape)} here"
+              for k, v in state.items()
+              if k in mine and getattr(v, "shape", None) != mine[k].shape]
+    why = [f"{what} {_few(keys, n)}" for what, keys, n in (
+        ("missing", [k for k in mine if k not in state], 3),
+        ("unexpected", [k for k in state if k not in mine], 3),
+        ("shape of", shapes, 1)) if keys]
+    return "; ".join(why) or None
+
+
+def _few(items: list[str], n: int) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 def load_sr(run: str | Path, dataset: str, image: str) -> torch.Tensor:

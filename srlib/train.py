@@ -368,7 +368,35 @@ def _plain(sched: dict) -> dict:
     return sched | {"milestones": dict(sched["milestones"])}
 
 
-def _restore(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) -> None:
+def _restore(state: dict, nets: Nets, scheds: list, sampler: PatchSampler, path: Path) -> None:
+    """Continue from the checkpoint ``state`` (read from ``path``); one of another model
+    (another size, keys missing, ...) raises ``ValueError`` naming ``path``."""
+    why = _misfit(state, nets)
+    if why is None:
+        try:
+            _load_state(state, nets, scheds, sampler)
+        except (KeyError, ValueError, RuntimeError, TypeError) as err:
+            why = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+    if why:
+        raise ValueError(f"{path} was written by a different model ({why}): delete it to "
+                         "restart the run from iteration 0")
+
+
+def _misfit(state: dict, nets: Nets) -> str | None:
+    """How the networks of a checkpoint do not fit ``nets``, or ``None``."""
+    if "g" not in state:
+        return "no generator weights"
+    if (nets.d is None) != (state.get("d") is None):
+        return f"a discriminator in the file: {'no' if state.get('d') is None else 'yes'}, " \
+               f"in this config: {'no' if nets.d is None else 'yes'}"
+    for name, net in (("generator", nets.g), ("discriminator", nets.d)):
+        why = runs.state_mismatch(net, state["g" if net is nets.g else "d"]) if net else None
+        if why:
+            return f"{name}: {why}"
+    return None
+
+
+def _load_state(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) -> None:
     nets.g.load_state_dict(state["g"])
     nets.opt_g.load_state_dict(state["opt_g"])
     if nets.d is not None:
@@ -496,7 +524,7 @@ def _run(c: Config, out: Path) -> dict:
         run.val = Validation(c.val_data or c.test_data[0], c.scale, c.val_crop, c.val_images,
                              dev)
     if state is not None:
-        _restore(state, nets, scheds, sampler)
+        _restore(state, nets, scheds, sampler, run.ckpt)
         run.start, run.train_seconds = state["iter"], state["train_seconds"]
     # Written once everything above succeeded: a refused config leaves no trace.
     runs.write_json(out / runs.CONFIG, dataclasses.asdict(c))

@@ -1,7 +1,9 @@
 """Faults of a training run: a crafted or foreign checkpoint, --compile, a full disk, a
 failure at the first step, odd test sets, a finished run that lost its generator, seeds."""
 
+import dataclasses
 import errno
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import torch
 from conftest import interrupt_at, write_small_sets
 
 from srlib import runs
+from srlib.models import build_generator
 from srlib.train import Config, Interrupted, main, train
 
 SEED_MAX = 2**64 - 1  # the largest seed torch.manual_seed accepts (measured, torch 2.13)
@@ -137,4 +140,47 @@ def test_recording_a_failure_on_a_full_disk_returns_the_line_and_warns(tmp_path,
     assert line == "ValueError: boom"
     err = capsys.readouterr().err
     assert "warning" in err and "No space left on device" in err and str(tmp_path / "run") in err
+
+
+# ---- a file of another model ----------------------------------------------------------------
+
+def test_a_checkpoint_of_another_model_is_refused_naming_it(tiny_sets, tmp_path, monkeypatch):
+    ckpt = interrupted_run(tiny_sets, tmp_path / "a", monkeypatch)
+    for name, change in (("wider", None), ("missing", "conv_last.bias")):
+        out = tmp_path / name
+        out.mkdir()
+        state = torch.load(ckpt, weights_only=True)
+        if change:
+            del state["g"][change]
+        torch.save(state, out / runs.CHECKPOINT)
+        nf = 16 if name == "wider" else 8
+        with pytest.raises(ValueError, match=rf"{out / runs.CHECKPOINT} was written by a "
+                                             r"different model \(.+\): delete it to restart"):
+            train(tiny_config(tiny_sets, out, nf=nf))
+        assert not (out / runs.CONFIG).exists()
+
+
+def _fake_run(out: Path, **sizes) -> Path:
+    """A finished-looking run folder whose config says nf=8, nb=1, gc=4 and whose
+    generator.pt holds a generator of ``sizes``: its generator's path."""
+    c = dataclasses.asdict(Config(nf=8, nb=1, gc=4, out=str(out)).resolved())
+    out.mkdir(parents=True)
+    (out / runs.CONFIG).write_text(json.dumps(c))
+    g = build_generator("quick", 4, c["upsampler"], **({"nf": 8, "nb": 1, "gc": 4} | sizes))
+    torch.save(g.state_dict(), out / runs.GENERATOR)
+    return out / runs.GENERATOR
+
+
+def test_a_generator_of_another_model_is_refused_naming_it(tmp_path):
+    for name, sizes in (("wider", {"nf": 16}), ("deeper", {"nb": 2})):
+        gen = _fake_run(tmp_path / name, **sizes)
+        with pytest.raises(ValueError, match=rf"{gen} was written by a different model "
+                                             r"\(.+\): delete it to restart"):
+            runs.load_generator(tmp_path / name)
+    gen = _fake_run(tmp_path / "missing")
+    state = torch.load(gen, weights_only=True)
+    del state["conv_first.weight"]
+    torch.save(state, gen)
+    with pytest.raises(ValueError, match=r"different model \(missing conv_first.weight\)"):
+        runs.load_generator(tmp_path / "missing")
 
