@@ -134,8 +134,17 @@ def read_metrics(run: str | Path) -> dict:
 
 
 def is_finished(run: str | Path) -> bool:
+    """Whether ``run`` holds a finished run: its ``config.json`` and ``metrics.json`` and,
+    for a trained run, its ``generator.pt`` (without it, the run's command trains it again).
+    A closed-form baseline has none: its config names no upsampler (``""``)."""
     run = Path(run)
-    return (run / METRICS).is_file() and (run / CONFIG).is_file()
+    if not ((run / METRICS).is_file() and (run / CONFIG).is_file()):
+        return False
+    try:
+        trained = bool(read_json(run / CONFIG).get("upsampler"))
+    except ValueError:  # unreadable: whoever reads it says so; trained, to be safe
+        trained = True
+    return not trained or (run / GENERATOR).is_file()
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:

@@ -201,8 +201,12 @@ def check_inputs(c: Config) -> None:
         list_images(d, "test")
     if c.init_from:
         src = Path(c.init_from)
-        if not (src / runs.GENERATOR).is_file() or not (src / runs.CONFIG).is_file():
-            raise FileNotFoundError(f"init_from {src}: not a finished run (no generator.pt)")
+        if not (src / runs.CONFIG).is_file():
+            raise FileNotFoundError(f"init_from {src}: not a finished run (no {runs.CONFIG})")
+        if not (src / runs.GENERATOR).is_file():
+            raise FileNotFoundError(f"init_from {src}: its {runs.GENERATOR} is missing (not "
+                                    "trained yet, failed or deleted): run its command again "
+                                    "to train it, then this one")
         old = runs.read_config(src)
         # Not consistency: it has no weights, and fine-tuning an unprojected generator
         # into a projected one (same weights, P added) is a legitimate start. Nor noise

@@ -184,3 +184,27 @@ def test_a_generator_of_another_model_is_refused_naming_it(tmp_path):
     with pytest.raises(ValueError, match=r"different model \(missing conv_first.weight\)"):
         runs.load_generator(tmp_path / "missing")
 
+
+# ---- a finished run needs its generator -----------------------------------------------------
+
+def test_a_run_that_lost_its_generator_is_not_finished(tiny_sets, tmp_path):
+    pre, tune = tmp_path / "pre", tmp_path / "tune"
+    train(tiny_config(tiny_sets, pre, iters=2))
+    assert runs.is_finished(pre)
+    (pre / runs.GENERATOR).unlink()
+    assert not runs.is_finished(pre)
+    with pytest.raises(FileNotFoundError, match=rf"init_from {pre}: its {runs.GENERATOR} is "
+                                                r"missing.*run its command again"):
+        train(tiny_config(tiny_sets, tune, iters=2, init_from=str(pre)))
+    assert train(tiny_config(tiny_sets, pre, iters=2))["resumed_from_iter"] is None  # retrained
+    assert train(tiny_config(tiny_sets, tune, iters=2, init_from=str(pre)))["iters"] == 2
+
+
+def test_a_baseline_is_finished_without_a_generator(tiny_sets, tmp_path):
+    from srlib.ablate import _baseline_run
+
+    c = json.loads(json.dumps(dataclasses.asdict(Config(
+        loss="bicubic", upsampler="", test_data=[tiny_sets[1]], out=str(tmp_path / "b")))))
+    _baseline_run(tmp_path / "b", c)
+    assert not (tmp_path / "b" / runs.GENERATOR).exists() and runs.is_finished(tmp_path / "b")
+
