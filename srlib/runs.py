@@ -5,7 +5,7 @@ closed-form baselines, by ``srlib.ablate``) and read by everything else through 
 module:
 
 ====================  ==================================================================
-``config.json``       the resolved ``Config`` (written once it is validated)
+``config.json``       the resolved ``Config`` (written with the run's first checkpoint)
 ``checkpoint.pt``     while training: weights, optimisers, schedules, sampler RNG, iteration
                       (and torch's RNG state, for a generator with a noise input)
 ``losses.csv``        each loss term every ``log_every`` iterations

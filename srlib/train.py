@@ -501,6 +501,8 @@ class Session:
     start: int = 0
     train_seconds: float = 0.0
     val: Validation | None = None
+    source: dict | None = None  # a fine-tune's source.json, written with config.json
+    recorded: bool = False  # whether this session wrote config.json (and source.json)
 
     @property
     def ckpt(self) -> Path:
@@ -530,16 +532,13 @@ def _run(c: Config, out: Path) -> dict:
     if state is not None:
         _restore(state, nets, scheds, sampler, run.ckpt)
         run.start, run.train_seconds = state["iter"], state["train_seconds"]
-    # Written once everything above succeeded: a refused config leaves no trace.
-    runs.write_json(out / runs.CONFIG, dataclasses.asdict(c))
     if c.init_from:
         now = runs.generator_hash(c.init_from)
         old = runs.recorded_source(out)
         if state is not None and old is not None and old["generator_sha256"] != now:
             raise ValueError(f"{out}: its source {c.init_from} was retrained since this run "
                              f"started; delete {run.ckpt} to restart from the new source")
-        runs.write_json(out / runs.SOURCE, {"run": str(Path(c.init_from).resolve()),
-                                            "generator_sha256": now})
+        run.source = {"run": str(Path(c.init_from).resolve()), "generator_sha256": now}
     session_seconds = _loop(run)
     return _finish(run, session_seconds)
 
@@ -581,14 +580,40 @@ def _loop(run: Session) -> float:
                 _append_log(val_path, VAL_COLUMNS, {"iter": done, **run.val(nets.g)})
             if done % c.ckpt_every == 0 or done == c.iters or stop["signal"]:
                 run.train_seconds += time.perf_counter() - t0
-                runs.write_torch(run.ckpt, _state(done, run.train_seconds, nets, run.scheds,
-                                                  run.sampler))
+                _checkpoint(run, done)
                 t0 = time.perf_counter()
             if stop["signal"]:
                 raise Interrupted(f"stopped by signal {stop['signal']} at iteration {done}; "
                                   f"checkpoint saved in {run.ckpt}: run the same command to "
                                   "resume")
     return time.perf_counter() - t_session
+
+
+def _record(run: Session) -> None:
+    """Write ``config.json`` and a fine-tune's ``source.json`` (a stale one of an earlier
+    attempt without ``init_from`` removed)."""
+    runs.write_json(run.out / runs.CONFIG, dataclasses.asdict(run.c))
+    if run.source is not None:
+        runs.write_json(run.out / runs.SOURCE, run.source)
+    else:
+        (run.out / runs.SOURCE).unlink(missing_ok=True)
+    run.recorded = True
+
+
+def _checkpoint(run: Session, done: int) -> None:
+    """Save the checkpoint of iteration ``done``. The session's first also writes
+    ``config.json`` (just before it): a run that fails before its first checkpoint (at
+    its first step, say) leaves no config that would refuse the corrected command."""
+    first = not run.recorded
+    if first:
+        _record(run)
+    try:
+        runs.write_torch(run.ckpt, _state(done, run.train_seconds, run.nets, run.scheds,
+                                          run.sampler))
+    except BaseException:
+        if first and not run.ckpt.exists():
+            (run.out / runs.CONFIG).unlink(missing_ok=True)
+        raise
 
 
 def _step(run: Session, it: int, hr: torch.Tensor, lr: torch.Tensor,
@@ -614,6 +639,8 @@ def _finish(run: Session, session_seconds: float) -> dict:
     """Save the generator, evaluate it on the test sets with the literature's conventions,
     write ``metrics.json`` and drop the checkpoint."""
     c, dev = run.c, run.dev
+    if not run.recorded:  # resumed at its last iteration: no checkpoint written this session
+        _record(run)
     runs.write_torch(run.out / runs.GENERATOR, run.nets.g.state_dict())
     run.nets.g.eval()
     per_set, kind, projected = evaluate_sets(run.nets.g, c.test_data, c.scale, run.out, dev,

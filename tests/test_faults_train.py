@@ -185,6 +185,23 @@ def test_a_generator_of_another_model_is_refused_naming_it(tmp_path):
         runs.load_generator(tmp_path / "missing")
 
 
+# ---- a failure at the first step --------------------------------------------------------------
+
+def test_a_run_failing_at_its_first_step_leaves_no_config(tiny_sets, tmp_path, monkeypatch):
+    import srlib.train
+
+    def boom(*a, **k):
+        raise RuntimeError("boom at the first step")
+
+    monkeypatch.setattr(srlib.train, "train_step", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        train(tiny_config(tiny_sets, tmp_path / "run", loss="pixel"))
+    assert not (tmp_path / "run" / runs.CONFIG).exists()
+    monkeypatch.undo()
+    r = train(tiny_config(tiny_sets, tmp_path / "run", loss="down"))  # the corrected command
+    assert r["config"]["loss"] == "down" and r["resumed_from_iter"] is None
+
+
 # ---- a finished run needs its generator -----------------------------------------------------
 
 def test_a_run_that_lost_its_generator_is_not_finished(tiny_sets, tmp_path):
