@@ -5,7 +5,7 @@ closed-form baselines, by ``srlib.ablate``) and read by everything else through 
 module:
 
 ====================  ==================================================================
-``config.json``       the resolved ``Config`` (written once it is validated)
+``config.json``       the resolved ``Config`` (written with the run's first checkpoint)
 ``checkpoint.pt``     while training: weights, optimisers, schedules, sampler RNG, iteration
                       (and torch's RNG state, for a generator with a noise input)
 ``losses.csv``        each loss term every ``log_every`` iterations
@@ -33,6 +33,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -159,27 +161,57 @@ def read_metrics(run: str | Path) -> dict:
 
 
 def is_finished(run: str | Path) -> bool:
+    """Whether ``run`` holds a finished run: its ``config.json`` and ``metrics.json`` and,
+    for a trained run, its ``generator.pt`` (without it, the run's command trains it again).
+    A closed-form baseline has none: its config names no upsampler (``""``)."""
     run = Path(run)
-    return (run / METRICS).is_file() and (run / CONFIG).is_file()
+    if not ((run / METRICS).is_file() and (run / CONFIG).is_file()):
+        return False
+    try:
+        trained = bool(read_json(run / CONFIG).get("upsampler"))
+    except ValueError:  # unreadable: whoever reads it says so; trained, to be safe
+        trained = True
+    return not trained or (run / GENERATOR).is_file()
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """A training checkpoint; a damaged one raises ``ValueError`` saying how to restart."""
+    """A training checkpoint, loaded as data only (``weights_only``: tensors, numbers,
+    strings and containers; a pickled object that would run code is refused, not run).
+    A damaged or foreign file raises ``ValueError`` naming it and saying how to restart."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # torch raises many types for a truncated or foreign file
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:  # an object of some class or function: loading it could run code
+            raise ValueError(
+                f"{path} is not a checkpoint this project wrote (it holds the Python object "
+                f"{found[1]}, which loading would run); delete it to restart the run from "
+                "iteration 0"
+            ) from None
         raise ValueError(
-            f"{path} is damaged ({type(err).__name__}: {err}); delete it to restart the run "
-            "from iteration 0"
+            f"{path} is damaged ({type(err).__name__}: {_reason(err)}); delete it to restart "
+            "the run from iteration 0"
         ) from None
     if not isinstance(state, dict) or "iter" not in state:
         raise ValueError(f"{path} is not a training checkpoint; delete it to restart the run")
     return state
 
 
+def _reason(err: Exception) -> str:
+    """The line of a (torch) error message that says what was wrong, not how to work around
+    it: the unpickler's own reason when there is one, else the first line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for i, ln in enumerate(lines[:-1]):
+        if ln.endswith("WeightsUnpickler error:"):
+            return lines[i + 1]
+    return lines[0] if lines else "no details"
+
+
 def load_generator(run: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The trained generator of a finished run folder, in eval mode on ``device``."""
+    """The trained generator of a finished run folder, in eval mode on ``device``. A
+    ``generator.pt`` that does not fit the generator of the run's config (another size,
+    keys missing) raises ``ValueError`` naming the file."""
     run = Path(run)
     if not (run / CONFIG).is_file() or not (run / GENERATOR).is_file():
         raise FileNotFoundError(f"{run}: not a finished run (needs {CONFIG} and {GENERATOR})")
@@ -188,13 +220,38 @@ def load_generator(run: str | Path, device: str | torch.device = "cpu") -> torch
     g = build_generator(c["preset"], c["scale"], c["upsampler"], skip=c["skip"],
                         consistency=c.get("consistency", "none"), noise=c.get("noise", 0),
                         nf=c["nf"], nb=c["nb"], gc=c["gc"])
+    path = run / GENERATOR
     try:
-        state = torch.load(run / GENERATOR, map_location="cpu", weights_only=True)
-        g.load_state_dict(state)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{run / GENERATOR}: cannot be loaded ({type(err).__name__}: {err})"
+        raise ValueError(f"{path}: cannot be loaded ({type(err).__name__}: {_reason(err)})"
                          ) from None
+    why = state_mismatch(g, state)
+    if why:
+        raise ValueError(f"{path} was written by a different model ({why}): delete it to "
+                         "restart (the run's command then trains it again)")
+    g.load_state_dict(state)
     return g.to(device).eval()
+
+
+def state_mismatch(model: torch.nn.Module, state) -> str | None:
+    """How the state dict ``state`` does not fit ``model`` (its missing and unexpected keys,
+    its shapes that differ: a few of each), or ``None`` when it fits."""
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a state dict"
+    mine = model.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} in the file, {tuple(mine[k].shape)} here"
+              for k, v in state.items()
+              if k in mine and getattr(v, "shape", None) != mine[k].shape]
+    why = [f"{what} {_few(keys, n)}" for what, keys, n in (
+        ("missing", [k for k in mine if k not in state], 3),
+        ("unexpected", [k for k in state if k not in mine], 3),
+        ("shape of", shapes, 1)) if keys]
+    return "; ".join(why) or None
+
+
+def _few(items: list[str], n: int) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 def load_sr(run: str | Path, dataset: str, image: str) -> torch.Tensor:
@@ -275,12 +332,17 @@ def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str,
 
 def write_error(run: str | Path, text: str) -> str:
     """Record a failure: the whole text in ``traceback.txt``, its last non-empty line in
-    ``error.txt`` (what tables show). Returns that line."""
+    ``error.txt`` (what tables show). Returns that line, also when it cannot be recorded
+    (a full disk, say): a warning on stderr says so, and the caller goes on."""
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
     last = last_line(text) or "unknown error"
-    write_text(run / TRACEBACK, text.rstrip() + "\n")
-    write_text(run / ERROR, last + "\n")
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        write_text(run / TRACEBACK, text.rstrip() + "\n")
+        write_text(run / ERROR, last + "\n")
+    except OSError as err:
+        print(f"warning: the failure of {run} could not be recorded in {ERROR} "
+              f"({err.strerror or err}): {last}", file=sys.stderr)
     return last
 
 

@@ -19,6 +19,8 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import errno
+import io
 import json
 import os
 import signal
@@ -27,6 +29,7 @@ import time
 import types
 import typing
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +62,8 @@ DISCRIMINATORS = {
 # Config fields that may change between a run and its resumption: they do not change
 # what is computed (or, for device, only its rounding).
 RESUMABLE_CHANGES = {"out", "ckpt_every", "log_every", "device", "compile", "progress"}
+# OSError numbers of a full disk (or a full quota): the run stops with a clear message.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 VAL_COLUMNS = ["iter", "psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"]
 PRESET_FIELDS = ("batch", "patch", "learning_rate", "nf", "nb", "gc", "d_nf")
 
@@ -201,8 +206,12 @@ def check_inputs(c: Config) -> None:
         list_images(d, "test")
     if c.init_from:
         src = Path(c.init_from)
-        if not (src / runs.GENERATOR).is_file() or not (src / runs.CONFIG).is_file():
-            raise FileNotFoundError(f"init_from {src}: not a finished run (no generator.pt)")
+        if not (src / runs.CONFIG).is_file():
+            raise FileNotFoundError(f"init_from {src}: not a finished run (no {runs.CONFIG})")
+        if not (src / runs.GENERATOR).is_file():
+            raise FileNotFoundError(f"init_from {src}: its {runs.GENERATOR} is missing (not "
+                                    "trained yet, failed or deleted): run its command again "
+                                    "to train it, then this one")
         old = runs.read_config(src)
         # Not consistency: it has no weights, and fine-tuning an unprojected generator
         # into a projected one (same weights, P added) is a legitimate start. Nor noise
@@ -274,7 +283,7 @@ def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
     g, d = nets.g, nets.d
     with torch.set_grad_enabled(update_g):
         with autocast:
-            sr = (nets.forward_g or g)(lr)
+            sr = (g if nets.forward_g is None else nets.forward_g)(lr)
         sr = sr.float()  # losses in float32: D(SR) vs LR needs the precision
         d_real = d_fake = None
         if d is not None:
@@ -305,6 +314,11 @@ def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
 
 class Interrupted(Exception):
     """Training stopped by SIGTERM / SIGINT after saving a checkpoint."""
+
+
+class NoSpace(OSError):
+    """A write of the run found no space left (disk or quota); what was written before,
+    the checkpoint included, is intact."""
 
 
 def _device(c: Config) -> torch.device:
@@ -348,7 +362,8 @@ def _state(it: int, seconds: float, nets: Nets, scheds: list, sampler: PatchSamp
              "opt_g": nets.opt_g.state_dict(),
              "d": nets.d.state_dict() if nets.d is not None else None,
              "opt_d": nets.opt_d.state_dict() if nets.opt_d is not None else None,
-             "sched": [s.state_dict() for s in scheds], "sampler_rng": sampler.gen.get_state()}
+             "sched": [_plain(s.state_dict()) for s in scheds],
+             "sampler_rng": sampler.gen.get_state()}
     if getattr(nets.g, "noise", 0):  # z is drawn from torch's global generator in training
         state["torch_rng"] = torch.get_rng_state()
         if sampler.device.type == "cuda":
@@ -356,14 +371,48 @@ def _state(it: int, seconds: float, nets: Nets, scheds: list, sampler: PatchSamp
     return state
 
 
-def _restore(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) -> None:
+def _plain(sched: dict) -> dict:
+    """A ``MultiStepLR`` state as plain data (its milestones a dict, not a ``Counter``), so
+    that the checkpoint loads with ``weights_only`` on every torch version."""
+    return sched | {"milestones": dict(sched["milestones"])}
+
+
+def _restore(state: dict, nets: Nets, scheds: list, sampler: PatchSampler, path: Path) -> None:
+    """Continue from the checkpoint ``state`` (read from ``path``); one of another model
+    (another size, keys missing, ...) raises ``ValueError`` naming ``path``."""
+    why = _misfit(state, nets)
+    if why is None:
+        try:
+            _load_state(state, nets, scheds, sampler)
+        except (KeyError, ValueError, RuntimeError, TypeError) as err:
+            why = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+    if why:
+        raise ValueError(f"{path} was written by a different model ({why}): delete it to "
+                         "restart the run from iteration 0")
+
+
+def _misfit(state: dict, nets: Nets) -> str | None:
+    """How the networks of a checkpoint do not fit ``nets``, or ``None``."""
+    if "g" not in state:
+        return "no generator weights"
+    if (nets.d is None) != (state.get("d") is None):
+        return f"a discriminator in the file: {'no' if state.get('d') is None else 'yes'}, " \
+               f"in this config: {'no' if nets.d is None else 'yes'}"
+    for name, net in (("generator", nets.g), ("discriminator", nets.d)):
+        why = runs.state_mismatch(net, state["g" if net is nets.g else "d"]) if net else None
+        if why:
+            return f"{name}: {why}"
+    return None
+
+
+def _load_state(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) -> None:
     nets.g.load_state_dict(state["g"])
     nets.opt_g.load_state_dict(state["opt_g"])
     if nets.d is not None:
         nets.d.load_state_dict(state["d"])
         nets.opt_d.load_state_dict(state["opt_d"])
     for s, st in zip(scheds, state["sched"], strict=True):
-        s.load_state_dict(st)
+        s.load_state_dict(st | {"milestones": Counter(st["milestones"])})
     sampler.gen.set_state(state["sampler_rng"].to(sampler.gen.get_state().device))
     # Checkpoints without them (noise 0, or older) drew nothing from torch's generator.
     if "torch_rng" in state:
@@ -391,13 +440,15 @@ def _start_log(path: Path, columns: list[str], upto: int) -> None:
     """``losses.csv`` with the rows up to iteration ``upto`` (a resumed run drops the rows
     logged after its checkpoint)."""
     rows = []
-    if path.exists():
+    if path.exists():  # a row cut short (a full disk while appending) is dropped
         with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["iter"]) <= upto]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+            rows = [r for r in csv.DictReader(f)
+                    if None not in r.values() and int(r["iter"]) <= upto]
+    text = io.StringIO()
+    w = csv.DictWriter(text, columns, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    runs.write_text(path, text.getvalue())
 
 
 def _append_log(path: Path, columns: list[str], row: dict) -> None:
@@ -422,7 +473,23 @@ def train(config: Config) -> dict:
                 return runs.read_metrics(out)
             print(f"note: {out} is stale ({stale}): training it again")
             runs.clear(out)
-        return _run(c, out)
+        try:
+            return _run(c, out)
+        except OSError as err:
+            if err.errno not in NO_SPACE:
+                raise
+            raise NoSpace(_no_space(out, err)) from None
+
+
+def _no_space(out: Path, err: OSError) -> str:
+    """What to do when a write of the run in ``out`` found its disk (or quota) full."""
+    where = out  # the run's own files; another's (a cache, say) is named by its folder
+    if err.filename and not Path(err.filename).resolve().is_relative_to(out.resolve()):
+        where = Path(err.filename).parent
+    ckpt = out / runs.CHECKPOINT
+    then = "it resumes from its checkpoint, which is intact" if ckpt.is_file() \
+        else "it starts again: no checkpoint was written yet"
+    return f"no space left on {where}; free space and run the same command ({then})"
 
 
 @dataclass
@@ -439,6 +506,8 @@ class Session:
     start: int = 0
     train_seconds: float = 0.0
     val: Validation | None = None
+    source: dict | None = None  # a fine-tune's source.json, written with config.json
+    recorded: bool = False  # whether this session wrote config.json (and source.json)
 
     @property
     def ckpt(self) -> Path:
@@ -466,10 +535,8 @@ def _run(c: Config, out: Path) -> dict:
         run.val = Validation(c.val_data or c.test_data[0], c.scale, c.val_crop, c.val_images,
                              dev)
     if state is not None:
-        _restore(state, nets, scheds, sampler)
+        _restore(state, nets, scheds, sampler, run.ckpt)
         run.start, run.train_seconds = state["iter"], state["train_seconds"]
-    # Written once everything above succeeded: a refused config leaves no trace.
-    runs.write_json(out / runs.CONFIG, dataclasses.asdict(c))
     if c.init_from:
         now = runs.generator_hash(c.init_from)
         old = runs.recorded_source(out)
@@ -477,8 +544,7 @@ def _run(c: Config, out: Path) -> dict:
             raise ValueError(f"{out}: its source {c.init_from} was retrained since this run "
                              f"started; delete {run.ckpt} to restart from the new source")
         # relative to the run: a result folder moved or copied whole stays valid
-        runs.write_json(out / runs.SOURCE, {"run": os.path.relpath(c.init_from, out),
-                                            "generator_sha256": now})
+        run.source = {"run": os.path.relpath(c.init_from, out), "generator_sha256": now}
     session_seconds = _loop(run)
     return _finish(run, session_seconds)
 
@@ -504,12 +570,7 @@ def _loop(run: Session) -> float:
             hr, lr = run.sampler.sample()
             if cuda:
                 hr, lr = (x.contiguous(memory_format=torch.channels_last) for x in (hr, lr))
-            try:
-                total, terms, d_loss = train_step(nets, run.loss, hr, lr, autocast,
-                                                  update_g=it >= c.d_warmup)
-            except FloatingPointError as err:
-                raise FloatingPointError(f"at iteration {it + 1}: {err}; the last good "
-                                         f"checkpoint is kept in {run.ckpt}") from None
+            total, terms, d_loss = _step(run, it, hr, lr, autocast)
             for s in run.scheds:
                 s.step()
             done = it + 1
@@ -525,8 +586,7 @@ def _loop(run: Session) -> float:
                 _append_log(val_path, VAL_COLUMNS, {"iter": done, **run.val(nets.g)})
             if done % c.ckpt_every == 0 or done == c.iters or stop["signal"]:
                 run.train_seconds += time.perf_counter() - t0
-                runs.write_torch(run.ckpt, _state(done, run.train_seconds, nets, run.scheds,
-                                                  run.sampler))
+                _checkpoint(run, done)
                 t0 = time.perf_counter()
             if stop["signal"]:
                 raise Interrupted(f"stopped by signal {stop['signal']} at iteration {done}; "
@@ -535,10 +595,58 @@ def _loop(run: Session) -> float:
     return time.perf_counter() - t_session
 
 
+def _record(run: Session) -> None:
+    """Write ``config.json`` and a fine-tune's ``source.json`` (a stale one of an earlier
+    attempt without ``init_from`` removed)."""
+    runs.write_json(run.out / runs.CONFIG, dataclasses.asdict(run.c))
+    if run.source is not None:
+        runs.write_json(run.out / runs.SOURCE, run.source)
+    else:
+        (run.out / runs.SOURCE).unlink(missing_ok=True)
+    run.recorded = True
+
+
+def _checkpoint(run: Session, done: int) -> None:
+    """Save the checkpoint of iteration ``done``. The session's first also writes
+    ``config.json`` (just before it): a run that fails before its first checkpoint (at
+    its first step, say) leaves no config that would refuse the corrected command."""
+    first = not run.recorded
+    if first:
+        _record(run)
+    try:
+        runs.write_torch(run.ckpt, _state(done, run.train_seconds, run.nets, run.scheds,
+                                          run.sampler))
+    except BaseException:
+        if first and not run.ckpt.exists():
+            (run.out / runs.CONFIG).unlink(missing_ok=True)
+        raise
+
+
+def _step(run: Session, it: int, hr: torch.Tensor, lr: torch.Tensor,
+          autocast: contextlib.AbstractContextManager
+          ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+    """``train_step`` at iteration ``it`` (0-based), its failures said in the run's terms:
+    a non-finite loss names the iteration and the checkpoint kept, a generator that
+    ``torch.compile`` cannot compile here (no C++ compiler, ...) names ``--compile``."""
+    try:
+        return train_step(run.nets, run.loss, hr, lr, autocast, update_g=it >= run.c.d_warmup)
+    except FloatingPointError as err:
+        raise FloatingPointError(f"at iteration {it + 1}: {err}; the last good checkpoint is "
+                                 f"kept in {run.ckpt}") from None
+    except RuntimeError as err:
+        if not (run.c.compile and isinstance(err, torch._dynamo.exc.BackendCompilerFailed)):
+            raise
+        why = next((ln for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
+        raise ValueError(f"--compile: torch.compile cannot compile the generator on this "
+                         f"machine ({why}); run without --compile") from None
+
+
 def _finish(run: Session, session_seconds: float) -> dict:
     """Save the generator, evaluate it on the test sets with the literature's conventions,
     write ``metrics.json`` and drop the checkpoint."""
     c, dev = run.c, run.dev
+    if not run.recorded:  # resumed at its last iteration: no checkpoint written this session
+        _record(run)
     runs.write_torch(run.out / runs.GENERATOR, run.nets.g.state_dict())
     run.nets.g.eval()
     per_set, kind, projected = evaluate_sets(run.nets.g, c.test_data, c.scale, run.out, dev,
@@ -602,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as err:
         print(f"\n{err}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FloatingPointError, runs.RunLocked) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError, runs.RunLocked, NoSpace) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     keys = ("psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse")

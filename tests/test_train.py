@@ -73,7 +73,7 @@ def test_resume_gives_the_same_weights(tmp_path, tiny_sets, monkeypatch):
     interrupt_at(monkeypatch, 5)
     with pytest.raises(Interrupted, match="iteration 5"):
         train(cfg)
-    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["iter"] == 5
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["iter"] == 5
     monkeypatch.undo()
     resumed = train(cfg)
     assert resumed["resumed_from_iter"] == 5
@@ -104,7 +104,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_sets, monke
     monkeypatch.setattr(Loss, "forward", forward)
     with pytest.raises(FloatingPointError, match="iteration 5.*checkpoint"):
         train(tiny_config(tmp_path, tiny_sets, ckpt_every=2))
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["iter"] == 4
     assert all(torch.isfinite(v).all() for v in state["g"].values())
 
@@ -149,7 +149,7 @@ def test_cli_sigterm_then_resume(tmp_path, tiny_sets):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "checkpoint saved" in err and "run the same command to resume" in err
-    stopped_at = torch.load(out / "checkpoint.pt", weights_only=False)["iter"]
+    stopped_at = torch.load(out / "checkpoint.pt", weights_only=True)["iter"]
     assert 0 < stopped_at < 600
     changed = subprocess.run([*cmd[:8], "10", *cmd[9:]], cwd=PROJECT, env=env,
                              capture_output=True, text=True)
