@@ -218,10 +218,10 @@ def test_a_run_that_lost_its_generator_is_not_finished(tiny_sets, tmp_path):
 
 
 def test_a_baseline_is_finished_without_a_generator(tiny_sets, tmp_path):
-    from srlib.ablate import _baseline_run
+    from srlib.evaluate import baseline_run
 
     c = json.loads(json.dumps(dataclasses.asdict(Config(
         loss="bicubic", upsampler="", test_data=[tiny_sets[1]], out=str(tmp_path / "b")))))
-    _baseline_run(tmp_path / "b", c)
+    baseline_run(tmp_path / "b", c)
     assert not (tmp_path / "b" / runs.GENERATOR).exists() and runs.is_finished(tmp_path / "b")
 
