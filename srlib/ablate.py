@@ -362,7 +362,7 @@ def make_plan(a: argparse.Namespace, argv: list[str] = ()) -> Plan:
     if a.only:
         bad = [v for v in a.only if v not in grid["variants"]]
         if bad:
-            raise ValueError(f"--only: {gr.unknown(bad[0], names, 'variant')}")
+            raise ValueError(gr.unknown(bad[0], names, "--only"))
         names = list(dict.fromkeys(a.only))
     idle = [v for v in a.only or [] if not gr.variant_seeds(grid["variants"][v], seeds)]
     if idle:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from srlib import runs
+from srlib import runs, tables
 from srlib.metrics import METRICS
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -271,13 +270,13 @@ def _hypothesis_fields(h: Mapping, variants: Collection[str]) -> tuple[dict, lis
         ok["value"] = h["value"]
     for k in ("a",) if "value" in h else ("a", "b"):
         if k in ok and ok[k] not in variants:
-            err.append(f"{k}: {unknown(ok[k], variants, 'variant')}")
+            err.append(unknown(ok[k], variants, k))
     if "a" in ok and ok.get("b") == ok["a"]:
         err.append(f"b: same variant as a ('{ok['a']}')")
     if "metric" in ok and ok["metric"] not in METRICS:
-        err.append(f"metric: {unknown(ok['metric'], METRICS, 'metric')}")
+        err.append(unknown(ok["metric"], METRICS, "metric"))
     if "direction" in ok and ok["direction"] not in DIRECTIONS:
-        err.append(f"direction: {unknown(ok['direction'], DIRECTIONS, 'direction')}")
+        err.append(unknown(ok["direction"], DIRECTIONS, "direction"))
     return ok, err
 
 
@@ -290,21 +289,17 @@ def _hypothesis_datasets(h: Mapping, datasets: Collection[str] | None
         return [], [f"datasets: expected a list of test set names, got {ds!r}"]
     if datasets is None:
         return list(ds), []
-    return list(ds), [f"datasets: {unknown(d, datasets, 'test set')}"
+    return list(ds), [unknown(d, datasets, "datasets")
                       for d in ds if d not in datasets]
 
 
-# ---- the one lookup of a name in a table ----------------------------------------------------
-
 def unknown(name: object, known: Collection[str], what: str) -> str:
-    """The project's one wording of a name outside its table: ``unknown <what> 'x' (did
-    you mean 'y'?); known: a, b, c``; a key renamed since says what it is called now."""
+    """``srlib.tables.unknown`` for a name a grid gives; a key renamed since says what it
+    is called now."""
     k = str(name)
     if k in runs.RENAMED and runs.RENAMED[k] in known:
         return f"{what} {k!r} is now called {runs.RENAMED[k]!r}"
-    close = difflib.get_close_matches(k, sorted(map(str, known)), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {what} {k!r}{hint}; known: {', '.join(map(str, known))}"
+    return tables.unknown(what, name, known)
 
 
 # ---- loading and checking the file ----------------------------------------------------------
@@ -513,7 +508,7 @@ def _check_variants(variants, where) -> dict:
         src = spec.get("init_from")
         if src is not None and src not in variants:
             raise ValueError(f"{where('variants', name, 'init_from')}: variant {name!r}: "
-                             f"init_from: {unknown(src, variants, 'variant')}")
+                             f"{unknown(src, variants, 'init_from')}")
         if src is not None and baseline_of(variants[src]):
             raise ValueError(f"{where('variants', name, 'init_from')}: variant {name!r}: "
                              f"init_from {src!r} is a closed-form baseline, which has no "

@@ -157,14 +157,14 @@ def test_bad_grids(tmp_path, capsys):
     with pytest.raises(ValueError, match="needs a 'loss'"):
         load_grid(bad)
     bad.write_text(yaml.safe_dump({"variants": {"x": {"loss": "down", "init_from": "y"}}}))
-    with pytest.raises(ValueError, match="init_from: unknown variant 'y'"):
+    with pytest.raises(ValueError, match="init_from must be one of x, got 'y'"):
         load_grid(bad)
     assert main([str(tmp_path / "missing.yaml")]) == 2
     assert "grid file not found" in capsys.readouterr().err
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump({"variants": {"x": {"loss": "down"}}}))
     assert main([str(good), "--only", "y"]) == 2
-    assert "unknown variant" in capsys.readouterr().err
+    assert "--only must be one of x, got 'y'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["quick", "full", "study"])

@@ -268,19 +268,21 @@ def test_runs_that_do_not_exist_are_not_run_and_the_findings_survive_the_csv(tmp
 
 @pytest.mark.parametrize("text, message", [
     ("varients: {}\nvariants:\n  a: {loss: down}\n",
-     r"bad.yaml:1: unknown top-level key 'varients' \(did you mean 'variants'\?\)"),
+     r"bad.yaml:1: top-level key must be one of .*, got 'varients' \(did you mean "
+     r"'variants'\?\)"),
     ("seed: [5]\nvariants:\n  a: {loss: down}\n",
-     r"bad.yaml:1: unknown top-level key 'seed' \(did you mean 'seeds'\?\)"),
+     r"bad.yaml:1: top-level key must be one of .*, got 'seed' \(did you mean 'seeds'\?\)"),
     ("variants:\n  a: {loss: down, lr: 0.1}\n",
      r"bad.yaml:2: variant 'a': key 'lr' is now called 'learning_rate'"),
     ("defaults: {upsampeler: nearest}\nvariants:\n  a: {loss: down}\n",
-     r"bad.yaml:1: defaults: unknown key 'upsampeler' \(did you mean 'upsampler'\?\)"),
+     r"bad.yaml:1: defaults: key must be one of .*, got 'upsampeler' \(did you mean "
+     r"'upsampler'\?\)"),
     ("variants:\n  a: {loss: down}\nnotebook_params:\n  03_artifact: {crop: 32}\n",
-     r"bad.yaml:4: notebook_params: unknown notebook '03_artifact' \(did you mean "
-     r"'03_artifacts'\?\)"),
+     r"bad.yaml:4: notebook_params: notebook must be one of 01_manifold, 03_artifacts, "
+     r"04_report, got '03_artifact' \(did you mean '03_artifacts'\?\)"),
     ("variants:\n  a: {loss: down}\nnotebook_params:\n  01_manifold: {toy_step: 3}\n",
-     r"bad.yaml:4: notebook_params.01_manifold: unknown parameter 'toy_step' \(did you "
-     r"mean 'toy_steps'\?\)"),
+     r"bad.yaml:4: notebook_params.01_manifold: parameter must be one of .*, got "
+     r"'toy_step' \(did you mean 'toy_steps'\?\)"),
     ("variants:\n  a: {loss: down}\n  a: {loss: pixel}\n",
      r"bad.yaml:3: key 'a' given twice \(first on line 2\)"),
     ("variants:\n  a: {loss: down, seed: 3}\n", r"bad.yaml:2: .*'seed' cannot be set in a grid"),

@@ -112,7 +112,7 @@ def test_unknown_names_list_the_table_they_come_from(tmp_path):
     with pytest.raises(ValueError) as e:
         load_grid(path)
     assert "did you mean 'pinv'?" in str(e.value)
-    assert f"known: {', '.join(BASELINES)}" in str(e.value)
+    assert f"baseline must be one of {', '.join(BASELINES)}, got 'pinvv'" in str(e.value)
 
 
 def test_only_with_seeds_a_variant_does_not_run_is_refused(tmp_path, capsys):

@@ -265,23 +265,23 @@ def test_valid_hypotheses_are_parsed(tmp_path):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (_hd(a="Z"), "hypothesis 'H': a: unknown variant 'Z'"),
-    (_hd(b="pinv+P"), "hypothesis 'H': b: unknown variant 'pinv+P'"),  # no twin of a baseline
-    (_hd(metric="psnr"), "hypothesis 'H': metric: unknown metric 'psnr'"),
-    (_hd(direction="lower"), "hypothesis 'H': direction: unknown direction 'lower'"),
-    (_hd(datasets=["Set99"]), "hypothesis 'H': datasets: unknown test set 'Set99'"),
+    (_hd(a="Z"), "hypothesis 'H': a must be one of .*, got 'Z'"),
+    (_hd(b="pinv+P"), "hypothesis 'H': b must be one of .*, got 'pinv\\+P'"),  # no twin of pinv
+    (_hd(metric="psnr"), "hypothesis 'H': metric must be one of .*, got 'psnr'"),
+    (_hd(direction="lower"), "hypothesis 'H': direction must be one of greater, less, got 'lower'"),
+    (_hd(datasets=["Set99"]), "hypothesis 'H': datasets must be one of .*, got 'Set99'"),
     (_hd(b="short"), "hypothesis 'H': a 'A' is trained for 100 iterations and b 'short' for 50"),
     (_hd(a="tune+P", b="A"),
-     "hypothesis 'H': a 'tune+P' is trained for 100 + 20 iterations and b 'A' for 100"),
+     r"hypothesis 'H': a 'tune\+P' is trained for 100 \+ 20 iterations and b 'A' for 100"),
     (_hd(unequal_iters_ok="yes"), "hypothesis 'H': unequal_iters_ok: expected true or false"),
 ])
 def test_bad_hypotheses_are_refused_before_training(tmp_path, capsys, bad, message):
     path = _grid(tmp_path, [bad])
     with pytest.raises(ValueError) as err:
         load_grid(path)
-    assert message in str(err.value) and str(path) in str(err.value)
+    assert re.search(message, str(err.value)) and str(path) in str(err.value)
     assert main([str(path), "--out", str(tmp_path / "out")]) == 2
-    assert message in capsys.readouterr().err
+    assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "out" / "runs").exists()  # nothing trained
 
 
