@@ -582,14 +582,14 @@ def _check_fields(spec: object, what: str, where: Callable[..., str],
 
 
 def check_seeds(seeds: object, what: str) -> list[int]:
-    """A non-empty list of distinct integers in [0, 2^63) (what ``torch.manual_seed``
+    """A non-empty list of distinct integers in [0, 2^64) (what ``torch.manual_seed``
     takes); ``what`` names the field in the message."""
     if not isinstance(seeds, list) or not seeds:
         raise ValueError(f"{what} must be a non-empty list of integers, got {seeds!r}")
     bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool)
-           or not 0 <= s < 2**63]
+           or not 0 <= s < 2**64]
     if bad:
-        raise ValueError(f"{what} must be integers in [0, 2^63), got {bad[0]!r} in {seeds!r}")
+        raise ValueError(f"{what} must be integers in [0, 2^64), got {bad[0]!r} in {seeds!r}")
     twice = sorted({s for s in seeds if seeds.count(s) > 1})
     if twice:
         raise ValueError(f"{what} must be distinct, {twice} given twice in {seeds!r}")

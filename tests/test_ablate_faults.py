@@ -291,7 +291,7 @@ def test_runs_that_do_not_exist_are_not_run_and_the_findings_survive_the_csv(tmp
     ("just words\n", r"bad.yaml:1: expected a mapping .* got a string"),
     ("seeds: [0, 0]\nvariants:\n  a: {loss: down}\n", r"seeds must be distinct"),
     ("seeds: []\nvariants:\n  a: {loss: down}\n", r"seeds must be a non-empty list"),
-    ("seeds: [-1]\nvariants:\n  a: {loss: down}\n", r"seeds must be integers in \[0, 2\^63\)"),
+    ("seeds: [-1]\nvariants:\n  a: {loss: down}\n", r"seeds must be integers in \[0, 2\^64\)"),
     ("seeds: 3\nvariants:\n  a: {loss: down}\n", r"seeds must be a non-empty list"),
     ("hypotheses: {h1: x}\nvariants:\n  a: {loss: down}\n", r"'hypotheses' must be a list"),
     ("variants:\n  a: {loss: down, init_from: b}\n  b: {loss: down, init_from: a}\n",

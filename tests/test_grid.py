@@ -76,7 +76,7 @@ def test_variant_seeds_outside_the_grid_are_refused(tmp_path):
 
 def test_a_seed_beyond_64_bits_names_the_field(tmp_path):
     path = _write(tmp_path, {"a": {"loss": "pixel"}}, seeds=[2**64])
-    with pytest.raises(ValueError, match=r"grid.yaml:\d+: seeds must be integers in \[0, 2\^63\)"):
+    with pytest.raises(ValueError, match=r"grid.yaml:\d+: seeds must be integers in \[0, 2\^64\)"):
         load_grid(path)
 
 
