@@ -132,7 +132,7 @@ class Config:
         _choose("preset", self.preset, PRESETS)
         _choose("scale", self.scale, SCALES)
         _choose("upsampler", self.upsampler, UPSAMPLERS)
-        c = dataclasses.replace(self, test_data=list(self.test_data))
+        c = dataclasses.replace(self, test_data=_as_list(self.test_data))
         c.skip = default_skip(c.upsampler) if c.skip is None else c.skip
         _choose("skip", c.skip, SKIPS)
         _choose("consistency", c.consistency, CONSISTENCY)
@@ -160,10 +160,32 @@ class Config:
                or c.device.startswith("cuda:"), "auto, cpu, cuda or cuda:N")
         if c.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {c.device!r} requested but CUDA is not available")
-        _check("test_data", c.test_data, isinstance(c.test_data, list) and bool(c.test_data),
-               "a non-empty list")
+        _check("test_data", c.test_data, isinstance(c.test_data, list) and bool(c.test_data)
+               and all(isinstance(d, str) and d for d in c.test_data),
+               "a non-empty list of set names or folders (or one, as a string)")
+        _check_set_names(c.test_data)
         parse_spec(c.loss)  # raises with the grammar and the choices
         return c
+
+
+def _as_list(test_data):
+    """``test_data`` as a list: a string is one set (``test_data: Set5`` in a grid), not
+    its characters; anything else but a list or tuple is left for the check to refuse."""
+    if isinstance(test_data, str):
+        return [test_data]
+    return list(test_data) if isinstance(test_data, (list, tuple)) else test_data
+
+
+def _check_set_names(test_data: list[str]) -> None:
+    """Refuse two test sets of one name (``a/SetX``, ``b/SetX``): their results would
+    share one entry of ``metrics.json`` and one ``eval/`` folder."""
+    seen: dict[str, str] = {}
+    for d in test_data:
+        name = dataset_name(d)
+        if name in seen:
+            raise ValueError(f"two test sets are named {name}: {seen[name]}, {d}; rename "
+                             "one folder")
+        seen[name] = d
 
 
 def _is_int(v, least: int) -> bool:

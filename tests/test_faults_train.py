@@ -4,6 +4,7 @@ failure at the first step, odd test sets, a finished run that lost its generator
 import dataclasses
 import errno
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -200,6 +201,24 @@ def test_a_run_failing_at_its_first_step_leaves_no_config(tiny_sets, tmp_path, m
     monkeypatch.undo()
     r = train(tiny_config(tiny_sets, tmp_path / "run", loss="down"))  # the corrected command
     assert r["config"]["loss"] == "down" and r["resumed_from_iter"] is None
+
+
+# ---- test sets --------------------------------------------------------------------------------
+
+def test_test_data_as_a_string_is_one_set(tiny_sets, tmp_path):
+    c = tiny_config(tiny_sets, tmp_path / "run", test_data=tiny_sets[1], iters=2)
+    assert c.resolved().test_data == [tiny_sets[1]]
+    assert train(c)["n_images"] == 2
+    assert Config(test_data="default").resolved().test_data == ["default"]
+
+
+def test_two_test_sets_of_one_name_are_refused(tiny_sets, tmp_path):
+    a, b = tmp_path / "a" / "SetX", tmp_path / "b" / "SetX"
+    for d in (a, b):
+        shutil.copytree(tiny_sets[1], d)
+    with pytest.raises(ValueError, match=rf"two test sets are named SetX: {a}, {b}; rename one "
+                                         "folder"):
+        tiny_config(tiny_sets, tmp_path / "run", test_data=[str(a), str(b)]).resolved()
 
 
 # ---- a finished run needs its generator -----------------------------------------------------
