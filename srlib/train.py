@@ -64,6 +64,7 @@ RESUMABLE_CHANGES = {"out", "ckpt_every", "log_every", "device", "compile", "pro
 # OSError numbers of a full disk (or a full quota): the run stops with a clear message.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 VAL_COLUMNS = ["iter", "psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"]
+SEED_MAX = 2**64 - 1  # the largest seed torch.manual_seed accepts
 PRESET_FIELDS = ("batch", "patch", "learning_rate", "nf", "nb", "gc", "d_nf")
 
 
@@ -150,7 +151,8 @@ class Config:
         _check("eval_samples", c.eval_samples, _is_int(c.eval_samples, 1),
                "a positive integer (K >= 1 samples per test image)")
         _check("val_crop", c.val_crop, c.val_crop % c.scale == 0, f"a multiple of scale {c.scale}")
-        _check("seed", c.seed, _is_int(c.seed, 0), "a non-negative integer")
+        _check("seed", c.seed, _is_int(c.seed, 0) and c.seed <= SEED_MAX,
+               f"an integer in [0, {SEED_MAX}]")
         lr = c.learning_rate
         _check("learning_rate", lr, isinstance(lr, (int, float)) and not isinstance(lr, bool)
                and 0 < lr < 1, "a number in (0, 1)")

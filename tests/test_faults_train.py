@@ -244,3 +244,15 @@ def test_a_baseline_is_finished_without_a_generator(tiny_sets, tmp_path):
     _baseline_run(tmp_path / "b", c)
     assert not (tmp_path / "b" / runs.GENERATOR).exists() and runs.is_finished(tmp_path / "b")
 
+
+# ---- the seed ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [-1, SEED_MAX + 1, 2**70, 1.0, True])
+def test_a_seed_out_of_range_is_refused_naming_the_field(seed):
+    with pytest.raises(ValueError, match=rf"seed must be an integer in \[0, {SEED_MAX}\], "
+                                         rf"got {seed!r}"):
+        Config(seed=seed).resolved()
+
+
+def test_the_largest_seed_trains(tiny_sets, tmp_path):
+    assert train(tiny_config(tiny_sets, tmp_path / "run", iters=2, seed=SEED_MAX))["iters"] == 2
