@@ -47,6 +47,11 @@
   mode, uses the noise of seed 0, so ``g(lr)`` is deterministic: sample 0 of the K of
   ``srlib.diversity.sample_seeds``. With ``consistency: project`` every sample is exactly
   consistent: the samples differ in the null space of ``D`` only.
+- ``GENERATOR_FIELDS``: the generator's fields (``upsampler``, ``skip``, ``consistency``,
+  ``noise``, ``scale``, ``nf``, ``nb``, ``gc``), each a ``Knob`` (default, help, what it
+  accepts, whether a fine-tune may change it): what ``build_generator`` takes,
+  ``srlib.train.Config`` declares and checks, and ``srlib.runs.load_generator`` rebuilds
+  a run's generator from.
 - ``VGGDiscriminator``: ESRGAN's VGG-style discriminator, its depth adapted to the patch.
 - ``UNetDiscriminator``: Real-ESRGAN's U-Net discriminator with spectral normalisation,
   a per-pixel realness map.
@@ -58,7 +63,10 @@ Tensors are ``(B, 3, H, W)`` in roughly ``[0, 1]``; the generator's output is no
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -224,6 +232,95 @@ def default_skip(upsampler: str) -> str:
     return "bicubic" if UPSAMPLERS[upsampler] is None else "none"
 
 
+# ---- the generator's fields ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Knob:
+    """A setting: its default, its help text (its CLI flag's) and what it accepts.
+
+    What it accepts is one of: ``choices`` (the allowed values; a table such as
+    ``UPSAMPLERS``, its keys, read at each check, so that an entry added later counts),
+    ``least`` (an integer >= least, and <= ``most`` unless None) or ``ok`` (a predicate);
+    none: anything. ``expected`` words the message instead of the generated words.
+    ``fine_tune(old, new)``, for a generator field: whether a run with ``new`` may start
+    from a generator trained with ``old`` (``init_from``); by default, when they are equal.
+    """
+
+    default: Any
+    help: str
+    choices: Collection | None = None
+    least: int | None = None
+    most: int | None = None
+    ok: Callable[[Any], bool] | None = None
+    expected: str = ""
+    fine_tune: Callable[[Any, Any], bool] = operator.eq
+
+    def accepts(self, value) -> bool:
+        if self.choices is not None:
+            try:
+                return not isinstance(value, bool) and value in self.choices
+            except TypeError:  # unhashable: not a key of a table
+                return False
+        if self.least is not None:
+            return isinstance(value, int) and not isinstance(value, bool) \
+                and value >= self.least and (self.most is None or value <= self.most)
+        return self.ok is None or self.ok(value)
+
+    def describe(self) -> str:
+        """What it accepts, in words: ``one of a, b, c``, ``a positive integer``, ..."""
+        if self.expected:
+            return self.expected
+        if self.choices is not None:
+            return f"one of {', '.join(map(str, self.choices))}"
+        if self.most is not None:
+            return f"an integer in [{self.least}, {self.most}]"
+        return {0: "a non-negative integer", 1: "a positive integer"}.get(
+            self.least, f"an integer >= {self.least}")
+
+    def check(self, name: str, value) -> None:
+        """``ValueError`` naming the setting, the value and what was expected."""
+        if not self.accepts(value):
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+
+
+# The generator's fields: what RRDBNet takes and a run's config.json records. One place for
+# training's Config (its fields, their flags, checks and help), build_generator, the
+# init_from check and runs.load_generator (a field missing in an old config.json: its
+# default, the behaviour of that time). A new knob: its entry here, RRDBNet's parameter
+# using it, and its line in srlib.train.Config (``name: type = _g("name")``). None sizes
+# are the preset's (PRESETS), a None skip the upsampler's own (default_skip).
+GENERATOR_FIELDS: dict[str, Knob] = {
+    "upsampler": Knob("nearest", f"one of {', '.join(UPSAMPLERS)}", choices=UPSAMPLERS),
+    "skip": Knob(None, f"global skip added to the output: one of {', '.join(SKIPS)} "
+                       "(default: the upsampler's own: bicubic for pre, else none)",
+                 choices=SKIPS),
+    # no weights: an unprojected generator starts a projected one (same weights, P added)
+    "consistency": Knob("none", f"one of {', '.join(CONSISTENCY)}: 'project' makes the "
+                                "output P(G(LR), LR), consistent with LR by construction",
+                        choices=CONSISTENCY, fine_tune=lambda _old, _new: True),
+    # a deterministic source starts a noise generator: its weights load, conv_noise fresh
+    "noise": Knob(0, "Gaussian noise channels mixed into the generator's LR features (a "
+                     "stochastic generator; 0: none, deterministic); train it with an adv "
+                     "term", least=0, expected="a non-negative integer (0: no noise input, "
+                     "deterministic; k > 0: k noise channels)",
+                  fine_tune=lambda old, new: old in (0, new)),
+    "scale": Knob(4, f"SR factor, one of {', '.join(map(str, SCALES))}", choices=SCALES),
+    "nf": Knob(None, "generator features (preset's)", least=1),
+    "nb": Knob(None, "generator RRDB blocks (preset's)", least=1),
+    "gc": Knob(None, "dense-block growth channels (preset's)", least=1),
+}
+
+
+def check_generator(**fields) -> None:
+    """Check generator fields (``GENERATOR_FIELDS`` names) by their entries; an unknown
+    name raises ``ValueError`` listing the known ones."""
+    for name, value in fields.items():
+        if name not in GENERATOR_FIELDS:
+            raise ValueError(f"unknown generator field {name!r}: the fields are "
+                             f"{', '.join(GENERATOR_FIELDS)}")
+        GENERATOR_FIELDS[name].check(name, value)
+
+
 def _upsampler(step: UpStep, nf: int, scale: int) -> nn.Sequential:
     """The steps of ``scale`` (x4 = x2 x2), each followed by a leaky ReLU."""
     layers: list[nn.Module] = []
@@ -251,22 +348,10 @@ class RRDBNet(nn.Module):
                  nb: int = 23, gc: int = 32, skip: str | None = None,
                  consistency: str = "none", noise: int = 0):
         super().__init__()
-        if upsampler not in UPSAMPLERS:
-            raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, got {upsampler!r}")
         skip = default_skip(upsampler) if skip is None else skip
-        if skip not in SKIPS:
-            raise ValueError(f"skip must be one of {', '.join(SKIPS)}, got {skip!r}")
-        if consistency not in CONSISTENCY:
-            raise ValueError(f"consistency must be one of {', '.join(CONSISTENCY)}, "
-                             f"got {consistency!r}")
+        check_generator(upsampler=upsampler, skip=skip, consistency=consistency, noise=noise,
+                        scale=scale, nf=nf, nb=nb, gc=gc)
         step = UPSAMPLERS[upsampler]
-        _steps(scale)  # validates scale
-        for name, v in (("nf", nf), ("nb", nb), ("gc", gc)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if isinstance(noise, bool) or not isinstance(noise, int) or noise < 0:
-            raise ValueError("noise must be a non-negative integer (0: no noise input, "
-                             f"else the number of noise channels), got {noise!r}")
         self.scale, self.upsampler, self.skip = scale, upsampler, skip
         self.consistency, self.noise = consistency, noise
         self.pre = step is None  # pre-upsampling: the whole network at HR size
@@ -410,13 +495,20 @@ class UNetDiscriminator(nn.Module):
         return self.head(h)
 
 
-def build_generator(preset: str, scale: int, upsampler: str, skip: str | None = None,
-                    consistency: str = "none", noise: int = 0, **overrides) -> RRDBNet:
-    """The generator of a preset (``quick`` or ``esrgan``), sizes (``nf``, ``nb``, ``gc``)
-    overridable; ``skip`` as in ``RRDBNet`` (``None``: the upsampler's historical one),
-    ``consistency`` too (``none`` or ``project``), and ``noise`` (0: deterministic)."""
+def build_generator(preset: str, scale: int = 4, upsampler: str = "nearest",
+                    **fields) -> RRDBNet:
+    """The generator of a preset (``quick`` or ``esrgan``): ``scale``, ``upsampler`` and
+    the other ``GENERATOR_FIELDS`` by name (``skip``, ``consistency``, ``noise``, ``nf``,
+    ``nb``, ``gc``, ...), each at its table default when not given; None sizes are the
+    preset's, a None skip the upsampler's own. Each is checked by its table entry."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    sizes = {k: PRESETS[preset][k] for k in ("nf", "nb", "gc")} | overrides
-    return RRDBNet(scale=scale, upsampler=upsampler, skip=skip, consistency=consistency,
-                   noise=noise, **sizes)
+    values = {k: knob.default for k, knob in GENERATOR_FIELDS.items()}
+    values |= {"scale": scale, "upsampler": upsampler} | fields
+    for k, v in values.items():
+        if v is None and k in PRESETS[preset]:
+            values[k] = PRESETS[preset][k]
+    if values["skip"] is None and values["upsampler"] in UPSAMPLERS:
+        values["skip"] = default_skip(values["upsampler"])
+    check_generator(**values)
+    return RRDBNet(**values)

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from srlib.models import UPSAMPLERS, build_generator, default_skip
+from srlib.models import GENERATOR_FIELDS, UPSAMPLERS, build_generator, default_skip
 
 CONFIG, CHECKPOINT, LOSSES, SOURCE = "config.json", "checkpoint.pt", "losses.csv", "source.json"
 GENERATOR, METRICS, ERROR, TRACEBACK = "generator.pt", "metrics.json", "error.txt", "traceback.txt"
@@ -216,10 +216,8 @@ def load_generator(run: str | Path, device: str | torch.device = "cpu") -> torch
     if not (run / CONFIG).is_file() or not (run / GENERATOR).is_file():
         raise FileNotFoundError(f"{run}: not a finished run (needs {CONFIG} and {GENERATOR})")
     c = read_config(run)
-    # consistency, noise: runs from before the fields hold none, the behaviour of that time
-    g = build_generator(c["preset"], c["scale"], c["upsampler"], skip=c["skip"],
-                        consistency=c.get("consistency", "none"), noise=c.get("noise", 0),
-                        nf=c["nf"], nb=c["nb"], gc=c["gc"])
+    # a field missing (a run from before it): its default, the behaviour of that time
+    g = build_generator(c["preset"], **{k: c[k] for k in GENERATOR_FIELDS if k in c})
     path = run / GENERATOR
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

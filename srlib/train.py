@@ -42,11 +42,10 @@ from srlib.data import PatchSampler, dataset_name, list_images, load_image
 from srlib.evaluate import Validation, evaluate_samples, evaluate_sets
 from srlib.losses import LOSS_OPERATORS, Loss, loss_operator, parse_spec
 from srlib.models import (
-    CONSISTENCY,
+    GENERATOR_FIELDS,
     PRESETS,
-    SCALES,
-    SKIPS,
     UPSAMPLERS,
+    Knob,
     UNetDiscriminator,
     VGGDiscriminator,
     build_generator,
@@ -65,120 +64,156 @@ RESUMABLE_CHANGES = {"out", "ckpt_every", "log_every", "device", "compile", "pro
 # OSError numbers of a full disk (or a full quota): the run stops with a clear message.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 VAL_COLUMNS = ["iter", "psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"]
-PRESET_FIELDS = ("batch", "patch", "learning_rate", "nf", "nb", "gc", "d_nf")
+SEED_MAX = 2**64 - 1  # the largest seed torch.manual_seed accepts
 
 
-def _f(default, help: str):  # noqa: A002 - argparse's word
-    """A Config field with its help text (the CLI is generated from these)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+def _f(default, help: str, **check):  # noqa: A002 - argparse's word
+    """A Config field: its default, its help text (the CLI is generated from these) and
+    what it accepts, ``check``: ``choices=``, ``least=`` (``most=``) or ``ok=`` (with
+    ``expected=``), as ``models.Knob`` takes them; none: anything."""
+    return _field(Knob(default, help, **check))
+
+
+def _g(name: str):
+    """A Config field that is the generator's field ``name``: its default, help and check
+    are its entry of ``models.GENERATOR_FIELDS``."""
+    return _field(GENERATOR_FIELDS[name])
+
+
+def _field(knob: Knob):
+    meta = {"help": knob.help, "knob": knob}
+    if isinstance(knob.default, list):
+        return field(default_factory=lambda: list(knob.default), metadata=meta)
+    return field(default=knob.default, metadata=meta)
+
+
+def _is_device(v) -> bool:
+    return isinstance(v, str) and (v in ("auto", "cpu", "cuda") or v.startswith("cuda:"))
+
+
+def _is_rate(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
+
+
+def _is_sets(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(d, str) and d for d in v)
 
 
 @dataclass
 class Config:
-    """Everything a run depends on, as plain data; ``None`` sizes come from the preset."""
+    """Everything a run depends on, as plain data; ``None`` sizes come from the preset.
+
+    Each field declares what it accepts (``_f``; the generator's fields, ``_g``, take
+    theirs from ``models.GENERATOR_FIELDS``); ``resolved`` checks them all, then what
+    ties fields together (a patch a multiple of the scale, ...). A new field is its line
+    here (and what reads it); a new generator field, its entry in the table, its use in
+    ``RRDBNet`` and its ``_g`` line here."""
 
     loss: str = _f("pixel", "loss spec: [weight*][criterion:]name joined by '+', e.g. "
                             "'down', 'down+0.005*adv', '0.01*l1:pixel+perc+0.005*adv'")
     loss_operator: str = _f("matlab", "the operator D' the loss's down term applies to SR: "
                                       f"one of {', '.join(LOSS_OPERATORS)} (the data and the "
-                                      "evaluation keep MATLAB's D)")
-    upsampler: str = _f("nearest", f"one of {', '.join(UPSAMPLERS)}")
-    skip: str | None = _f(None, f"global skip added to the output: one of {', '.join(SKIPS)} "
-                                "(default: the upsampler's own: bicubic for pre, else none)")
-    consistency: str = _f("none", f"one of {', '.join(CONSISTENCY)}: 'project' makes the "
-                                  "output P(G(LR), LR), consistent with LR by construction")
-    noise: int = _f(0, "Gaussian noise channels mixed into the generator's LR features (a "
-                       "stochastic generator; 0: none, deterministic); train it with an adv "
-                       "term")
+                                      "evaluation keep MATLAB's D)", choices=LOSS_OPERATORS)
+    upsampler: str = _g("upsampler")
+    skip: str | None = _g("skip")
+    consistency: str = _g("consistency")
+    noise: int = _g("noise")
     eval_samples: int = _f(DEFAULT_K, "with noise: samples drawn per test image at evaluation "
                                       "(K >= 1, fixed seeds 0..K-1; the NTIRE 2021 challenge "
-                                      "draws 10)")
-    preset: str = _f("quick", f"model and batch sizes: one of {', '.join(PRESETS)}")
-    iters: int = _f(1000, "training iterations (generator steps)")
-    seed: int = _f(0, "random seed: weights, batches, discriminator")
+                                      "draws 10)", least=1,
+                           expected="a positive integer (K >= 1 samples per test image)")
+    preset: str = _f("quick", f"model and batch sizes: one of {', '.join(PRESETS)}",
+                     choices=PRESETS)
+    iters: int = _f(1000, "training iterations (generator steps)", least=1)
+    seed: int = _f(0, "random seed: weights, batches, discriminator", least=0, most=SEED_MAX)
     out: str = _f("runs/example", "run folder (created; resumed if it holds this config)")
-    scale: int = _f(4, f"SR factor, one of {', '.join(map(str, SCALES))}")
+    scale: int = _g("scale")
     data: str = _f("default", "training images: 'default' (embedded), a name under data/ "
                               "or $SRLIB_DATA, or a folder")
-    test_data: list[str] = _f(["default"], "evaluation sets (names or folders)")
-    batch: int | None = _f(None, "patches per batch (default: the preset's)")
-    patch: int | None = _f(None, "HR patch side in px, a multiple of scale (preset's)")
+    test_data: list[str] = _f(["default"], "evaluation sets (names or folders)", ok=_is_sets,
+                              expected="a non-empty list of set names or folders (or one, "
+                                       "as a string)")
+    batch: int | None = _f(None, "patches per batch (default: the preset's)", least=1)
+    patch: int | None = _f(None, "HR patch side in px, a multiple of scale (preset's)",
+                           least=1)
     learning_rate: float | None = _f(None, "Adam learning rate, halved at 50%% and 75%% of "
-                                           "the iterations (preset's)")
-    nf: int | None = _f(None, "generator features (preset's)")
-    nb: int | None = _f(None, "generator RRDB blocks (preset's)")
-    gc: int | None = _f(None, "dense-block growth channels (preset's)")
-    d_nf: int | None = _f(None, "discriminator width (preset's)")
-    discriminator: str = _f("vgg", f"for adv losses: one of {', '.join(DISCRIMINATORS)}")
+                                           "the iterations (preset's)", ok=_is_rate,
+                                     expected="a number in (0, 1)")
+    nf: int | None = _g("nf")
+    nb: int | None = _g("nb")
+    gc: int | None = _g("gc")
+    d_nf: int | None = _f(None, "discriminator width (preset's)", least=1)
+    discriminator: str = _f("vgg", f"for adv losses: one of {', '.join(DISCRIMINATORS)}",
+                            choices=DISCRIMINATORS)
     d_warmup: int = _f(0, "for adv losses: the first this many iterations train the "
-                          "discriminator alone (the generator is frozen)")
+                          "discriminator alone (the generator is frozen)", least=0)
     init_from: str | None = _f(None, "start from the generator of this finished run folder")
     val_every: int = _f(0, "evaluate the validation crops every this many iterations "
-                           "(0: never); logged to validation.csv")
+                           "(0: never); logged to validation.csv", least=0)
     val_data: str | None = _f(None, "validation images (default: the first test set); "
                                     "centre crops, for curves only, never for selection")
-    val_crop: int = _f(96, "validation crop side in HR px, a multiple of scale")
-    val_images: int = _f(8, "validation crops: the first this many images of val_data")
-    ckpt_every: int = _f(500, "checkpoint every this many iterations (and on SIGTERM)")
-    log_every: int = _f(10, "log the loss terms every this many iterations")
-    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    val_crop: int = _f(96, "validation crop side in HR px, a multiple of scale", least=1)
+    val_images: int = _f(8, "validation crops: the first this many images of val_data",
+                         least=1)
+    ckpt_every: int = _f(500, "checkpoint every this many iterations (and on SIGTERM)",
+                         least=1)
+    log_every: int = _f(10, "log the loss terms every this many iterations", least=1)
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N", ok=_is_device,
+                     expected="auto, cpu, cuda or cuda:N")
     compile: bool = _f(False, "torch.compile the generator")
     progress: bool = _f(True, "show a progress bar")
 
     def resolved(self) -> Config:
-        """A copy with the preset's sizes filled in, validated: ``ValueError`` names the
-        field, the value and what was expected."""
-        _choose("preset", self.preset, PRESETS)
-        _choose("scale", self.scale, SCALES)
-        _choose("upsampler", self.upsampler, UPSAMPLERS)
-        c = dataclasses.replace(self, test_data=list(self.test_data))
-        c.skip = default_skip(c.upsampler) if c.skip is None else c.skip
-        _choose("skip", c.skip, SKIPS)
-        _choose("consistency", c.consistency, CONSISTENCY)
-        _choose("loss_operator", c.loss_operator, LOSS_OPERATORS)
-        for k in PRESET_FIELDS:
+        """A copy with the preset's sizes and the upsampler's skip filled in, validated:
+        ``ValueError`` names the field, the value and what was expected."""
+        _knob("preset").check("preset", self.preset)  # its sizes fill the None fields
+        c = dataclasses.replace(self, test_data=_as_list(self.test_data))
+        for k, v in PRESETS[c.preset].items():
             if getattr(c, k) is None:
-                setattr(c, k, PRESETS[c.preset][k])
-        for k in ("iters", "batch", "patch", "nf", "nb", "gc", "d_nf", "ckpt_every", "log_every",
-                  "val_crop", "val_images"):
-            _check(k, getattr(c, k), _is_int(getattr(c, k), 1), "a positive integer")
-        for k in ("val_every", "d_warmup"):
-            _check(k, getattr(c, k), _is_int(getattr(c, k), 0), "a non-negative integer")
-        _check("noise", c.noise, _is_int(c.noise, 0), "a non-negative integer (0: no noise "
-               "input, deterministic; k > 0: k noise channels)")
-        _check("eval_samples", c.eval_samples, _is_int(c.eval_samples, 1),
-               "a positive integer (K >= 1 samples per test image)")
-        _check("val_crop", c.val_crop, c.val_crop % c.scale == 0, f"a multiple of scale {c.scale}")
-        _check("seed", c.seed, _is_int(c.seed, 0), "a non-negative integer")
-        lr = c.learning_rate
-        _check("learning_rate", lr, isinstance(lr, (int, float)) and not isinstance(lr, bool)
-               and 0 < lr < 1, "a number in (0, 1)")
-        _check("patch", c.patch, c.patch % c.scale == 0, f"a multiple of scale {c.scale}")
-        _choose("discriminator", c.discriminator, DISCRIMINATORS)
-        _check("device", c.device, c.device in ("auto", "cpu", "cuda")
-               or c.device.startswith("cuda:"), "auto, cpu, cuda or cuda:N")
+                setattr(c, k, v)
+        if c.skip is None and c.upsampler in UPSAMPLERS:
+            c.skip = default_skip(c.upsampler)
+        for f in dataclasses.fields(c):
+            f.metadata["knob"].check(f.name, getattr(c, f.name))
+        # what ties fields together
+        for k in ("patch", "val_crop"):
+            _check(k, getattr(c, k), getattr(c, k) % c.scale == 0,
+                   f"a multiple of scale {c.scale}")
         if c.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {c.device!r} requested but CUDA is not available")
-        _check("test_data", c.test_data, isinstance(c.test_data, list) and bool(c.test_data),
-               "a non-empty list")
+        _check_set_names(c.test_data)
         parse_spec(c.loss)  # raises with the grammar and the choices
         return c
 
 
-def _is_int(v, least: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+def _knob(name: str) -> Knob:
+    """What the Config field ``name`` accepts."""
+    return next(f.metadata["knob"] for f in dataclasses.fields(Config) if f.name == name)
+
+
+def _as_list(test_data):
+    """``test_data`` as a list: a string is one set (``test_data: Set5`` in a grid), not
+    its characters; anything else but a list or tuple is left for the check to refuse."""
+    if isinstance(test_data, str):
+        return [test_data]
+    return list(test_data) if isinstance(test_data, (list, tuple)) else test_data
+
+
+def _check_set_names(test_data: list[str]) -> None:
+    """Refuse two test sets of one name (``a/SetX``, ``b/SetX``): their results would
+    share one entry of ``metrics.json`` and one ``eval/`` folder."""
+    seen: dict[str, str] = {}
+    for d in test_data:
+        name = dataset_name(d)
+        if name in seen:
+            raise ValueError(f"two test sets are named {name}: {seen[name]}, {d}; rename "
+                             "one folder")
+        seen[name] = d
 
 
 def _check(name: str, value, ok: bool, expected: str) -> None:
     if not ok:
         raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _choose(name: str, value, choices) -> None:
-    ok = not isinstance(value, bool) and value in choices
-    _check(name, value, ok, f"one of {', '.join(map(str, choices))}")
 
 
 def config_differences(out: Path, c: Config) -> list[str]:
@@ -213,14 +248,11 @@ def check_inputs(c: Config) -> None:
                                     "trained yet, failed or deleted): run its command again "
                                     "to train it, then this one")
         old = runs.read_config(src)
-        # Not consistency: it has no weights, and fine-tuning an unprojected generator
-        # into a projected one (same weights, P added) is a legitimate start. Nor noise
-        # from a deterministic source: its weights load, conv_noise starts fresh.
-        arch = ("scale", "upsampler", "skip", "nf", "nb", "gc")
-        diff = [f"{k} {old.get(k)!r} vs {getattr(c, k)!r}" for k in arch
-                if old.get(k) != getattr(c, k)]
-        if old.get("noise", 0) not in (0, c.noise):
-            diff.append(f"noise {old['noise']!r} vs {c.noise!r}")
+        # each generator field equal, or as its entry's fine_tune allows (consistency,
+        # noise from a deterministic source); a field missing: its default
+        diff = [f"{k} {old.get(k, knob.default)!r} vs {getattr(c, k)!r}"
+                for k, knob in GENERATOR_FIELDS.items()
+                if not knob.fine_tune(old.get(k, knob.default), getattr(c, k))]
         if diff:
             raise ValueError(f"init_from {src}: its generator differs ({'; '.join(diff)})")
     _warn_about_loss(c)
@@ -330,9 +362,7 @@ def _device(c: Config) -> torch.device:
 def _build(c: Config, loss: Loss, dev: torch.device) -> tuple[Nets, list]:
     """Seeded networks, optimisers and learning-rate schedules of a run."""
     torch.manual_seed(c.seed)
-    g = build_generator(c.preset, c.scale, c.upsampler, skip=c.skip,
-                        consistency=c.consistency, noise=c.noise, nf=c.nf, nb=c.nb,
-                        gc=c.gc).to(dev)
+    g = build_generator(c.preset, **{k: getattr(c, k) for k in GENERATOR_FIELDS}).to(dev)
     if c.init_from:
         src = runs.load_generator(c.init_from).state_dict()
         # A deterministic source into a noise generator: all but conv_noise (checked alike)

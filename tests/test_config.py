@@ -13,7 +13,7 @@ from PIL import Image
 
 from srlib import runs
 from srlib.losses import Loss
-from srlib.models import build_generator
+from srlib.models import GENERATOR_FIELDS, build_generator
 from srlib.resize import BicubicDegradation
 from srlib.train import Config, Nets, argument_parser, main, train, train_step
 
@@ -44,6 +44,37 @@ def test_cli_has_every_config_field_with_its_default_and_help():
     c = Config(**vars(ap.parse_args(["--nf", "16", "--test-data", "a", "b", "--no-progress",
                                      "--learning-rate", "1e-4"])))
     assert (c.nf, c.test_data, c.progress, c.learning_rate) == (16, ["a", "b"], False, 1e-4)
+
+
+def test_the_generator_fields_of_the_config_are_the_table():
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for name, knob in GENERATOR_FIELDS.items():
+        f = fields[name]
+        assert (f.default, f.metadata["help"], f.metadata["knob"]) == (knob.default, knob.help,
+                                                                       knob), name
+
+
+def test_every_field_with_choices_refuses_another_value_naming_them():
+    with_choices = [f for f in dataclasses.fields(Config)
+                    if f.metadata["knob"].choices is not None]
+    assert {"preset", "scale", "upsampler", "skip", "consistency", "loss_operator",
+            "discriminator"} <= {f.name for f in with_choices}
+    for f in with_choices:
+        choices = ", ".join(map(str, f.metadata["knob"].choices))
+        with pytest.raises(ValueError) as err:
+            Config(**{f.name: "no-such-value"}).resolved()
+        assert str(err.value) == f"{f.name} must be one of {choices}, got 'no-such-value'"
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Config)
+                                  if f.metadata.get("knob") and f.metadata["knob"].least
+                                  is not None])
+def test_every_integer_field_refuses_a_value_below_its_least(name):
+    knob = next(f for f in dataclasses.fields(Config) if f.name == name).metadata["knob"]
+    with pytest.raises(ValueError, match=rf"^{name} must be .*, got {knob.least - 1}$"):
+        Config(**{name: knob.least - 1}).resolved()
+    with pytest.raises(ValueError, match=rf"^{name} must be .*, got 2.0$"):
+        Config(**{name: 2.0}).resolved()  # an integer, not a float
 
 
 def test_notebook_parameters_are_a_config_mapping():

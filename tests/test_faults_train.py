@@ -4,6 +4,7 @@ failure at the first step, odd test sets, a finished run that lost its generator
 import dataclasses
 import errno
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,24 @@ def test_a_run_failing_at_its_first_step_leaves_no_config(tiny_sets, tmp_path, m
     assert r["config"]["loss"] == "down" and r["resumed_from_iter"] is None
 
 
+# ---- test sets --------------------------------------------------------------------------------
+
+def test_test_data_as_a_string_is_one_set(tiny_sets, tmp_path):
+    c = tiny_config(tiny_sets, tmp_path / "run", test_data=tiny_sets[1], iters=2)
+    assert c.resolved().test_data == [tiny_sets[1]]
+    assert train(c)["n_images"] == 2
+    assert Config(test_data="default").resolved().test_data == ["default"]
+
+
+def test_two_test_sets_of_one_name_are_refused(tiny_sets, tmp_path):
+    a, b = tmp_path / "a" / "SetX", tmp_path / "b" / "SetX"
+    for d in (a, b):
+        shutil.copytree(tiny_sets[1], d)
+    with pytest.raises(ValueError, match=rf"two test sets are named SetX: {a}, {b}; rename one "
+                                         "folder"):
+        tiny_config(tiny_sets, tmp_path / "run", test_data=[str(a), str(b)]).resolved()
+
+
 # ---- a finished run needs its generator -----------------------------------------------------
 
 def test_a_run_that_lost_its_generator_is_not_finished(tiny_sets, tmp_path):
@@ -225,3 +244,15 @@ def test_a_baseline_is_finished_without_a_generator(tiny_sets, tmp_path):
     baseline_run(tmp_path / "b", c)
     assert not (tmp_path / "b" / runs.GENERATOR).exists() and runs.is_finished(tmp_path / "b")
 
+
+# ---- the seed ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [-1, SEED_MAX + 1, 2**70, 1.0, True])
+def test_a_seed_out_of_range_is_refused_naming_the_field(seed):
+    with pytest.raises(ValueError, match=rf"seed must be an integer in \[0, {SEED_MAX}\], "
+                                         rf"got {seed!r}"):
+        Config(seed=seed).resolved()
+
+
+def test_the_largest_seed_trains(tiny_sets, tmp_path):
+    assert train(tiny_config(tiny_sets, tmp_path / "run", iters=2, seed=SEED_MAX))["iters"] == 2

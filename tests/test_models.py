@@ -1,10 +1,13 @@
 """Generators, discriminators and the losses of the study."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srlib import models, runs
 from srlib.losses import (
     LOSS_OPERATORS,
     Loss,
@@ -15,9 +18,11 @@ from srlib.losses import (
     parse_spec,
 )
 from srlib.models import (
+    GENERATOR_FIELDS,
     PRESETS,
     SKIPS,
     UPSAMPLERS,
+    Knob,
     RRDBNet,
     UNetDiscriminator,
     VGGDiscriminator,
@@ -193,6 +198,40 @@ def test_generator_bad_input():
         RRDBNet(nf=0)
     with pytest.raises(ValueError, match="skip must be one of none, bicubic, pinv"):
         build_generator("quick", 2, "pre", skip="residual")
+
+
+def test_a_new_generator_knob_is_its_entry_and_its_use(monkeypatch, tmp_path):
+    """As GENERATOR_FIELDS' comment says: an entry there, the generator using it (here a
+    subclass of RRDBNet, as its own parameter would be); the builder, its checks and
+    runs.load_generator need nothing else."""
+
+    class Scaled(RRDBNet):  # the generator using the knob
+        def __init__(self, res_scale: float = 0.2, **kw):
+            super().__init__(**kw)
+            self.res_scale = res_scale
+
+    knob = Knob(0.2, "residual scaling of the RRDB blocks", ok=lambda v: 0 < v <= 1,
+                expected="a number in (0, 1]")
+    monkeypatch.setitem(GENERATOR_FIELDS, "res_scale", knob)
+    monkeypatch.setattr(models, "RRDBNet", Scaled)
+    sizes = {"nf": 8, "nb": 1, "gc": 4}
+    assert build_generator("quick", 4, "nearest", **sizes).res_scale == 0.2  # its default
+    g = build_generator("quick", 4, "nearest", res_scale=0.5, **sizes)
+    assert isinstance(g, Scaled) and g.res_scale == 0.5
+    with pytest.raises(ValueError, match=r"res_scale must be a number in \(0, 1\], got 2"):
+        build_generator("quick", 4, "nearest", res_scale=2, **sizes)
+    with pytest.raises(ValueError, match="unknown generator field 'res_scal'"):
+        build_generator("quick", 4, "nearest", res_scal=0.5, **sizes)
+    # a run folder records it in config.json; load_generator rebuilds the generator with it
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"preset": "quick", "scale": 4, "upsampler": "nearest", "res_scale": 0.5} | sizes
+    (run / runs.CONFIG).write_text(json.dumps(config))
+    torch.save(g.state_dict(), run / runs.GENERATOR)
+    assert runs.load_generator(run).res_scale == 0.5
+    del config["res_scale"]  # a run from before the knob: its default
+    (run / runs.CONFIG).write_text(json.dumps(config))
+    assert runs.load_generator(run).res_scale == 0.2
 
 
 @pytest.mark.parametrize("patch", [32, 48, 128])
