@@ -144,6 +144,8 @@ def baseline_config(grid: dict, variant: str, seed: int, out: Path) -> dict:
 
     spec = {**grid["defaults"], **grid["variants"][variant]}
     fields = {k: v for k, v in spec.items() if k in config_fields()}
+    if isinstance(fields.get("test_data"), str):  # one set, as Config reads it
+        fields["test_data"] = [fields["test_data"]]
     c = Config(**{**fields, "loss": baseline_of(grid["variants"][variant]),
                   "upsampler": "", "init_from": None, "seed": seed,
                   "out": str(runs.run_dir(out, variant, seed))})

@@ -11,22 +11,23 @@ A spec is a sum of weighted terms, ``[weight*][criterion:]name``:
 Three plain dicts are the extension points: adding a criterion, a GAN loss or a term is
 one entry in one of them, and a name missing from them is refused with the choices.
 
-- ``CRITERIA``: distance name -> ``f(a, b)``, a mean over all elements: ``mse``, ``l1``.
+- ``CRITERIA``: distance name -> ``f(a, b)``, a mean over all elements.
 - ``ADVERSARIAL``: GAN loss name -> ``GanLoss(g, d)``, the generator's and the
-  discriminator's losses from the discriminator's logits: ``ragan`` (ESRGAN's
-  relativistic average GAN), ``vanilla``, ``hinge``.
+  discriminator's losses from the discriminator's logits (``ragan``: ESRGAN's
+  relativistic average GAN).
 - ``TERMS``: term name -> ``TermSpec``: its function, its default criterion, and the table
-  its criteria come from (every entry of it applies; ``TermSpec.criteria``, default first):
+  its criteria come from (every entry of it applies; ``TermSpec.criteria``, default first).
+  What the shipped terms do:
 
-  - ``pixel`` (mse | l1): SR against HR.
-  - ``down`` (mse | l1): ``D(SR)`` against LR, with the degradation ``op`` given to
+  - ``pixel``: SR against HR.
+  - ``down``: ``D(SR)`` against LR, with the degradation ``op`` given to
     ``Loss``: in training, the same MATLAB bicubic ``D`` and the same quantised LR that
     the data pipeline made.
-  - ``perc`` (l1 | mse): distance of VGG features, ESRGAN's: ImageNet VGG19 before the
+  - ``perc``: distance of VGG features, ESRGAN's: ImageNet VGG19 before the
     conv5_4 activation where ``vgg19-dcbb9e9d.pth`` is in torch's hub cache, otherwise the
     shift-tolerant VGG16 of ``stlpips-vgg`` before conv5_3's activation (``backend`` says
     which; the run records it). Built only for specs that use it.
-  - ``adv`` (ragan | vanilla | hinge): the generator's adversarial term;
+  - ``adv``: the generator's adversarial term;
     ``Loss.discriminator`` gives the matching discriminator loss.
 - ``LOSS_OPERATORS``: name -> ``f(scale)``, the operator ``D'`` that ``down`` applies to
   SR (an object with ``down(hr) -> lr``, ``(B, C, H, W)`` -> ``(B, C, H/s, W/s)``,
@@ -48,7 +49,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -57,16 +58,7 @@ from torch import Tensor, nn
 
 from srlib import lpips
 from srlib.resize import BicubicDegradation
-
-V = TypeVar("V")
-
-
-def _lookup(table: Mapping[str, V], what: str, name: str) -> V:
-    """``table[name]``, or a ValueError that lists the choices."""
-    if name not in table:
-        raise ValueError(f"{what} must be one of {', '.join(table)}, got {name!r}")
-    return table[name]
-
+from srlib.tables import lookup
 
 # --- distances --------------------------------------------------------------------------
 
@@ -74,7 +66,7 @@ CRITERIA: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": F.mse_loss, "l
 
 
 def _distance(crit: str, a: Tensor, b: Tensor) -> Tensor:
-    return _lookup(CRITERIA, "criterion", crit)(a, b)
+    return lookup(CRITERIA, crit, "criterion")(a, b)
 
 
 # --- GAN losses -------------------------------------------------------------------------
@@ -112,12 +104,12 @@ ADVERSARIAL: dict[str, GanLoss] = {
 
 def adversarial_g(crit: str, d_real: Tensor, d_fake: Tensor) -> Tensor:
     """The generator's adversarial loss from discriminator logits (``d_real`` detached)."""
-    return _lookup(ADVERSARIAL, "adversarial criterion", crit).g(d_real, d_fake)
+    return lookup(ADVERSARIAL, crit, "adversarial criterion").g(d_real, d_fake)
 
 
 def adversarial_d(crit: str, d_real: Tensor, d_fake: Tensor) -> Tensor:
     """The discriminator's loss from its logits on HR (``d_real``) and on SR (``d_fake``)."""
-    return _lookup(ADVERSARIAL, "adversarial criterion", crit).d(d_real, d_fake)
+    return lookup(ADVERSARIAL, crit, "adversarial criterion").d(d_real, d_fake)
 
 
 # --- perceptual features ----------------------------------------------------------------
@@ -258,7 +250,7 @@ LOSS_OPERATORS: dict[str, Callable[[int], Operator]] = {
 
 def loss_operator(name: str, scale: int) -> Operator:
     """The operator ``LOSS_OPERATORS[name]`` at ``scale``; unknown names list the choices."""
-    return _lookup(LOSS_OPERATORS, "loss_operator", name)(scale)
+    return lookup(LOSS_OPERATORS, name, "loss_operator")(scale)
 
 
 # --- terms ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 - ``RRDBNet``: ESRGAN's generator (Wang et al., ECCV-W 2018): residual-in-residual dense
   blocks with residual scaling 0.2, then one of the upsamplers of ``UPSAMPLERS`` (the
-  study's variable; a new one is one entry there):
+  study's variable; a new one is one entry there). What the shipped entries do:
 
   =================  ==========================================================
   pixelshuffle       sub-pixel convolution (ESPCN): conv to r^2 x channels, shuffle
@@ -24,14 +24,14 @@
   weights: the same state dict loads whatever the skip.
 
   Consistency by construction, ``CONSISTENCY``: ``none`` (the default, today's output) or
-  ``project``, the output replaced by ``P(SR, LR) = SR + D^+(LR - D SR)`` (DESIGN 2; CEM,
+  ``project``, the output replaced by ``P(SR, LR) = SR + D^+(LR - D SR)`` (CEM,
   DDNM's range-null decomposition) inside the forward pass, after the skip, so that
   ``D(output) == LR`` to float32 rounding for every upsampler and skip; differentiable (the
   gradient reaching the network is its null-space part). No weights either: a projected
   generator loads an unprojected one's state dict (a fine-tune into projection).
 
   A noise input, ``noise`` channels (0, the default: none, today's deterministic
-  generator): the stochastic generator of DESIGN 2 H5. Per-pixel Gaussian noise
+  generator): the stochastic generator of the study's H5. Per-pixel Gaussian noise
   ``z ~ N(0, 1)``, ``(B, noise, h, w)`` at the size the body runs at (LR; HR for ``pre``),
   is mixed into the features after ``conv_first`` by a 1x1 conv without bias,
   ``conv_noise`` (``feat = conv_first(x) + conv_noise(z)``; StyleGAN's per-pixel noise
@@ -45,10 +45,9 @@
   from torch's global generator in training mode (reproducible under
   ``torch.manual_seed``; ``srlib.train`` checkpoints that generator's state) and, in eval
   mode, uses the noise of seed 0, so ``g(lr)`` is deterministic: sample 0 of the K of
-  ``srlib.diversity.sample_seeds``. With ``consistency: project`` every sample is exactly
+  ``srlib.ntire.sample_seeds``. With ``consistency: project`` every sample is exactly
   consistent: the samples differ in the null space of ``D`` only.
-- ``GENERATOR_FIELDS``: the generator's fields (``upsampler``, ``skip``, ``consistency``,
-  ``noise``, ``scale``, ``nf``, ``nb``, ``gc``), each a ``Knob`` (default, help, what it
+- ``GENERATOR_FIELDS``: the generator's fields, each a ``Knob`` (default, help, what it
   accepts, whether a fine-tune may change it): what ``build_generator`` takes,
   ``srlib.train.Config`` declares and checks, and ``srlib.runs.load_generator`` rebuilds
   a run's generator from.
@@ -74,6 +73,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from srlib.resize import BicubicDegradation
+from srlib.tables import unknown
 
 SCALES = (2, 3, 4)
 
@@ -128,7 +128,7 @@ class RRDB(nn.Module):
 def _steps(scale: int) -> list[int]:
     """Upsampling steps: x4 = x2 x2, x2, x3 (a single step where x2 steps do not fit)."""
     if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+        raise ValueError(unknown("scale", scale, SCALES))
     return [2, 2] if scale == 4 else [scale]
 
 
@@ -228,7 +228,7 @@ def default_skip(upsampler: str) -> str:
     """The skip an upsampler had before skips were selectable, what ``skip=None`` means:
     ``bicubic`` for pre-upsampling (a ``None`` entry of ``UPSAMPLERS``), else ``none``."""
     if upsampler not in UPSAMPLERS:
-        raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, got {upsampler!r}")
+        raise ValueError(unknown("upsampler", upsampler, UPSAMPLERS))
     return "bicubic" if UPSAMPLERS[upsampler] is None else "none"
 
 
@@ -280,13 +280,14 @@ class Knob:
     def check(self, name: str, value) -> None:
         """``ValueError`` naming the setting, the value and what was expected."""
         if not self.accepts(value):
+            if self.choices is not None and not self.expected:
+                raise ValueError(unknown(name, value, self.choices))
             raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
 
 
 # The generator's fields: what RRDBNet takes and a run's config.json records. One place for
 # training's Config (its fields, their flags, checks and help), build_generator, the
-# init_from check and runs.load_generator (a field missing in an old config.json: its
-# default, the behaviour of that time). A new knob: its entry here, RRDBNet's parameter
+# init_from check and runs.load_generator. A new knob: its entry here, RRDBNet's parameter
 # using it, and its line in srlib.train.Config (``name: type = _g("name")``). None sizes
 # are the preset's (PRESETS), a None skip the upsampler's own (default_skip).
 GENERATOR_FIELDS: dict[str, Knob] = {
@@ -316,8 +317,7 @@ def check_generator(**fields) -> None:
     name raises ``ValueError`` listing the known ones."""
     for name, value in fields.items():
         if name not in GENERATOR_FIELDS:
-            raise ValueError(f"unknown generator field {name!r}: the fields are "
-                             f"{', '.join(GENERATOR_FIELDS)}")
+            raise ValueError(unknown("generator field", name, GENERATOR_FIELDS))
         GENERATOR_FIELDS[name].check(name, value)
 
 
@@ -335,7 +335,7 @@ class RRDBNet(nn.Module):
     Args:
         scale: 2, 3 or 4. upsampler: one of ``UPSAMPLERS``.
         nf: features; nb: RRDB blocks; gc: dense-block growth channels.
-        skip: one of ``SKIPS`` (``none``, ``bicubic``, ``pinv``), added to the output;
+        skip: one of ``SKIPS``, added to the output;
             ``None``: ``default_skip(upsampler)``, the historical behaviour. ``pre`` always
             takes the bicubic image as input; its output skip is this one.
         consistency: one of ``CONSISTENCY``: ``none`` (the output as it is) or ``project``
@@ -502,7 +502,7 @@ def build_generator(preset: str, scale: int = 4, upsampler: str = "nearest",
     ``nb``, ``gc``, ...), each at its table default when not given; None sizes are the
     preset's, a None skip the upsampler's own. Each is checked by its table entry."""
     if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        raise ValueError(unknown("preset", preset, PRESETS))
     values = {k: knob.default for k, knob in GENERATOR_FIELDS.items()}
     values |= {"scale": scale, "upsampler": upsampler} | fields
     for k, v in values.items():

@@ -42,13 +42,13 @@ from pathlib import Path
 
 import torch
 
-from srlib.models import GENERATOR_FIELDS, UPSAMPLERS, build_generator, default_skip
+from srlib.models import GENERATOR_FIELDS, build_generator
 
 CONFIG, CHECKPOINT, LOSSES, SOURCE = "config.json", "checkpoint.pt", "losses.csv", "source.json"
 GENERATOR, METRICS, ERROR, TRACEBACK = "generator.pt", "metrics.json", "error.txt", "traceback.txt"
 VALIDATION, LOCK, PROJECTED = "validation.csv", ".lock", "projected"
 EVAL, PER_IMAGE, SAMPLES, SAMPLES_CSV = "eval", "per_image.csv", "samples", "samples.csv"
-# Old config keys and their names now; an old run folder is read with a note.
+# Config keys renamed since, and their names now: a grid that gives the old name is told.
 RENAMED = {"lr": "learning_rate"}
 
 
@@ -144,16 +144,8 @@ def read_json(path: str | Path) -> dict:
 
 
 def read_config(run: str | Path) -> dict:
-    """The ``config.json`` of a run, with renamed keys read under their new names."""
-    path = Path(run) / CONFIG
-    cfg = read_json(path)
-    for old, new in RENAMED.items():
-        if old in cfg and new not in cfg:
-            cfg[new] = cfg.pop(old)
-            print(f"note: {path}: old key {old!r} read as {new!r}")
-    if "skip" not in cfg and cfg.get("upsampler") in UPSAMPLERS:
-        cfg["skip"] = default_skip(cfg["upsampler"])  # runs from before the skip field
-    return cfg
+    """The ``config.json`` of a run (``ValueError`` naming it when it is not a mapping)."""
+    return read_json(Path(run) / CONFIG)
 
 
 def read_metrics(run: str | Path) -> dict:
@@ -216,8 +208,11 @@ def load_generator(run: str | Path, device: str | torch.device = "cpu") -> torch
     if not (run / CONFIG).is_file() or not (run / GENERATOR).is_file():
         raise FileNotFoundError(f"{run}: not a finished run (needs {CONFIG} and {GENERATOR})")
     c = read_config(run)
-    # a field missing (a run from before it): its default, the behaviour of that time
-    g = build_generator(c["preset"], **{k: c[k] for k in GENERATOR_FIELDS if k in c})
+    missing = [k for k in ("preset", *GENERATOR_FIELDS) if k not in c]
+    if missing:
+        raise ValueError(f"{run / CONFIG} lacks {', '.join(missing)}: a run from before "
+                         "these fields existed; delete the folder and run its command again")
+    g = build_generator(c["preset"], **{k: c[k] for k in GENERATOR_FIELDS})
     path = run / GENERATOR
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -41,6 +41,7 @@ from srlib import runs
 from srlib.data import PatchSampler, dataset_name, list_images, load_image
 from srlib.evaluate import Validation, evaluate_samples, evaluate_sets
 from srlib.losses import LOSS_OPERATORS, Loss, loss_operator, parse_spec
+from srlib.metrics import metrics_where
 from srlib.models import (
     GENERATOR_FIELDS,
     PRESETS,
@@ -63,7 +64,7 @@ DISCRIMINATORS = {
 RESUMABLE_CHANGES = {"out", "ckpt_every", "log_every", "device", "compile", "progress"}
 # OSError numbers of a full disk (or a full quota): the run stops with a clear message.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-VAL_COLUMNS = ["iter", "psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"]
+VAL_COLUMNS = ["iter", *metrics_where(validation=True)]  # validation.csv
 SEED_MAX = 2**64 - 1  # the largest seed torch.manual_seed accepts
 
 
@@ -221,15 +222,13 @@ def config_differences(out: Path, c: Config) -> list[str]:
     config ``c``, ignoring the fields a resumed run may change."""
     old = runs.read_config(out)
     new = dataclasses.asdict(c)
-    # A field added after the run was made reads as its default: such a run computed what
-    # the default computes, so it stays resumable (and, finished, is skipped).
-    defaults = dataclasses.asdict(Config())
     # init_from relative to the run: a result folder moved or copied whole keeps its runs
     for cfg in (old, new):
         if cfg.get("init_from") and cfg.get("out"):
             cfg["init_from"] = os.path.relpath(cfg["init_from"], cfg["out"])
-    return [f"{k}: {old.get(k, defaults[k])!r} -> {new[k]!r}" for k in new
-            if k not in RESUMABLE_CHANGES and old.get(k, defaults[k]) != new[k]]
+    # a field the run's config.json lacks (a run from before it) differs: never resumed
+    return [f"{k}: {old.get(k, '(absent)')!r} -> {new[k]!r}" for k in new
+            if k not in RESUMABLE_CHANGES and old.get(k, "(absent)") != new[k]]
 
 
 def check_inputs(c: Config) -> None:

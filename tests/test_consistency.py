@@ -12,7 +12,7 @@ from conftest import write_small_sets
 from srlib import runs
 from srlib.models import CONSISTENCY, SKIPS, UPSAMPLERS, RRDBNet, build_generator
 from srlib.resize import BicubicDegradation
-from srlib.train import Config, check_inputs, config_differences, train
+from srlib.train import Config, check_inputs, train
 
 
 @pytest.fixture(scope="module")
@@ -125,11 +125,11 @@ def test_unknown_consistency_is_refused():
         Config(loss_operator="box").resolved()
 
 
-# ---- run folders from before the fields ---------------------------------------------------
+# ---- a finished-looking run folder --------------------------------------------------------
 
 def fake_run(out, **kw) -> dict:
     """A finished-looking run folder (config.json, generator.pt) without training; ``kw``
-    with value None deletes the key, as a run made before the field existed."""
+    overrides config fields (a value None deletes the key)."""
     c = dataclasses.asdict(Config(nf=8, nb=1, gc=4, scale=2, out=str(out)).resolved())
     for k, v in kw.items():
         if v is None:
@@ -144,21 +144,6 @@ def fake_run(out, **kw) -> dict:
     return c
 
 
-def test_old_run_folder_without_the_fields_loads_as_the_defaults(tmp_path):
-    old = tmp_path / "old"
-    cfg = fake_run(old, consistency=None, loss_operator=None)
-    assert "consistency" not in json.loads((old / runs.CONFIG).read_text())
-    g = runs.load_generator(old)
-    assert g.consistency == "none"
-    c = Config(**cfg).resolved()  # the fields absent: their defaults
-    assert (c.consistency, c.loss_operator) == ("none", "matlab")
-    assert config_differences(old, c) == []
-    assert config_differences(old, dataclasses.replace(c, consistency="project")) == [
-        "consistency: 'none' -> 'project'"]
-    fake_run(tmp_path / "new", consistency="project")
-    assert runs.load_generator(tmp_path / "new").consistency == "project"
-
-
 # ---- check_inputs: init_from and the warnings --------------------------------------------
 
 def caught(c: Config) -> list[str]:
@@ -170,7 +155,7 @@ def caught(c: Config) -> list[str]:
 
 def test_fine_tune_from_an_unprojected_run_into_projection(tiny_sets, tmp_path):
     src = tmp_path / "src"
-    fake_run(src, consistency=None)
+    fake_run(src, consistency="none")
     c = tiny_config(tiny_sets, tmp_path / "r", scale=2, patch=16, consistency="project",
                     init_from=str(src))
     assert caught(c) == []  # consistency is not part of the architecture check

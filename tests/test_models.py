@@ -220,18 +220,21 @@ def test_a_new_generator_knob_is_its_entry_and_its_use(monkeypatch, tmp_path):
     assert isinstance(g, Scaled) and g.res_scale == 0.5
     with pytest.raises(ValueError, match=r"res_scale must be a number in \(0, 1\], got 2"):
         build_generator("quick", 4, "nearest", res_scale=2, **sizes)
-    with pytest.raises(ValueError, match="unknown generator field 'res_scal'"):
+    with pytest.raises(ValueError, match=r"generator field must be one of .*res_scale, got "
+                                         r"'res_scal' \(did you mean"):
         build_generator("quick", 4, "nearest", res_scal=0.5, **sizes)
     # a run folder records it in config.json; load_generator rebuilds the generator with it
     run = tmp_path / "run"
     run.mkdir()
-    config = {"preset": "quick", "scale": 4, "upsampler": "nearest", "res_scale": 0.5} | sizes
+    config = {"preset": "quick", **{k: f.default for k, f in GENERATOR_FIELDS.items()},
+              "scale": 4, "upsampler": "nearest", "res_scale": 0.5} | sizes
     (run / runs.CONFIG).write_text(json.dumps(config))
     torch.save(g.state_dict(), run / runs.GENERATOR)
     assert runs.load_generator(run).res_scale == 0.5
-    del config["res_scale"]  # a run from before the knob: its default
+    del config["res_scale"]  # a run from before the knob: refused, not guessed
     (run / runs.CONFIG).write_text(json.dumps(config))
-    assert runs.load_generator(run).res_scale == 0.2
+    with pytest.raises(ValueError, match="config.json lacks res_scale: a run from before"):
+        runs.load_generator(run)
 
 
 @pytest.mark.parametrize("patch", [32, 48, 128])

@@ -169,26 +169,24 @@ def test_noise_warnings(tiny_sets, tmp_path, kw, expected):
         assert len(got) == 1 and expected in got[0], got
 
 
-def fake_run(out, noise: int | None) -> dict:
-    """A finished-looking run folder; ``noise=None``: made before the noise fields."""
+def fake_run(out, noise: int) -> dict:
+    """A finished-looking run folder of a generator with ``noise`` channels."""
     c = dataclasses.asdict(Config(nf=8, nb=1, gc=4, scale=4, out=str(out),
-                                  noise=noise or 0).resolved())
-    if noise is None:
-        del c["noise"], c["eval_samples"]
+                                  noise=noise).resolved())
     out.mkdir(parents=True)
     (out / runs.CONFIG).write_text(json.dumps(c))
     torch.manual_seed(0)
-    g = build_generator("quick", 4, c["upsampler"], noise=noise or 0, nf=8, nb=1, gc=4)
+    g = build_generator("quick", 4, c["upsampler"], noise=noise, nf=8, nb=1, gc=4)
     torch.save(g.state_dict(), out / runs.GENERATOR)
     return c
 
 
-def test_old_run_folders_read_as_no_noise_and_fine_tune_into_noise(tiny_sets, tmp_path):
+def test_a_deterministic_source_fine_tunes_into_noise(tiny_sets, tmp_path):
     old = tmp_path / "old"
-    cfg = fake_run(old, None)
+    cfg = fake_run(old, 0)
     assert runs.load_generator(old).noise == 0
     c = Config(**cfg).resolved()
-    assert (c.noise, c.eval_samples) == (0, 10) and config_differences(old, c) == []
+    assert config_differences(old, c) == []
     assert config_differences(old, dataclasses.replace(c, noise=2)) == ["noise: 0 -> 2"]
     # a deterministic source starts a noise generator: its weights, conv_noise fresh
     c = tiny_config(tiny_sets, tmp_path / "r", init_from=str(old)).resolved()
