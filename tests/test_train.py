@@ -110,7 +110,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_sets, monke
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("preset", "huge", "preset must be one of"), ("upsampler", "bilinear", "upsampler"),
+    ("preset", "huge", "preset must be one of"), ("upsampler", "no-such-upsampler", "upsampler"),
     ("loss", "dwn", "unknown term"), ("patch", 18, "multiple of scale"),
     ("iters", 0, "iters must be a positive integer"),
     ("learning_rate", 3.0, "learning_rate must be"), ("scale", 0, "scale must be one of"),
