@@ -10,6 +10,7 @@ from torch import nn
 from srlib import losses, models, runs
 from srlib.losses import (
     LOSS_OPERATORS,
+    TERMS,
     Loss,
     Term,
     adversarial_d,
@@ -168,9 +169,10 @@ def test_pre_input_stays_bicubic_whatever_the_skip(skip):
 
 
 def test_default_skip_is_the_historical_one():
+    # pre-upsampling (a None entry) has the bicubic skip; every other upsampler none
     assert {u: default_skip(u) for u in UPSAMPLERS} == {
-        "pixelshuffle": "none", "pixelshuffle-icnr": "none", "nearest": "none",
-        "deconv": "none", "pre": "bicubic"}
+        u: "bicubic" if UPSAMPLERS[u] is None else "none" for u in UPSAMPLERS}
+    assert default_skip("pre") == "bicubic" and default_skip("nearest") == "none"
     for u in UPSAMPLERS:
         assert tiny(2, u).skip == default_skip(u)
         assert build_generator("quick", 2, u).skip == default_skip(u)
@@ -268,7 +270,8 @@ def test_parse_spec():
 def test_parse_spec_errors(bad, why):
     with pytest.raises(ValueError, match=why) as err:
         parse_spec(bad)
-    assert "pixel (mse | l1); down (mse | l1); perc" in str(err.value)
+    grammar = "; ".join(f"{n} ({' | '.join(t.criteria)})" for n, t in TERMS.items())
+    assert grammar in str(err.value)
 
 
 def test_down_is_zero_on_consistent_images():
