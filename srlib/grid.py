@@ -256,7 +256,7 @@ def parse_hypotheses(
 def _hypothesis_fields(h: Mapping, variants: Collection[str]) -> tuple[dict, list[str]]:
     """The well-formed required fields of one hypothesis (a number in ``b`` gives ``value``
     and ``b`` its text), and what is wrong with it."""
-    err = [f"{k}: unknown key; allowed: {', '.join(_ALLOWED)}" for k in h if k not in _ALLOWED]
+    err = [unknown(k, _ALLOWED, "key") for k in h if k not in _ALLOWED]
     b = h.get("b")
     if isinstance(b, int | float) and not isinstance(b, bool):
         if not math.isfinite(b):

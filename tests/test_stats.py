@@ -208,7 +208,8 @@ def test_parse_hypotheses_accepts_a_valid_list():
     (_h(b="A"), "hypothesis 'H2': b: same variant as a"),
     (_h(metric="psnr"), "hypothesis 'H2': metric must be one of psnr_y, "),
     (_h(direction="up"), "hypothesis 'H2': direction must be one of greater, less, got 'up'"),
-    (_h(expected="greater"), "hypothesis 'H2': expected: unknown key"),
+    (_h(expected="greater"), "hypothesis 'H2': key must be one of id, statement, a, b, metric, "
+                             "direction, datasets, unequal_iters_ok, got 'expected'"),
     ({k: v for k, v in _h().items() if k != "metric"}, "hypothesis 'H2': metric: missing"),
     ({k: v for k, v in _h().items() if k != "id"}, "hypothesis #1: id: missing"),
     (_h(statement=""), "hypothesis 'H2': statement: expected a non-empty string"),
