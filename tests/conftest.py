@@ -11,9 +11,18 @@ def pytest_configure(config):
     import os
 
     if os.environ.get("SRLIB_TEST_EXTENSIONS") == "1":
+        import tempfile
+
         import extensions
 
         extensions.install(pytest.MonkeyPatch())
+        # the kernels that train runs are other processes: they install it at start-up too
+        site = Path(tempfile.mkdtemp(prefix="srlib-ext-"))
+        (site / "sitecustomize.py").write_text(
+            f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "import pytest, extensions\nextensions.install(pytest.MonkeyPatch())\n")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(site), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture
