@@ -68,7 +68,7 @@
 #   global skip for each. The toy has no upsampler and says nothing about H3.
 # - **H4, the adversarial fix.** The proposal's other suggestion: add an adversarial term,
 #   `L_down + w L_adv`, which pulls outputs onto the manifold of natural images without
-#   pulling against `L_down`. Compared with `L_pixel + L_adv` and ESRGAN's mix. The toy (b)
+#   pulling against `L_down`. Compared with `L_pixel + L_adv` and the ESRGAN-like mix. The toy (b)
 #   trains its smallest version.
 # - **H5, consistency by construction** (beyond the proposal): `SR = P(G(LR), LR)`, in
 #   training and after it, a generator with a noise input, and a loss operator other than

@@ -42,6 +42,7 @@ grid = "../configs/quick.yaml"
 image = ""          # a test image name; empty: the first image of the first test set
 crop = 96           # HR px; placed where the HR image is most textured, fitted to the image
 out = "../reports/artifacts.csv"   # the figures go beside it, for the report page
+key_variants = []   # the key figure's variants beside the baselines and the best two
 
 # %%
 from pathlib import Path
@@ -87,6 +88,25 @@ display(Markdown(f"Test set {code(a.dataset)}, image {code(a.image)}, seed {a.se
 box = busiest_box(a.images[a.image], crop, a.scale)
 fig = plot_artifact_crops(artifact_panel(a.images[a.image], a.srs, a.scale, box))
 fig.savefig(Path(out).with_name("artifacts_crops.png"), dpi=72)  # the study's page <= 6 MB
+
+# %% [markdown]
+# ## The key figure
+#
+# The page's one figure: the same crop through HR, the closed-form baselines, the
+# variants the grid names (`key_variants`: the pixel network, the proposal's network,
+# its nearest-upsampling control) and the best of two families chosen from the results:
+# the projected variant with the highest mean PSNR-Y and the adversarial one with the
+# lowest mean LPIPS. Under each, its PSNR-Y / LPIPS / LR-PSNR on this image, from the
+# results' own per-image table.
+
+# %%
+from srlib import analysis as an
+from srlib.grid import load_grid
+from srlib.results import read_per_image
+
+chosen = an.key_variants(a.done, load_grid(grid), list(key_variants))
+fig = an.plot_key_figure(a, chosen, read_per_image(Path(results).parent), box)
+fig.savefig(Path(out).with_name("key_figure.png"), dpi=80)
 
 # %% [markdown]
 # ## Spectrum of `SR - bicubic`

@@ -15,22 +15,9 @@
 # # Is the downsampled-space loss a loss for super-resolution?
 #
 # A blog post (*the proposal*) suggested training super-resolution (SR) networks by
-# comparing the output with the input *after downsampling*, `MSE(LR, D(G(LR)))`, instead
-# of with the high-resolution image, `MSE(HR, G(LR))`: the model would then be punished
-# only for outputs that do not explain their input, and be free to produce any plausible
-# detail. Its author trained an ESRGAN with this loss and got "artificial and weird"
-# images: noise patterns that downsample to the input very precisely. The proposal then
-# suggested two fixes: add adversarial training, and use an upsampler other than pixel
-# shuffle. This report re-runs that experiment and those fixes, measures where each
-# variant's error lies, and states, for each hypothesis, what the numbers of this run
-# say.
-#
-# Everything on this page is read from the result files of one run of the grid below
-# (`results.csv`, `per_image.csv`, `manifold.json`, `artifacts.csv`, the runs' `losses.csv`
-# and `validation.csv`, `provenance.json` and the saved figures); the notebooks that wrote
-# them are linked at the end. The hypotheses are the grid file's own: each names the two
-# variants it compares, the metric and the direction it expects, and its verdict follows
-# from a 95% interval, not from a threshold written here.
+# comparing the output with the input after downsampling, `MSE(LR, D(G(LR)))`, instead of
+# with the high-resolution image, `MSE(HR, G(LR))`. Does that work as a loss, and do the
+# proposal's two fixes (another upsampler, an adversarial term) make it work?
 
 # %% tags=["parameters"]
 results = "../reports/results.csv"
@@ -49,7 +36,7 @@ from srlib import analysis as an
 from srlib import report as rp
 from srlib import results as rs
 from srlib.data import dataset_name, load_dataset
-from srlib.grid import load_grid
+from srlib.grid import family, load_grid
 
 reports = Path(results).parent
 table = rs.read_results(reports)
@@ -59,7 +46,55 @@ per_img = rs.read_per_image(reports)
 baselines = rs.baseline_variants(g)
 summ = rp.summary_table(table, per_img, baselines=baselines)
 verdicts = rp.hypothesis_verdicts(g["hypotheses"], per_img, baselines=baselines)
+rs.write_verdicts(reports, verdicts)
 datasets = list(summ.dataset.unique()) if len(summ) else []
+families = {v: family(g, v) for v in table.variant.unique()}
+
+# %% [markdown]
+# ## The answer
+#
+# One sentence per question: its first hypothesis, pooled over every test set, with the
+# verdict after Holm's adjustment and the training runs behind it (several runs: seeds
+# resampled too; one run: test images only, never counted as established).
+
+# %%
+display(Markdown("\n".join(f"- {s}" for s in rp.answer(g["hypotheses"], verdicts))
+                 or "This grid declares no hypothesis."))
+
+# %% [markdown]
+# ### Every hypothesis at a glance
+#
+# Rows: the grid's hypotheses; columns: the pooled test images, then each test set. Each
+# cell is the mean of the paired difference `a - b` in the hypothesis's metric and its
+# 95% interval (for a claim about every image, the share of images that meet the value).
+
+# %%
+display(HTML(rp.verdict_matrix(g["hypotheses"], verdicts)))
+
+# %% [markdown]
+# ### One crop through the main methods
+#
+# The same crop of one test image through HR, the closed-form baselines, the pixel
+# network, the proposal's network and its control, and the best projected and best
+# adversarial variants, each with its PSNR-Y / LPIPS / LR-PSNR on that image.
+
+# %%
+if (reports / "key_figure.png").is_file():
+    display(Image(filename=str(reports / "key_figure.png")))
+else:
+    display(Markdown("The artifacts stage saved no key figure (no finished run)."))
+
+# %% [markdown]
+# ## The grid
+#
+# Everything on this page is read from the result files of one run of the grid below
+# (`results.csv`, `per_image.csv`, `verdicts.csv`, `manifold.json`, `artifacts.csv`, the
+# runs' `losses.csv` and `validation.csv`, `provenance.json` and the saved figures); the
+# notebooks that wrote them are linked at the end. The hypotheses are the grid file's own:
+# each names the two variants it compares, the metric and the direction it expects, and
+# its verdict follows from a 95% interval, not from a threshold written here.
+
+# %%
 display(Markdown(rp.grid_summary(table, g)))
 
 # %% [markdown]
@@ -93,9 +128,13 @@ display(Markdown(rp.grid_summary(table, g)))
 # - `adv`, ESRGAN's relativistic average GAN: with `C` the discriminator's raw output and
 #   `D_Ra(a, b) = sigmoid(C(a) - mean C(b))`, the generator minimises
 #   `L_adv = -mean log(1 - D_Ra(HR, SR)) - mean log D_Ra(SR, HR)`;
-# - `perc`, the L1 distance of VGG features (ESRGAN: VGG19 before conv5_4's activation);
-# - ESRGAN's mix, `0.01 L1_pixel + L_perc + 0.005 L_adv`, and the proposal's fix,
-#   `L_down + 0.005 L_adv`.
+# - `perc`, the L1 distance of VGG features: ESRGAN's ImageNet VGG19 before conv5_4's
+#   activation where its weights are on the machine, otherwise (as on these machines,
+#   offline) the shift-tolerant ST-LPIPS VGG16 before conv5_3's, standing in for it (the
+#   runs' `perc_backend` says which; "What the runs report" below names it);
+# - the ESRGAN-like mix, `0.01 L1_pixel + L_perc + 0.005 L_adv` (ESRGAN's weights, with
+#   that perceptual term), and the proposal's fix, `L_down + w L_adv`, at the weights `w`
+#   of the grid's variant names.
 #
 # **The metrics.** PSNR-Y and SSIM-Y on the Y channel (BT.601) with `s` pixels cropped
 # from each border, the SR image clipped to [0, 1] and rounded to 8 bits first, as in the
@@ -126,7 +165,7 @@ display(Markdown(rp.grid_summary(table, g)))
 #   The share of periodic energy in their artifacts is measured beside it.
 # - **H4, the adversarial fix.** The proposal's other hypothesis: `L_down + w L_adv` pulls
 #   outputs onto the manifold of natural images, without the tug of war between a pixel
-#   loss and an adversarial loss; measured against `pixel + adv` and ESRGAN's mix, and a
+#   loss and an adversarial loss; measured against `pixel + adv` and the ESRGAN-like mix, and a
 #   fine-tune against the model it started from.
 # - **H5, consistency by construction** (beyond the proposal): `SR = P(G(LR), LR)`, after
 #   training (the `+P` twins) and in it, a generator with a noise input, and a loss
@@ -134,11 +173,22 @@ display(Markdown(rp.grid_summary(table, g)))
 #
 # ### The hypotheses this grid declares
 #
-# Each one in full, as the grid file words it, then the evidence: the paired difference
-# `a - b` in its metric, over the same test images (and seeds), with its 95% interval.
+# One row per hypothesis: its statement as the grid file words it, what is compared, then
+# the evidence on the pooled test images and on each set: the paired difference `a - b`
+# over the same test images (and seeds) with its 95% interval, the verdict (after Holm's
+# adjustment across the hypotheses of that column; the unadjusted one in brackets where it
+# differs), the images and training runs behind it, and the mean of each seed.
 # *Supported*: the interval excludes 0 on the expected side; *contradicted*: on the other
 # side; *inconclusive*: it includes 0 (or a single image gives no interval); *not tested*:
-# a variant or the metric is missing, and the note says which.
+# a variant or the metric is missing, and the note says which. A claim about *every* test
+# image (`every: true`) is supported only if each image (and seed) meets its value; its
+# note names the worst.
+#
+# How the intervals are computed: with two or more seeds, images and seeds are resampled
+# independently (a two-way bootstrap) and the interval is a Student-t interval on that
+# bootstrap's standard error with Satterthwaite's degrees of freedom (a percentile over
+# three seeds cannot reach beyond their range); with one seed, images alone: a
+# percentile bootstrap from 10 images on, a studentized (bootstrap-t) one below.
 #
 # A grid declares only what it can test. The default grid of `make report` (`quick`: one
 # seed, three test images, minutes on a CPU) leaves out the sweep of the adversarial
@@ -149,23 +199,18 @@ display(Markdown(rp.grid_summary(table, g)))
 # `reports/study/`.
 
 # %%
-display(Markdown(rp.hypothesis_statements(g["hypotheses"])))
-display(HTML(rp.verdict_display(verdicts).to_html(index=False)))
+display(HTML(rp.text_table(rp.hypothesis_table(g["hypotheses"], verdicts))))
 
 # %% [markdown]
-# ## Findings
+# ## What the runs report
 #
-# Each sentence below is computed from this run's result files; none is written by hand.
-# First the ill-posedness measurement, then one sentence per declared hypothesis and test
-# set, then what the runs themselves report (training lengths, the perceptual loss's
-# backbone, runs that failed or did not run), then the periodic artifacts. A grid with one
-# seed gives intervals over test images only (how sure we are on images like these, not
-# how much a new training seed would move the result), and a grid trained for minutes on
-# a CPU (the `quick` profile) demonstrates the phenomena and every figure; it is not
-# evidence.
+# Computed from this run's result files, none written by hand: the ill-posedness
+# measurement, training lengths, the perceptual loss's backbone, runs that failed or did
+# not run, the periodic artifacts. A grid trained for minutes on a CPU (the `quick`
+# profile) demonstrates the phenomena and every figure; it is not evidence.
 
 # %%
-lines = rp.page_findings(table, reports, verdicts, g["hypotheses"])
+lines = rp.page_findings(table, reports)
 display(Markdown("\n".join(f"- {s}" for s in lines)))
 
 # %% [markdown]
@@ -189,30 +234,28 @@ for d in datasets:
 # %% [markdown]
 # ## The perception-distortion plane
 #
-# One point per variant and seed. Left: fidelity to HR (PSNR-Y, better to the right)
-# against perceptual distance (LPIPS, better down): the perception-distortion trade-off
-# (Blau and Michaeli, 2018), along which published MSE-trained models sit right and high
-# and GAN-trained ones left and low. Right: fidelity to
-# HR against consistency with the input (LR-PSNR, better up). A loss that rewards only
-# consistency can place a variant at the top of the right panel and far to its left;
-# the baselines mark where no learning at all would land, and each projected twin sits
-# at the top of the right panel, straight above its variant.
+# One point per variant (its mean over seeds), one column per family: the closed-form
+# baselines, pixel-trained, down-trained, adversarial and projected variants; the baselines
+# also in grey in every column, for reference. Top: fidelity to HR (PSNR-Y, better to the
+# right) against perceptual distance (LPIPS, better down), the perception-distortion
+# trade-off (Blau and Michaeli, 2018). Bottom: fidelity against consistency with the input
+# (LR-PSNR, better up). An arrow goes from each trained variant to its projected twin `+P`
+# (the same outputs, made consistent).
 
 # %%
 for d in datasets:
-    an.plot_perception_distortion(table, d, str(done.lpips_kind.iloc[0]))
+    an.plot_perception_distortion(table, d, str(done.lpips_kind.iloc[0]), families)
     plt.show()
 
 # %% [markdown]
-# ## How much consistency costs
+# ## PSNR-Y, LPIPS and LR-PSNR as the weight of `down` grows
 #
 # Where the grid sweeps the weight of the downsampled-space term added to a pixel and
 # adversarial loss (the report's `tradeoff` parameter), from 0 through several decades to
 # the projection `P`, which makes every output exactly consistent: PSNR-Y, LPIPS and
 # LR-PSNR (means over seeds) against that weight, one figure per test set. The
-# x axis is ordered, not to scale. What to look for: how far LR-PSNR climbs as the weight
-# grows, and what it costs in PSNR-Y and LPIPS on the way; a flat PSNR-Y and LPIPS with a
-# rising LR-PSNR means consistency came for free. Where the grid did not ask for the
+# x axis is ordered, not to scale. What to look for: whether PSNR-Y and LPIPS move, and in
+# which direction, as LR-PSNR climbs. Where the grid did not ask for the
 # sweep, or fewer than two of its variants finished, this section says so instead.
 
 # %%
@@ -227,7 +270,8 @@ if not any(f is not None for f in figs):
 # %% [markdown]
 # ## Training curves
 #
-# The total loss of each run (the weighted sum of its terms), first seed, log scale. The
+# The total loss of each run (the weighted sum of its terms), first seed, log scale, one
+# panel per family (at most eight lines a panel). The
 # losses of different variants are different functions, so their levels are not
 # comparable with one another; what to look for is whether each curve has flattened by
 # the end of training (a curve still falling means more iterations could change that
@@ -236,7 +280,8 @@ if not any(f is not None for f in figs):
 # %%
 curves = an.load_loss_curves(runs, list(done.variant.unique()), int(table.seed.min()))
 if curves:
-    an.plot_losses(curves, title="total training loss")
+    an.plot_losses(curves, title="total training loss of each run, first seed",
+                   families=families)
     plt.show()
 
 # %% [markdown]
@@ -252,7 +297,7 @@ if curves:
 # findings with that in mind.
 
 # %%
-fig = an.plot_discriminators(curves) if curves else None
+fig = an.plot_discriminators(curves, families) if curves else None
 if fig is not None:
     plt.show()
 else:
@@ -274,7 +319,7 @@ trained = [v for v, k in rs.variant_kinds(done).items() if k == "trained"]
 seeds = sorted(int(s) for s in table.seed.dropna().unique())
 val = an.load_validation(runs, trained, seeds, how="mean")
 if val:
-    an.plot_validation(val)
+    an.plot_validation(val, families)
     plt.show()
 
 # %% [markdown]

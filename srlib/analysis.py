@@ -106,42 +106,93 @@ def lr_grid_energy(sr: torch.Tensor, base: torch.Tensor, scale: int) -> float:
     return float(power[grid].sum() / total) if total > 0 else 0.0  # sr == base: no energy
 
 
-def plot_losses(curves: dict[str, pd.DataFrame], columns: list[str] | None = None,
-                title: str = "") -> plt.Figure:
-    """Loss curves from ``losses.csv`` tables, log scale: for each run, each of
-    ``columns`` (default ``total``) present in its table; the legend right of the axes."""
-    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
-    for name, df in curves.items():
-        for col in columns or ["total"]:
-            if col in df.columns and df[col].notna().any():
-                label = col if len(curves) == 1 else (name if not columns else f"{name}: {col}")
-                ax.plot(df["iter"], df[col], label=label, lw=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
+# Eight lines a panel at most, each distinct in colour and in dash: the page shows every
+# curve figure faceted by family (``srlib.grid.family``), in chunks of ``LINES_PER_PANEL``.
+LINES_PER_PANEL = 8
+_STYLES = [(f"C{i}", ("-", "--", "-.", ":")[i % 4]) for i in range(LINES_PER_PANEL)]
+
+
+def facets(names: list[str], families: dict[str, str] | None = None,
+           per: int = LINES_PER_PANEL) -> list[tuple[str, list[str]]]:
+    """``[(title, names), ...]``: ``names`` grouped by ``families`` (name -> family; in
+    order of first appearance; all in one group without it), each group cut into chunks
+    of at most ``per``; a title says the family and, when cut, which part."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault((families or {}).get(n, "runs"), []).append(n)
+    out = []
+    for fam, members in groups.items():
+        chunks = [members[i:i + per] for i in range(0, len(members), per)]
+        for k, chunk in enumerate(chunks):
+            out.append((fam + (f" ({k + 1} of {len(chunks)})" if len(chunks) > 1 else ""),
+                        chunk))
+    return out
+
+
+def _panel_grid(n: int, ncols: int = 2, height: float = 3.2):
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(12.5, height * nrows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _legend_outside(ax: plt.Axes) -> None:
     if ax.get_legend_handles_labels()[0]:
-        fig.legend(loc="outside right upper", fontsize=7)  # beside the axes, over no curve
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
+def plot_losses(curves: dict[str, pd.DataFrame], columns: list[str] | None = None,
+                title: str = "", families: dict[str, str] | None = None) -> plt.Figure:
+    """Loss curves from ``losses.csv`` tables against iteration, log scale, each line
+    distinct in colour and dash, legends outside the axes: for each run, each of
+    ``columns`` (default ``total``) present in its table, in chunks of at most eight lines a
+    panel (``facets``; by family with ``families``: variant -> family)."""
+    lines = [(v, col) for v, df in curves.items() for col in columns or ["total"]
+             if col in df.columns and df[col].notna().any()]
+    label = {(v, c): c if len(curves) == 1 else (v if not columns else f"{v}: {c}")
+             for v, c in lines}
+    fam = {label[k]: (families or {}).get(k[0], "runs") for k in lines}
+    groups = facets([label[k] for k in lines], fam if families else None)
+    by_label = {label[k]: k for k in lines}
+    fig, axes = _panel_grid(max(1, len(groups)))
+    for ax, (name, members) in zip(axes, groups, strict=False):
+        for lab, (color, ls) in zip(members, _STYLES, strict=False):
+            v, col = by_label[lab]
+            ax.plot(curves[v]["iter"], curves[v][col], label=lab, lw=1.1, color=color, ls=ls)
+        ax.set_yscale("log")
+        ax.set(xlabel="iteration", ylabel="loss", title=name if families else "")
+        _legend_outside(ax)
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig
 
 
-def plot_discriminators(curves: dict[str, pd.DataFrame], window: int = 10) -> plt.Figure | None:
+def plot_discriminators(curves: dict[str, pd.DataFrame], families: dict[str, str] | None = None,
+                        window: int = 10) -> plt.Figure | None:
     """The discriminator's loss of every adversarial run (``d_loss`` of ``losses.csv``),
-    a running mean over ``window`` logged points, against iteration; the dashed line is
-    ``ln 2``, the relativistic (and vanilla, per term) loss of a critic that cannot tell
-    SR from HR. A critic that learns stays below it. ``None`` when no run has a critic."""
+    a running mean over ``window`` logged points, against iteration, one panel per family
+    (``facets``); the dashed line is ``ln 2``, the relativistic (and vanilla, per term)
+    loss of a critic that cannot tell SR from HR. ``None`` when no run has a critic."""
     adv = {n: df for n, df in curves.items()
            if "d_loss" in df.columns and pd.to_numeric(df["d_loss"], errors="coerce").notna().any()}
     if not adv:
         return None
-    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
-    for name, df in adv.items():
-        d = pd.to_numeric(df["d_loss"], errors="coerce")
-        ax.plot(df["iter"], d.rolling(window, min_periods=1).mean(), label=name, lw=1)
-    ax.axhline(np.log(2), ls="--", c="0.5", lw=1, label="ln 2 (chance)")
-    ax.set_xlabel("iteration (of the run itself)")
-    ax.set_ylabel(f"discriminator loss (running mean of {window})")
-    fig.legend(loc="outside right upper", fontsize=7)
+    groups = facets(list(adv), families)
+    fig, axes = _panel_grid(len(groups))
+    for ax, (name, members) in zip(axes, groups, strict=True):
+        for v, (color, ls) in zip(members, _STYLES, strict=False):
+            d = pd.to_numeric(adv[v]["d_loss"], errors="coerce")
+            ax.plot(adv[v]["iter"], d.rolling(window, min_periods=1).mean(), label=v, lw=1.1,
+                    color=color, ls=ls)
+        ax.axhline(np.log(2), ls="--", c="0.5", lw=1)
+        ax.text(0.01, np.log(2), " ln 2 (chance)", transform=ax.get_yaxis_transform(),
+                va="bottom", fontsize=8, color="0.4")
+        ax.set(xlabel="iteration (of the run itself)",
+               ylabel=f"critic loss (mean of {window})", title=name)
+        _legend_outside(ax)
     return fig
 
 
@@ -424,29 +475,57 @@ def plot_range_null(results: pd.DataFrame, dataset: str) -> plt.Figure:
 
 # ---- 04_report: perception-distortion plane, training curves ----------------------------
 
-def plot_perception_distortion(results: pd.DataFrame, dataset: str,
-                               lpips_kind: str = "lpips") -> plt.Figure:
-    """Two panels, one point per finished variant x seed of ``dataset``: PSNR-Y (dB) against
-    LPIPS (perceptual distance), and PSNR-Y against LR-PSNR (consistency with the input).
-    One legend for both, right of the panels, outside the axes (it covers no point)."""
-    import seaborn as sns
+def plot_perception_distortion(results: pd.DataFrame, dataset: str, lpips_kind: str = "lpips",
+                               families: dict[str, str] | None = None) -> plt.Figure:
+    """PSNR-Y (dB) against LPIPS (top row) and against LR-PSNR (bottom row) on ``dataset``,
+    one column per family (``families``: variant -> family; a ``+P`` twin is drawn in its
+    variant's column, as an arrow from the variant to it): one point per finished variant
+    (its mean over seeds), labelled directly; the baselines in grey in every column, for
+    reference. Axes are shared, so columns compare."""
+    from srlib.grid import PROJECTED_SUFFIX
 
     sub = results[(results.status == "done") & (results.dataset == dataset)]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), layout="constrained")
-    for ax, y, label, title in (
-        (axes[0], "lpips", f"LPIPS ({lpips_kind}), lower is better",
-         "perception vs distortion"),
-        (axes[1], "lr_psnr", "LR-PSNR (dB), higher is more consistent",
-         "consistency with the input vs fidelity to HR"),
-    ):
-        sns.scatterplot(data=sub, x="psnr_y", y=y, hue="variant", style="variant", s=70,
-                        ax=ax, legend=ax is axes[0])
-        ax.set(xlabel="PSNR-Y (dB), higher is better", ylabel=label, title=f"{dataset}: {title}")
-    handles, labels = axes[0].get_legend_handles_labels()
-    if axes[0].get_legend() is not None:
-        axes[0].get_legend().remove()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="variant")
+    means = sub.groupby("variant", sort=False)[["psnr_y", "lpips", "lr_psnr"]].mean()
+    kinds = variant_kinds(sub)
+    fams = families or {}
+    twin_of = {v: v.removesuffix(PROJECTED_SUFFIX) for v in means.index
+               if kinds.get(v) == "projected" and v.removesuffix(PROJECTED_SUFFIX) in means.index}
+    own = [v for v in means.index if v not in twin_of]
+    base = [v for v in own if kinds.get(v) == "baseline"]
+    cols = [f for f in dict.fromkeys(fams.get(v, "variants") for v in own) if f]
+    fig, axes = plt.subplots(2, len(cols), figsize=(12.5, 6.4), squeeze=False, sharex=True,
+                             sharey="row", layout="constrained")
+    for k, fam in enumerate(cols):
+        members = [v for v in own if fams.get(v, "variants") == fam]
+        for row, (y, label) in enumerate((("lpips", f"LPIPS ({lpips_kind}), lower is better"),
+                                          ("lr_psnr", "LR-PSNR (dB), higher is better"))):
+            ax = axes[row, k]
+            if fam != "baselines":
+                ax.scatter(means.loc[base, "psnr_y"], means.loc[base, y], color="0.7", s=18)
+            for i, v in enumerate(members):
+                color = f"C{i % 10}"
+                x0, y0 = means.loc[v, "psnr_y"], means.loc[v, y]
+                ax.scatter([x0], [y0], color=color, s=26, zorder=3)
+                ax.annotate(v, (x0, y0), xytext=(3, 3), textcoords="offset points",
+                            fontsize=8, color=color)
+                twin = projected_name_of(v, twin_of)
+                if twin:
+                    ax.annotate("", xy=(means.loc[twin, "psnr_y"], means.loc[twin, y]),
+                                xytext=(x0, y0), arrowprops={"arrowstyle": "->", "lw": 0.8,
+                                                             "color": color})
+            ax.set_title(fam if row == 0 else "", fontsize=10)
+            if k == 0:
+                ax.set_ylabel(label, fontsize=9)
+            if row == 1:
+                ax.set_xlabel("PSNR-Y (dB)", fontsize=9)
+    fig.suptitle(f"{dataset}: each variant's mean over seeds; arrows: the same outputs "
+                 "projected (+P); grey: the closed-form baselines", fontsize=10)
     return fig
+
+
+def projected_name_of(variant: str, twin_of: dict[str, str]) -> str | None:
+    """The ``+P`` twin of ``variant`` among ``twin_of`` (twin -> variant), or None."""
+    return next((t for t, v in twin_of.items() if v == variant), None)
 
 
 def load_loss_curves(runs: str | Path, variants: list[str], seed: int) -> dict[str, pd.DataFrame]:
@@ -496,32 +575,37 @@ def load_validation(runs: str | Path, variants: list[str], seeds: list[int],
     return out
 
 
-def plot_validation(curves: dict[str, pd.DataFrame],
+def plot_validation(curves: dict[str, pd.DataFrame], families: dict[str, str] | None = None,
                     panels: dict[str, str] | None = None) -> plt.Figure:
-    """One panel per column of ``panels`` (default: null-space gain and LR-PSNR, dB)
-    against the training iteration, one line per variant of ``curves``
-    (``load_validation``); one legend right of the panels, outside the axes."""
+    """One row per family (``facets``: at most 8 lines, distinct in colour and dash), one
+    column per metric of ``panels`` (default: null-space gain and LR-PSNR, dB), against the
+    training iteration, one line per variant of ``curves`` (``load_validation``); each
+    row's legend right of its last panel, outside the axes."""
     panels = panels or VALIDATION_PANELS
-    fig, axes = plt.subplots(1, len(panels), figsize=(14, 4.2), squeeze=False,
-                             layout="constrained")
-    for ax, (col, label) in zip(axes[0], panels.items(), strict=True):
-        for i, (v, t) in enumerate(curves.items()):
-            if col in t and t[col].notna().any():
-                ax.plot(t["iter"], t[col], lw=1.2, color=f"C{i % 10}", label=v)
-        ax.set(xlabel="iteration", ylabel=label)
-        if col == "null_gain_db":
-            ax.axhline(0, color="0.5", lw=0.8, ls="--")  # the D^+ LR baseline
+    groups = facets(list(curves), families) or [("no run logged validation.csv", [])]
+    fig, axes = plt.subplots(len(groups), len(panels), figsize=(12.5, 3.0 * len(groups)),
+                             squeeze=False, layout="constrained")
+    for row, (name, members) in zip(axes, groups, strict=True):
+        for ax, (col, label) in zip(row, panels.items(), strict=True):
+            for v, (color, ls) in zip(members, _STYLES, strict=False):
+                t = curves[v]
+                if col in t and t[col].notna().any():
+                    ax.plot(t["iter"], t[col], lw=1.1, color=color, ls=ls, label=v)
+            ax.set(xlabel="iteration", ylabel=label, title=name)
+            if col == "null_gain_db":
+                ax.axhline(0, color="0.5", lw=0.8, ls="--")  # the D^+ LR baseline
+        handles, labels = [], []
+        for ax in row:  # a variant with a value in one panel only is named too
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        if handles:
+            row[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                           fontsize=8, frameon=False)
     if not curves:
         axes[0, 0].text(0.5, 0.5, "no run logged validation.csv (val_every: 0)",
                         ha="center", va="center", transform=axes[0, 0].transAxes)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    for ax in axes[0, 1:]:  # variants with a value in one panel only
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="variant")
     return fig
 
 
@@ -601,5 +685,88 @@ def plot_tradeoff(results: pd.DataFrame, sweep: list[list[str]],
         ax.plot(x, [m[col] for _, m in pts], marker="o", lw=1.2)
         ax.set_xticks(x, [lab for lab, _ in pts])
         ax.set(xlabel="weight of down", ylabel=label)
-    fig.suptitle(f"{dataset}: what consistency costs (mean over seeds)", fontsize=10)
+    fig.suptitle(f"{dataset}: PSNR-Y, LPIPS and LR-PSNR against the weight of down (mean "
+                 "over seeds)", fontsize=10)
+    return fig
+
+
+# ---- the key figure: one crop through the study's main variants ----------------------------
+
+def key_variants(results: pd.DataFrame, grid: dict, named: list[str]) -> list[tuple[str, str]]:
+    """``[(variant, why), ...]`` for the key figure: the closed-form baselines, the
+    ``named`` variants that finished (the grid's choice: the pixel network, the proposal's
+    network, ...), then the best projected variant (highest mean PSNR-Y over every test
+    image, ``srlib.grid.family`` ``projected``, ``+P`` twins included) and the best
+    adversarial one (lowest mean LPIPS), each unless already shown."""
+    from srlib.grid import family
+
+    done = results[results.status == "done"]
+    means = done.groupby("variant", sort=False)[["psnr_y", "lpips"]].mean()
+    kinds = variant_kinds(done)
+    out = [(v, "closed form") for v in means.index if kinds.get(v) == "baseline"]
+    out += [(v, "") for v in named if v in means.index and v not in dict(out)]
+    fam = {v: family(grid, v) for v in means.index}
+    for which, col, best in (("projected", "psnr_y", "idxmax"), ("adversarial", "lpips", "idxmin")):
+        pool = means.loc[[v for v in means.index if fam[v] == which], col].dropna()
+        if len(pool):
+            v = getattr(pool, best)()
+            why = f"best {which} ({'highest PSNR-Y' if col == 'psnr_y' else 'lowest LPIPS'})"
+            if v not in dict(out):
+                out.append((v, why))
+    return out
+
+
+def key_srs(a: ArtifactInputs, variants: list[str]) -> dict[str, torch.Tensor]:
+    """The saved 8-bit SR of ``a.image`` for each of ``variants`` at ``a.seed``: a trained
+    run's ``eval/``, a ``+P`` twin's ``projected/eval/``; closed-form baselines computed
+    (``D^+ LR`` for ``pinv``, MATLAB bicubic for ``bicubic``, by their ``baseline`` kind)."""
+    from srlib.grid import PROJECTED_SUFFIX
+    from srlib.runs import PROJECTED
+
+    op = BicubicDegradation(a.scale)
+    _, lr = eval_pair(a.images[a.image], op)
+    out = {}
+    for v in variants:
+        src = v.removesuffix(PROJECTED_SUFFIX)
+        kind = variant_kinds(a.done).get(v)
+        if kind == "baseline":
+            loss = a.done.loc[a.done.variant == v, "loss"].iloc[0]
+            out[v] = quantize(op.pinv(lr) if loss == "pinv" else op.up(lr))
+        elif kind == "projected":
+            out[v] = load_sr(run_folder(a.runs, src, a.seed) / PROJECTED, a.dataset, a.image)
+        else:
+            out[v] = load_sr(run_folder(a.runs, v, a.seed), a.dataset, a.image)
+    return out
+
+
+def plot_key_figure(a: ArtifactInputs, chosen: list[tuple[str, str]], per_image: pd.DataFrame,
+                    box: tuple[int, int, int], per_row: int = 5) -> plt.Figure:
+    """The same HR crop (``box`` = top, left, size) of ``a.image`` through HR and each of
+    ``chosen`` (``key_variants``), each labelled with its PSNR-Y (dB) / LPIPS / LR-PSNR (dB)
+    on that image at ``a.seed`` (from ``per_image``, the results' own numbers)."""
+    srs = key_srs(a, [v for v, _ in chosen])
+    top, left, k = box
+    hr = eval_pair(a.images[a.image], BicubicDegradation(a.scale))[0]
+    rows = per_image[(per_image.dataset == a.dataset) & (per_image.image == a.image)]
+    panels = [("HR", "", hr)] + [(v, why, srs[v]) for v, why in chosen]
+    nrows = -(-len(panels) // per_row)
+    fig, axes = plt.subplots(nrows, per_row, figsize=(12.5, 2.9 * nrows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, why, img) in zip(axes.flat, panels, strict=False):
+        ax.imshow(img[:, top:top + k, left:left + k].clamp(0, 1).permute(1, 2, 0).numpy(),
+                  interpolation="nearest")
+        r = rows[(rows.variant == name) & ((rows.seed == a.seed) | rows.seed.isna())]
+        if name == "HR":
+            label = f"HR ({a.dataset}/{a.image})"
+        elif len(r):
+            x = r.iloc[0]
+            label = (f"{name}\n{x.psnr_y:.2f} dB / {x.get('lpips', float('nan')):.3f} / "
+                     f"{x.lr_psnr:.1f} dB")
+        else:
+            label = name
+        ax.set_title(label + (f"\n{why}" if why else ""), fontsize=9)
+    fig.suptitle(f"The same crop through each method; above each: PSNR-Y / LPIPS / LR-PSNR on "
+                 f"this image (seed {a.seed})", fontsize=10)
     return fig

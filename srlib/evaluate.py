@@ -39,6 +39,7 @@ from srlib.ntire import (
     DEFAULT_K,
     diversity_score,
     lr_psnr_ntire_float,
+    noise_floor,
     sample_seeds,
     sample_stats,
 )
@@ -231,6 +232,7 @@ def _sample_row(name: str, samples: torch.Tensor, hr: torch.Tensor, lr: torch.Te
     ntire = [lr_psnr_ntire_float(sr, hr, op.scale) for sr in samples]
     div = diversity_score(samples, hr, metric)
     return {"image": name, **sample_stats(samples, hr, lr, op),
+            **noise_floor(samples, hr, lr, op, metric),
             "lr_psnr_ntire_mean": float(np.mean(ntire)), "lr_psnr_ntire_worst": min(ntire),
             "diversity": div["score"], "lpips_global_best": div["global_best"],
             "lpips_local_best": div["local_best"], "lpips_mean": div["lpips_mean"]}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,29 @@ def baseline_of(spec: dict | None) -> str | None:
     """The closed-form baseline a grid variant is (``srlib.evaluate.BASELINES``), or
     ``None`` for a trained one."""
     return (spec or {}).get("baseline")
+
+
+FAMILIES = ("baselines", "pixel", "down", "adversarial", "projected")
+
+
+def family(grid: dict, variant: str) -> str:
+    """The family a variant (or a ``+P`` twin) belongs to on the page's facets, one of
+    ``FAMILIES``: a closed-form baseline; ``projected``, consistent by construction (a
+    ``+P`` twin, or ``consistency`` other than none); ``adversarial``, any other with an
+    ``adv`` term; ``down``, any other with a ``down`` term; else ``pixel``; ``other`` for
+    a name the grid does not have (a result folder's run from another grid)."""
+    from srlib.losses import parse_spec
+
+    if variant not in grid["variants"]:
+        source = variant.removesuffix(PROJECTED_SUFFIX)
+        return "projected" if source != variant and source in grid["variants"] else "other"
+    spec = {**grid["defaults"], **grid["variants"][variant]}
+    if baseline_of(grid["variants"][variant]):
+        return "baselines"
+    if spec.get("consistency", "none") not in ("none", "", None):
+        return "projected"
+    terms = {t.name for t in parse_spec(str(spec.get("loss", "pixel")))}
+    return "adversarial" if "adv" in terms else "down" if "down" in terms else "pixel"
 
 
 def variant_seeds(spec: dict | None, seeds: list[int]) -> list[int]:
@@ -187,7 +211,10 @@ class Hypothesis:
     ``value`` is set, that number as text (a fixed value to beat, in the metric's unit).
     ``datasets``: the test sets it is evaluated on (empty: every test set in the table).
     ``unequal_iters_ok``: the grid accepts that a and b were trained for different numbers
-    of iterations."""
+    of iterations. ``every``: a claim about every test image against the fixed value (its
+    statistic is the share that meet it; ``srlib.stats.share_meeting``). ``floor``: with
+    ``b: noise-floor``, the column of the metric's calibrated null (``Metric.floor``) that
+    ``a`` is compared with, image by image."""
 
     id: str
     statement: str
@@ -198,15 +225,19 @@ class Hypothesis:
     datasets: tuple[str, ...] = ()
     unequal_iters_ok: bool = False
     value: float | None = None
+    every: bool = False
+    floor: str | None = None
 
     @property
     def variants(self) -> tuple[str, ...]:
         """The variants the claim needs: a and b, or a alone against a fixed value."""
-        return (self.a,) if self.value is not None else (self.a, self.b)
+        return (self.a,) if self.value is not None or self.floor else (self.a, self.b)
 
 
 _REQUIRED = ("id", "statement", "a", "b", "metric", "direction")
-_ALLOWED = (*_REQUIRED, "datasets", "unequal_iters_ok")
+_ALLOWED = (*_REQUIRED, "datasets", "unequal_iters_ok", "every")
+NOISE_FLOOR = "noise-floor"  # b: the metric's calibrated null, per image (Metric.floor)
+_EVERY = re.compile(r"\bevery\b", re.IGNORECASE)
 
 
 def parse_hypotheses(
@@ -240,6 +271,8 @@ def parse_hypotheses(
         unequal = h.get("unequal_iters_ok", False)
         if not isinstance(unequal, bool):
             err.append(f"unequal_iters_ok: expected true or false, got {unequal!r}")
+        every, every_err = _every(h, ok)
+        err += every_err
         if "id" in ok:
             if ok["id"] in seen:
                 err.append(f"id: duplicate (also hypothesis #{seen[ok['id']]})")
@@ -247,30 +280,60 @@ def parse_hypotheses(
                 seen[ok["id"]] = i
         errors += [f"{where}: hypothesis {name}: {e}" for e in err]
         if not err:
-            out.append(Hypothesis(**ok, datasets=tuple(ds), unequal_iters_ok=unequal))
+            out.append(Hypothesis(**ok, datasets=tuple(ds), unequal_iters_ok=unequal,
+                                  every=every))
     if errors:
         raise ValueError("\n".join(errors))
     return out
 
 
-def _hypothesis_fields(h: Mapping, variants: Collection[str]) -> tuple[dict, list[str]]:
-    """The well-formed required fields of one hypothesis (a number in ``b`` gives ``value``
-    and ``b`` its text), and what is wrong with it."""
-    err = [unknown(k, _ALLOWED, "key") for k in h if k not in _ALLOWED]
+def _every(h: Mapping, ok: Mapping) -> tuple[bool, list[str]]:
+    """The ``every`` flag of a hypothesis, and what is wrong with it: it needs a fixed value
+    in ``b``; without it, the statement may not say 'every' (its test is on a mean)."""
+    every = h.get("every", False)
+    if not isinstance(every, bool):
+        return False, [f"every: expected true or false, got {every!r}"]
+    if every and "value" not in ok:
+        return False, [f"every: true needs a fixed value in b (a number), got b "
+                       f"{h.get('b')!r}"]
+    if not every and _EVERY.search(str(h.get("statement", ""))):
+        return False, ["statement: says 'every' but its test is on a mean; say what is "
+                       "measured, or add 'every: true' (the share of test images that meet "
+                       "the fixed value b)"]
+    return every, []
+
+
+def _b_side(h: Mapping) -> tuple[Mapping, list[str]]:
+    """``h`` with a fixed value (a number in ``b``: ``value``, and ``b`` as text) or the
+    noise floor (``b: noise-floor``: ``floor``, the metric's null column) resolved."""
     b = h.get("b")
     if isinstance(b, int | float) and not isinstance(b, bool):
-        if not math.isfinite(b):
-            err.append(f"b: expected a variant or a finite number, got {b!r}")
-        h = {**h, "b": f"{b:g}", "value": float(b)}
+        err = [] if math.isfinite(b) else [f"b: expected a variant or a finite number, got {b!r}"]
+        return {**h, "b": f"{b:g}", "value": float(b)}, err
+    if b != NOISE_FLOOR:
+        return h, []
+    floor = METRICS[h["metric"]].floor if h.get("metric") in METRICS else ""
+    if floor:
+        return {**h, "floor": floor}, []
+    with_floor = [m for m, spec in METRICS.items() if spec.floor]
+    return h, [f"b: {NOISE_FLOOR} needs a metric with a noise floor "
+               f"({', '.join(with_floor) or 'none'}), got metric {h.get('metric')!r}"]
+
+
+def _hypothesis_fields(h: Mapping, variants: Collection[str]) -> tuple[dict, list[str]]:
+    """The well-formed required fields of one hypothesis (``_b_side``: a fixed value or the
+    noise floor in ``b``), and what is wrong with it."""
+    err = [unknown(k, _ALLOWED, "key") for k in h if k not in _ALLOWED]
+    h, b_err = _b_side(h)
+    err += b_err
     for k in _REQUIRED:
         if k not in h or h[k] is None:
             err.append(f"{k}: missing")
         elif not isinstance(h[k], str) or not h[k].strip():
             err.append(f"{k}: expected a non-empty string, got {h[k]!r}")
     ok = {k: h[k] for k in _REQUIRED if isinstance(h.get(k), str) and h[k].strip()}
-    if "value" in h:
-        ok["value"] = h["value"]
-    for k in ("a",) if "value" in h else ("a", "b"):
+    ok |= {k: h[k] for k in ("value", "floor") if k in h}
+    for k in ("a",) if "value" in h or b_err or "floor" in h else ("a", "b"):
         if k in ok and ok[k] not in variants:
             err.append(unknown(ok[k], variants, k))
     if "a" in ok and ok.get("b") == ok["a"]:
@@ -412,7 +475,8 @@ def _check_hypotheses(grid: dict, where: Callable[..., str]) -> list[Hypothesis]
     hypotheses = parse_hypotheses(grid.get("hypotheses"), names, where("hypotheses"),
                                   test_sets(grid))
     problems = [f"{where('hypotheses')}: hypothesis '{h.id}': {why}" for h in hypotheses
-                if (why := _unequal_iters(h, grid) or _no_common_seed(h, grid))]
+                if (why := _unequal_iters(h, grid) or _no_common_seed(h, grid)
+                    or _no_samples(h, grid))]
     if problems:
         raise ValueError("\n".join(problems))
     return hypotheses
@@ -427,7 +491,7 @@ def _unequal_iters(h: Hypothesis, grid: dict) -> str:
     """Why hypothesis ``h`` compares two trained (or projected) variants trained for
     different numbers of iterations (a fine-tune counts its source's too), or '' when the
     counts agree, a side is a baseline, b is a fixed value, or ``h.unequal_iters_ok``."""
-    if h.unequal_iters_ok or h.value is not None:
+    if h.unequal_iters_ok or len(h.variants) < 2:
         return ""
     sides = [source_variant(grid, v) for v in (h.a, h.b)]
     if any(baseline_of(grid["variants"][v]) for v in sides):
@@ -439,6 +503,17 @@ def _unequal_iters(h: Hypothesis, grid: dict) -> str:
     return (f"a '{h.a}' is trained for {counts[0]} iterations and b '{h.b}' for "
             f"{counts[1]}: compare variants of equal training length, or mark the "
             "hypothesis 'unequal_iters_ok: true' (the report then says so)")
+
+
+def _no_samples(h: Hypothesis, grid: dict) -> str:
+    """Why ``h`` compares with the noise floor a variant that draws no samples, or ''."""
+    if not h.floor:
+        return ""
+    spec = {**grid.get("defaults", {}), **grid["variants"][source_variant(grid, h.a)]}
+    if spec.get("noise") and spec.get("eval_samples"):
+        return ""
+    return (f"b: {NOISE_FLOOR} compares the samples of a '{h.a}' with null-space noise, but "
+            "it draws none: give it 'noise: C' and 'eval_samples: K'")
 
 
 def _no_common_seed(h: Hypothesis, grid: dict) -> str:

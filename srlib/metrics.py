@@ -162,7 +162,9 @@ class Metric:
     ``eval/<set>/samples.csv``); ``results``: a column of ``results.csv`` (the run's mean);
     ``table``: a column of the report's main table, headed ``heading`` (of its sample
     table, for a ``samples`` metric); ``validation``:
-    logged during training in ``validation.csv``."""
+    logged during training in ``validation.csv``; ``floor``: the column of its calibrated
+    null (what null-space noise as strong as the samples scores), which a hypothesis's
+    ``b: noise-floor`` compares with."""
 
     words: str
     unit: str
@@ -173,6 +175,7 @@ class Metric:
     table: bool = False
     validation: bool = False
     heading: str = ""
+    floor: str = ""
 
     @property
     def label(self) -> str:
@@ -214,7 +217,12 @@ METRICS: dict[str, Metric] = {
     "lr_psnr_ntire_worst": Metric("the challenge's LR-PSNR, worst sample", "dB", "{:.2f}",
                                   "higher", "samples", table=True),
     "diversity": Metric("diversity score (the challenge's)", "%", "{:.2f}", "higher",
-                        "samples", table=True),
+                        "samples", table=True, floor="diversity_floor"),
+    "diversity_floor": Metric("diversity score of null-space noise as strong as the samples",
+                              "%", "{:.2f}", "", "samples", table=True,
+                              heading="noise floor (%)"),
+    "sample_std": Metric("per-pixel standard deviation of the samples", "grey levels",
+                         "{:.2f}", "", "samples", table=True, heading="sample std (grey)"),
     "psnr_y_mean_image": Metric("PSNR-Y of the samples' mean", "dB", "{:.2f}", "higher",
                                 "samples", table=True),
     "psnr_y_mean": Metric("PSNR-Y, mean of the samples", "dB", "{:.2f}", "higher", "samples",

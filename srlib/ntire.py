@@ -196,6 +196,32 @@ def sample_stats(
     }
 
 
+@torch.no_grad()
+def noise_floor(samples: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
+                op: BicubicDegradation, metric: LPIPS) -> dict[str, float]:
+    """The diversity score that invisible, perfectly consistent noise already reaches: the
+    calibrated null of a diversity claim (a score above 0 alone says nothing).
+
+    From ``samples`` ``(K, 3, H, W)`` in ``[0, 1]`` (quantised here), the per-pixel standard
+    deviation ``sigma`` over the K samples; then K images ``D^+ LR + null(sigma * z_k)``,
+    ``z_k`` standard Gaussian noise drawn with ``sample_seeds(K)`` (reproducible), ``null``
+    the null-space part (``op.split``): noise as strong as the variant's own spread, pixel
+    by pixel, that ``D`` cannot see. Returns ``diversity_floor``, their ``diversity_score``
+    (percent; 0 when the samples are identical), and ``sample_std``, the mean of
+    ``sigma`` in grey levels (0-255)."""
+    _check_samples(samples, hr)
+    q = quantize(samples).double()
+    sigma = q.std(dim=0, unbiased=False)  # (3, H, W), [0, 1] units
+    base = op.pinv(lr.double())
+    floor = []
+    for seed in sample_seeds(q.shape[0]):
+        z = torch.randn(sigma.shape, generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64)
+        floor.append(base + op.split(sigma * z)[1])
+    score = diversity_score(torch.stack(floor).to(samples.dtype), hr, metric)["score"]
+    return {"diversity_floor": score, "sample_std": 255.0 * sigma.mean().item()}
+
+
 # ---- LR-PSNR as the challenge computes it ------------------------------------------------
 
 

@@ -3,9 +3,10 @@
 ``summary_table`` gives, per test set and variant, the mean of each metric of the main
 table (``srlib.metrics.METRICS`` with ``table``) and its 95% interval over test images x
 seeds (from ``per_image.csv``, through ``srlib.stats``); ``format_table`` shows it. The
-findings come from the hypotheses the grid declares (``hypothesis_verdicts``,
-``hypothesis_sentence``): the paired difference, its interval and the verdict; a
-hypothesis whose variants are missing is ``not tested``, with the reason. No variant name,
+evidence comes from the hypotheses the grid declares (``hypothesis_verdicts``): the
+paired difference, its interval and the verdict, shown as ``answer`` (one sentence per
+question), ``verdict_matrix`` and ``hypothesis_table``; a hypothesis whose variants are
+missing is ``not tested``, with the reason. No variant name,
 label or threshold is written here: the grid names the variants, the kind column
 (baseline, trained, projected) orders them. Every text that comes from a grid reaches the
 page escaped (``code``, ``plain``).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import re
 import sys
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from srlib import results as rs
-from srlib import runs, stats
+from srlib import runs, stats, tables
 from srlib.grid import Hypothesis, projected_name
 from srlib.metrics import metric, metrics_where
 from srlib.results import variant_kinds
@@ -176,9 +178,10 @@ def table_note(summary: pd.DataFrame) -> str:
     parts = []
     if len(summary):
         parts.append("Each cell: the mean over test images x seeds and its 95% interval "
-                     "[low, high] (percentile bootstrap with the test image as the unit "
-                     f"resampled, seeds too from {stats.MIN_SEEDS_TO_RESAMPLE} seeds on; a "
-                     "seed-independent baseline counts once per image).")
+                     "[low, high] (with two or more seeds, images and seeds resampled and a "
+                     "t interval on that standard error; with one, images alone: a "
+                     f"percentile bootstrap, studentized below {stats.MIN_IMAGES_PERCENTILE} "
+                     "images; a seed-independent baseline counts once per image).")
     parts.append("The null-space and range gains are `10 log10` of the `D^+ LR` baseline's "
                  "error over the variant's, per image (dB; positive: less error than that "
                  f"baseline); {RGB_NOTE}.")
@@ -211,57 +214,6 @@ def _side(name: str) -> str:
 def _expected(h: Hypothesis | pd.Series) -> str:
     more = "higher" if h.direction == "greater" else "lower"
     return f"{code(h.a)} {more} than {_side(h.b)}"
-
-
-def hypothesis_sentence(row: pd.Series, iterations: dict[str, str] | None = None,
-                        unequal_ok: bool = False) -> str:
-    """One finding from a row of ``hypothesis_verdicts``: the paired difference ``a - b``
-    in its metric (its unit) with its 95% interval, the images and seeds behind it,
-    whether the interval excludes 0, the expected direction and the verdict.
-    ``iterations`` (``iteration_labels``): a sentence where a and b differ in training
-    length (``unequal_ok``: the grid accepts it)."""
-    m = metric(row.metric)
-    words, unit, fmt = m.words, m.unit, m.fmt
-    unit = f" {unit}" if unit else ""
-    where = f" on {code(row.dataset)}" if row.dataset else ""
-    head = f"**{plain(row.id)}**{where}: {words} of {code(row.a)} minus {_side(row.b)}"
-    if row.verdict == "not tested":
-        return f"{head}: not tested ({row.note})."
-    no_interval = "no interval" in str(row.note)
-    n = (f"{row.n_images:.0f} image{'s' * (row.n_images != 1)} x {row.n_seeds:.0f} "
-         f"seed{'s' * (row.n_seeds != 1)}")
-    if no_interval:
-        text = f"{head}: {fmt.format(row['mean'])}{unit} over {n}; no interval"
-    else:
-        text = (f"{head}: {fmt.format(row['mean'])}{unit}, 95% interval "
-                f"[{fmt.format(row.low)}, {fmt.format(row.high)}], over {n}; the interval "
-                f"{'excludes' if row.verdict in ('supported', 'contradicted') else 'includes'}"
-                " 0")
-    notes = [x for x in str(row.note).split("; ") if x and not x.startswith("the 95%")]
-    text += (f". Expected: {_expected(row)}. Verdict: **{row.verdict}**"
-             + (f" ({'; '.join(notes)})" if notes else "") + ".")
-    its = iterations or {}
-    la, lb = its.get(row.a, "?"), its.get(row.b, "?")
-    if "?" not in (la, lb) and "0" not in (la, lb) and _total(la) != _total(lb):
-        text += (f" {code(row.a)} and {code(row.b)} were trained for different numbers of "
-                 f"iterations ({la} and {lb})" + ("; the grid accepts this for this hypothesis "
-                                       "(`unequal_iters_ok`)." if unequal_ok else "."))
-    return text
-
-
-def hypothesis_findings(hypotheses: list[Hypothesis], verdicts: pd.DataFrame,
-                        results: pd.DataFrame, dataset: str | None = None) -> list[str]:
-    """``hypothesis_sentence`` for every row of ``verdicts`` (of ``dataset`` only, when
-    given; rows without a test set always), in the order of the grid's hypotheses; then,
-    where one of them is measured in range or null-space errors, one note that those are
-    RGB errors over the whole image while PSNR-Y is cropped."""
-    ok = {h.id: h.unequal_iters_ok for h in hypotheses}
-    its = iteration_labels(results)
-    rows = verdicts if dataset is None else verdicts[verdicts.dataset.isin([dataset, ""])]
-    out = [hypothesis_sentence(r, its, ok.get(r.id, False)) for _, r in rows.iterrows()]
-    if rows.metric.isin(WHOLE_IMAGE_RGB).any():
-        out.append(f"**Note**: {RGB_NOTE[0].upper()}{RGB_NOTE[1:]}.")
-    return out
 
 
 def general_findings(results: pd.DataFrame) -> list[str]:
@@ -318,15 +270,6 @@ def _perc_finding(results: pd.DataFrame) -> list[str]:
     return out
 
 
-def findings(results: pd.DataFrame, dataset: str, verdicts: pd.DataFrame | None = None,
-             hypotheses: list[Hypothesis] = ()) -> list[str]:
-    """Markdown sentences for one test set: the hypotheses' findings there (from
-    ``hypothesis_verdicts``), then ``general_findings``."""
-    own = [] if verdicts is None else hypothesis_findings(list(hypotheses), verdicts,
-                                                          results, dataset)
-    return own + general_findings(results)
-
-
 def _not_done(results: pd.DataFrame) -> list[str]:
     """One sentence per failed or stale run (with its error), one per other status
     listing its runs. Errors read from a CSV may be NaN: never assumed to be text."""
@@ -344,40 +287,186 @@ def _not_done(results: pd.DataFrame) -> list[str]:
     return out
 
 
-def hypothesis_statements(hypotheses: list[Hypothesis]) -> str:
-    """The grid's hypotheses in full, as Markdown bullets: id, what is compared, the
-    metric and the expected direction, then the statement as the grid words it."""
-    if not hypotheses:
-        return ("The grid declares no hypothesis (`hypotheses:` in its file), so this page "
-                "states no verdict.")
-    lines = []
+# ---- the answer, the verdict matrix and the hypothesis table -----------------------------
+
+# The study's five questions (DESIGN: what the report must establish); a hypothesis belongs
+# to the question of its id's prefix (H4-finetune: H4). Ids outside them are their own.
+QUESTIONS = {
+    "H1": "Is super-resolution ill-posed in a way the downsampled loss cannot see?",
+    "H2": "Does the downsampled loss fail as the proposal saw?",
+    "H3": "Does the upsampler matter under the downsampled loss?",
+    "H4": "Does an adversarial term fix it?",
+    "H5": "What goes beyond the proposal: consistency by construction, samples, mismatch?",
+}
+ONE_RUN = "1 run: covers test images only"
+VERDICT_COLOURS = {"supported": "#cde8cd", "contradicted": "#f3c9c4",
+                   "inconclusive": "#eeeeee", "not tested": "#ffffff"}
+
+
+def question_of(hid: str) -> str:
+    """The question a hypothesis id answers: its prefix ``H<digits>`` (``H5a-esrgan``:
+    ``H5``), or the id itself."""
+    m = re.match(r"H\d+", hid)
+    return m.group(0) if m else hid
+
+
+def claim(h: Hypothesis) -> str:
+    """The short form of a statement: its words up to the first colon (or period)."""
+    text = " ".join(h.statement.split())
+    cut = min((i for i in (text.find(":"), text.find(". ")) if i > 0), default=len(text))
+    return text[:cut].rstrip(".")
+
+
+def runs_label(n_seeds: float) -> str:
+    """How many training runs a comparison rests on, as every line that shows it says."""
+    if not n_seeds or pd.isna(n_seeds):
+        return "no training: covers test images only"
+    return ONE_RUN if n_seeds == 1 else f"{n_seeds:.0f} runs: seeds resampled"
+
+
+def cell_text(row: pd.Series) -> str:
+    """A verdict row's evidence as text: ``'mean [low, high]'`` in its metric's format (a
+    share for an ``every`` claim), or ``'n/a'``."""
+    if row.verdict == "not tested" or pd.isna(row["mean"]):
+        return "n/a"
+    if row.every:
+        return f"share {row['mean']:.2f} [{row.low:.2f}, {row.high:.2f}]"
+    return stats.format_interval(row["mean"], row.low, row.high, metric(row.metric).fmt)
+
+
+def seed_means_text(row: pd.Series) -> str:
+    """The per-seed means of a verdict row in its metric's format (``'11.22 / 9.10 /
+    7.90'``), or '' for fewer than two seeds."""
+    if not row.n_seeds or row.n_seeds < 2 or not isinstance(row.seed_means, str):
+        return ""
+    fmt = metric(row.metric).fmt
+    return " / ".join(fmt.format(float(x)) for x in row.seed_means.split(" / "))
+
+
+def _comparison(h: Hypothesis) -> str:
+    m = metric(h.metric)
+    unit = f" ({m.unit})" if m.unit else ""
+    if h.every:
+        side = "at or above" if h.direction == "greater" else "at or below"
+        return f"share of {m.words} values of {h.a} {side} {h.b}{unit}"
+    b = "its noise floor" if h.floor else h.b
+    sign = ">" if h.direction == "greater" else "<"
+    return f"{m.words}{unit}: {h.a} minus {b}, expected {sign} 0"
+
+
+def answer(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> list[str]:
+    """"The answer": one Markdown sentence per question (``QUESTIONS``; at most eight), from
+    the pooled verdicts: the question's first hypothesis with its pooled interval, its
+    Holm-adjusted verdict and the runs behind it, then how the question's other hypotheses
+    came out. A supported comparison on one run is said to be so and not counted as
+    established."""
+    pooled = verdicts[verdicts.dataset == stats.POOLED].set_index("id")
+    groups: dict[str, list[Hypothesis]] = {}
     for h in hypotheses:
-        words = metric(h.metric).words
-        sets = f", on {', '.join(f'{code(d)}' for d in h.datasets)}" if h.datasets else ""
-        lines.append(f"- **{plain(h.id)}** ({words}: expected {_expected(h)}{sets}): "
-                     f"{plain(h.statement)}")
-    return "\n".join(lines)
+        groups.setdefault(question_of(h.id), []).append(h)
+    out = []
+    for q, hs in list(groups.items())[:8]:
+        lead = pooled.loc[hs[0].id]
+        verdict = lead.adjusted
+        if verdict == "supported" and lead.n_seeds == 1:
+            verdict = "supported on one run, not established"
+        text = (f"**{plain(q)}** {plain(QUESTIONS.get(q, ''))} "
+                f"{plain(claim(hs[0]))} ({plain(hs[0].id)}): **{verdict}**; "
+                f"{plain(_comparison(hs[0]))}: {cell_text(lead)}")
+        if lead.verdict != "not tested":
+            seeds = seed_means_text(lead)
+            text += (f", pooled over {lead.n_images:.0f} images, {runs_label(lead.n_seeds)}"
+                     + (f" (per seed {seeds})" if seeds else ""))
+        text += "."
+        if len(hs) > 1:
+            rest = pooled.loc[[h.id for h in hs[1:]]]
+            est = ((rest.adjusted == "supported") & (rest.n_seeds != 1)).sum()
+            counts = rest.adjusted.value_counts()
+            parts = [f"{counts.get(v, 0)} {v}" for v in stats.VERDICTS if counts.get(v, 0)]
+            text += (f" Its other hypotheses ({len(rest)}), after Holm's adjustment: "
+                     + ", ".join(parts) + f" ({est} of them supported on more than one run).")
+        out.append(text)
+    return out
 
 
-def verdict_display(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """``hypothesis_verdicts`` for the page: hypothesis, statement, comparison, metric,
-    test set, ``a - b`` as ``'mean [low, high]'`` (the metric's unit), images x seeds,
-    verdict (with its note)."""
+def verdict_matrix(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> str:
+    """The verdict matrix as an HTML table: one row per hypothesis (id and claim), one
+    column for the pooled test images and one per test set; each cell the mean and its
+    interval, coloured by the Holm-adjusted verdict (``VERDICT_COLOURS``), hatched when it
+    rests on one run, marked ``*`` where the unadjusted verdict differs. Every text is
+    escaped."""
+    sets = list(dict.fromkeys(verdicts.dataset))
+    by = verdicts.set_index(["id", "dataset"])
+    head = "".join(f"<th>{html.escape(str(d))}</th>" for d in sets)
     rows = []
-    for _, r in verdicts.iterrows():
-        m = metric(r.metric)
-        words, unit, fmt = m.words, m.unit, m.fmt
-        rows.append({
-            "hypothesis": r.id, "statement": r.statement, "comparison": f"{r.a} - {r.b}",
-            "metric": words + (f" ({unit})" if unit else "")
-            + (", expected > 0" if r.direction == "greater" else ", expected < 0"),
-            "test set": r.dataset,
-            "a - b: mean [95% interval]": stats.format_interval(r["mean"], r.low, r.high, fmt),
-            "images x seeds": f"{r.n_images:.0f} x {r.n_seeds:.0f}",
-            "verdict": r.verdict + (f" ({r.note})" if r.note else "")})
-    return pd.DataFrame(rows, columns=["hypothesis", "statement", "comparison", "metric",
-                                       "test set", "a - b: mean [95% interval]",
-                                       "images x seeds", "verdict"])
+    for h in hypotheses:
+        cells = []
+        for d in sets:
+            if (h.id, d) not in by.index:
+                cells.append("<td></td>")
+                continue
+            r = by.loc[(h.id, d)]
+            style = f"background-color:{VERDICT_COLOURS.get(r.adjusted, '#fff')}"
+            if r.n_seeds == 1:
+                style += (";background-image:repeating-linear-gradient(135deg,transparent 0 6px,"
+                          "rgba(0,0,0,.09) 6px 8px)")
+            mark = " *" if r.adjusted != r.verdict else ""
+            tip = html.escape(f"{r.adjusted} (unadjusted: {r.verdict}); "
+                              f"{runs_label(r.n_seeds)}; {r.n_images:.0f} images"
+                              + (f"; per seed: {seed_means_text(r)}" if r.n_seeds > 1 else "")
+                              + (f"; {r.note}" if isinstance(r.note, str) and r.note else ""),
+                              quote=True)
+            cells.append(f'<td style="{style}" title="{tip}">'
+                         f"{html.escape(cell_text(r))}{mark}</td>")
+        rows.append(f"<tr><th>{html.escape(h.id)}</th><td>{html.escape(claim(h))}</td>"
+                    + "".join(cells) + "</tr>")
+    legend = " ".join(f'<span style="background:{c};padding:0 .4em;border:1px solid #ccc">'
+                      f"{v}</span>" for v, c in VERDICT_COLOURS.items())
+    return ("<style>table.verdicts td, table.verdicts th {text-align: left !important}</style>"
+            '<table class="verdicts"><thead><tr><th>id</th><th>claim</th>' + head
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+            f"<p>Colour: the verdict after Holm's adjustment across the hypotheses of a "
+            f"column ({legend}); hatched: one training run (the interval covers test images "
+            "only); <code>*</code>: the unadjusted verdict differs (hover a cell for it, "
+            "the per-seed means and the note).</p>")
+
+
+def text_table(table: pd.DataFrame) -> str:
+    """``table`` as HTML (escaped, no index) with its cells aligned left and at the top: the
+    report's tables of sentences (the notebook's style right-aligns numbers)."""
+    return ('<div class="text-table"><style>.text-table td, .text-table th '
+            "{text-align: left !important; vertical-align: top}</style>"
+            + table.to_html(index=False) + "</div>")
+
+
+def hypothesis_table(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> pd.DataFrame:
+    """One row per hypothesis: id, the statement once, what is compared, then per column
+    (pooled, each test set) the evidence (``cell_text``), the verdict (adjusted, and the
+    unadjusted one where it differs), the runs and images behind it and the per-seed
+    means; notes (the worst image of an ``every`` claim, what is missing) last. Plain text:
+    render with ``to_html`` (which escapes)."""
+    sets = list(dict.fromkeys(verdicts.dataset))
+    by = verdicts.set_index(["id", "dataset"])
+    rows = []
+    for h in hypotheses:
+        row = {"hypothesis": h.id, "statement": " ".join(h.statement.split()),
+               "compared": _comparison(h)}
+        notes = []
+        for d in sets:
+            if (h.id, d) not in by.index:
+                row[d] = ""
+                continue
+            r = by.loc[(h.id, d)]
+            verdict = r.adjusted + ("" if r.adjusted == r.verdict
+                                    else f" (unadjusted: {r.verdict})")
+            seeds = f"; per seed {seed_means_text(r)}" if r.n_seeds > 1 else ""
+            row[d] = (f"{cell_text(r)}: {verdict}; {r.n_images:.0f} images, "
+                      f"{runs_label(r.n_seeds)}{seeds}")
+            if isinstance(r.note, str) and r.note and not r.note.startswith("the 95%"):
+                notes.append(f"{d}: {r.note}")
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["hypothesis", "statement", "compared", *sets, "notes"])
 
 
 # ---- the report page's own sentences and tables (04_report) ------------------------------
@@ -485,19 +574,14 @@ def provenance_text(prov: dict) -> str:
     ])
 
 
-def page_findings(results: pd.DataFrame, reports: str | Path,
-                  verdicts: pd.DataFrame | None = None,
-                  hypotheses: list[Hypothesis] = ()) -> list[str]:
-    """Every finding sentence of the report page: H1 from ``manifold.json`` (when present),
-    one sentence per declared hypothesis x test set (``hypothesis_verdicts``), the
-    ``general_findings``, and the periodic-artifact sentence from ``artifacts.csv`` (when
-    present)."""
+def page_findings(results: pd.DataFrame, reports: str | Path) -> list[str]:
+    """The sentences of what the runs report beside the hypotheses: H1's measurement from
+    ``manifold.json`` (when present), the ``general_findings``, and the periodic-artifact
+    sentence from ``artifacts.csv`` (when present)."""
     lines = []
     manifold = rs.read_manifold(reports)
     if manifold is not None:
         lines.append(manifold_finding(manifold))
-    if verdicts is not None:
-        lines += hypothesis_findings(list(hypotheses), verdicts, results)
     lines += general_findings(results)
     artifacts = rs.read_artifacts(reports)
     if artifacts is not None:
@@ -551,19 +635,68 @@ def headline_table(folder: str | Path, columns: list[str], variants: list[str] |
     return "\n".join(lines)
 
 
+def check_verdict_inputs(hypotheses: list[Hypothesis], per_image: pd.DataFrame | None,
+                         where: str, sets: list[str] | None = None) -> None:
+    """Refuse, before any resampling, what ``verdicts`` cannot test: no per-image table, an
+    unknown set in ``sets``, a hypothesis's set or metric (or its floor) that the table
+    lacks; ``ValueError`` names the hypothesis, the field and what was expected. (A noise
+    floor that a folder from before it lacks leaves that hypothesis ``not tested``.)"""
+    if per_image is None:
+        raise ValueError(f"{where}: no per-image results (per_image.csv)")
+    have = list(dict.fromkeys(per_image["dataset"]))
+    errors = [f"--sets: {tables.unknown('test set', d, have)}" for d in sets or []
+              if d not in have]
+    for h in hypotheses:
+        errors += [f"hypothesis '{h.id}': datasets: {tables.unknown('test set', d, have)}"
+                   for d in h.datasets if d not in have]
+        if h.metric not in per_image.columns:
+            errors.append(f"hypothesis '{h.id}': metric: '{h.metric}' is not a column of "
+                          f"{where}; expected one of "
+                          + ", ".join(c for c in per_image.columns if c not in stats.KEYS))
+    if errors:
+        raise ValueError("\n".join(errors))
+
+
+def verdicts(folder: str | Path, grid_path: str | Path, sets: list[str] | None = None,
+             **boot) -> pd.DataFrame:
+    """``stats.verdict_table`` of the hypotheses of ``grid_path`` on ``folder``'s
+    ``per_image.csv`` alone (no run folders needed): anyone can re-derive the verdicts of
+    a committed study. ``sets``: only these test sets (and the pooled verdict over them)."""
+    from srlib.grid import load_grid
+
+    g = load_grid(grid_path)
+    per_image = rs.read_per_image(folder)
+    where = str(Path(folder) / rs.PER_IMAGE)
+    check_verdict_inputs(g["hypotheses"], per_image, where, sets)
+    if sets:
+        per_image = per_image[per_image["dataset"].isin(sets)]
+    return stats.verdict_table(g["hypotheses"], per_image,
+                               baselines=rs.baseline_variants(g), **boot)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m srlib.report FOLDER --columns psnr_y@Set5 ... [--variants ...]``: print
-    ``headline_table`` (the README's table of the study)."""
+    ``headline_table`` (the README's table of the study); ``--verdicts GRID [--sets ...]``:
+    print the verdict table (``verdicts``) as CSV."""
     ap = argparse.ArgumentParser(prog="python -m srlib.report",
                                  description="Print a result folder's headline table "
-                                             "(Markdown) with 95% intervals.")
+                                             "(Markdown) with 95% intervals, or its verdicts.")
     ap.add_argument("folder", help="a result folder, e.g. reports/study")
-    ap.add_argument("--columns", nargs="+", required=True, metavar="METRIC@SET",
+    ap.add_argument("--columns", nargs="+", metavar="METRIC@SET",
                     help=f"metric ({', '.join(table_metrics())}) @ test set, e.g. psnr_y@Set5")
     ap.add_argument("--variants", nargs="+", help="rows, in order (default: every variant)")
+    ap.add_argument("--verdicts", metavar="GRID",
+                    help="the grid whose hypotheses to test on FOLDER/per_image.csv alone; "
+                         "prints verdicts.csv")
+    ap.add_argument("--sets", nargs="+", metavar="SET", help="with --verdicts: only these sets")
     a = ap.parse_args(argv)
+    if bool(a.columns) == bool(a.verdicts):
+        ap.error("give either --columns (the headline table) or --verdicts GRID")
     try:
-        print(headline_table(a.folder, a.columns, a.variants))
+        if a.verdicts:
+            sys.stdout.write(verdicts(a.folder, a.verdicts, a.sets).to_csv(index=False))
+        else:
+            print(headline_table(a.folder, a.columns, a.variants))
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

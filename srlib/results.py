@@ -62,6 +62,7 @@ def columns() -> list[str]:
 KINDS = ("baseline", "trained", "projected")
 RESULTS, PER_IMAGE, PROVENANCE = "results.csv", "per_image.csv", "provenance.json"
 MANIFOLD, ARTIFACTS = "manifold.json", "artifacts.csv"  # written by 01_manifold, 03_artifacts
+VERDICTS = "verdicts.csv"  # written by 04_report: ``srlib.stats.verdict_table``
 
 
 # ---- run folders -> tables ----------------------------------------------------------------
@@ -319,6 +320,15 @@ def read_provenance(folder: str | Path) -> dict | None:
     path = Path(folder) / PROVENANCE
     return runs.read_json(path) if path.is_file() else None
 
+
+
+def write_verdicts(folder: str | Path, verdicts: pd.DataFrame) -> Path:
+    """``verdicts.csv`` beside ``results.csv`` (atomically): the verdict table the page
+    shows, so that it can be read without the page (``python -m srlib.report FOLDER
+    --verdicts GRID`` recomputes it from ``per_image.csv``)."""
+    path = Path(folder) / VERDICTS
+    runs.write_text(path, verdicts.to_csv(index=False))
+    return path
 
 
 def read_manifold(folder: str | Path) -> dict | None:

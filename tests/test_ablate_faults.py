@@ -21,7 +21,7 @@ from conftest import write_small_sets
 from srlib import ablate, notebooks, runs
 from srlib.ablate import main
 from srlib.grid import load_grid
-from srlib.report import findings
+from srlib.report import general_findings
 from srlib.results import collect, columns
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +251,7 @@ def test_runs_that_do_not_exist_are_not_run_and_the_findings_survive_the_csv(tmp
     table.to_csv(tmp_path / "results.csv", index=False)
     back = pd.read_csv(tmp_path / "results.csv", keep_default_na=False, na_values=[""])
     assert back.error.isna().all()
-    text = "\n".join(findings(back, "test"))
+    text = "\n".join(general_findings(back))
     assert "**Failed**: `down/pixelshuffle` seed 1." in text
     assert "**Not run**: `bicubic` seed 0, `down/pixelshuffle` seed 0." in text
     assert runs.last_line(float("nan")) == "" and runs.last_line("a\n\nb: c\n") == "b: c"

@@ -38,7 +38,7 @@ from srlib.data import eval_pair, load_dataset
 from srlib.metrics import psnr_rgb, quantize
 from srlib.report import (
     artifact_finding,
-    findings,
+    general_findings,
     grid_summary,
     manifold_finding,
     page_findings,
@@ -253,15 +253,18 @@ def test_plot_range_null_has_two_bars_per_variant(fake_runs):
 
 # ---- 04_report ------------------------------------------------------------------------------
 
-def test_perception_distortion_legend_lies_outside_the_axes():
+def test_perception_distortion_plane_is_faceted_and_labelled_directly():
     r = _results()
-    fig = plot_perception_distortion(r, "set", "stlpips-alex")
-    assert len(fig.axes) == 2
+    done = list(r[r.status == "done"].variant.unique())
+    fams = {v: ("baselines" if r[r.variant == v].kind.iloc[0] == "baseline" else
+                "down" if v.startswith("down") else "pixel") for v in done}
+    fig = plot_perception_distortion(r, "set", "stlpips-alex", fams)
+    cols = list(dict.fromkeys(fams.values()))
+    assert len(fig.axes) == 2 * len(cols) and not fig.legends
+    assert [ax.get_title() for ax in fig.axes[:len(cols)]] == cols
     assert "stlpips-alex" in fig.axes[0].get_ylabel()
-    assert legend_clear_of_axes(fig)
-    labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == list(r[r.status == "done"].variant.unique())
-    assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 8  # 4 variants x 2
+    labels = {t.get_text() for ax in fig.axes[:len(cols)] for t in ax.texts if t.get_text()}
+    assert labels == set(done)  # every point named where it is
 
 
 def test_load_loss_curves(tmp_path):
@@ -318,7 +321,7 @@ def test_report_sentences_are_computed_from_the_files(tmp_path):
     art.to_csv(tmp_path / "artifacts.csv", index=False)
     lines = page_findings(r, tmp_path)
     assert lines[0] == line and lines[-1] == artifact_finding(art)
-    assert lines[1:-1] == findings(r, "set")
+    assert lines[1:-1] == general_findings(r)
 
 
 # ---- the notebooks read as the argument ------------------------------------------------------
@@ -337,7 +340,8 @@ def test_notebook_prose_outweighs_code(name):
 
 PARAMETERS = {"01_manifold.py": {"image", "scale", "target_psnr", "toy_steps", "toy_seeds", "seed",
                                    "out"},
-              "03_artifacts.py": {"results", "runs", "grid", "image", "crop", "out"},
+              "03_artifacts.py": {"results", "runs", "grid", "image", "crop", "out",
+                                  "key_variants"},
               "04_report.py": {"results", "runs", "grid", "tradeoff",
                                "samples_variant"}}
 
@@ -426,3 +430,22 @@ def test_plot_tradeoff_orders_the_sweep():
     plt.close(fig)
     assert plot_tradeoff(results, [["a", "0"], ["d", "project"]], "Set5") is None
     assert plot_tradeoff(results, sweep, "Set14") is None
+
+
+def test_key_variants_name_the_baselines_the_chosen_and_the_best_two():
+    from srlib.analysis import key_variants
+
+    grid = {"defaults": {}, "variants": {
+        "pinv": {"baseline": "pinv"}, "pixel": {"loss": "pixel"}, "down": {"loss": "down"},
+        "gan": {"loss": "down+0.01*adv"}, "gan2": {"loss": "pixel+0.005*adv"},
+        "proj": {"loss": "pixel", "consistency": "project"}}}
+    rows = [("pinv", "baseline", 29.0, 0.30), ("pixel", "trained", 30.0, 0.31),
+            ("pixel+P", "projected", 30.2, 0.30), ("down", "trained", 28.0, 0.33),
+            ("gan", "trained", 25.0, 0.20), ("gan2", "trained", 24.0, 0.25),
+            ("proj", "trained", 30.1, 0.29), ("down+P", "projected", 28.5, 0.32)]
+    r = pd.DataFrame([{"variant": v, "kind": k, "seed": 0, "dataset": "S", "status": "done",
+                       "psnr_y": p, "lpips": lp} for v, k, p, lp in rows])
+    got = key_variants(r, grid, ["pixel", "down", "absent"])
+    assert [v for v, _ in got] == ["pinv", "pixel", "down", "pixel+P", "gan"]
+    assert dict(got)["pixel+P"] == "best projected (highest PSNR-Y)"
+    assert dict(got)["gan"] == "best adversarial (lowest LPIPS)"

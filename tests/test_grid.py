@@ -6,13 +6,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from srlib import grid as gr
 from srlib import report as rp
+from srlib import stats
 from srlib.ablate import main, make_plan, parse_args
 from srlib.grid import load_grid
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write(tmp_path: Path, variants: dict, **top) -> Path:
@@ -128,7 +132,8 @@ def test_only_with_seeds_a_variant_does_not_run_is_refused(tmp_path, capsys):
 def test_every_text_from_a_grid_reaches_the_page_escaped():
     h = gr.Hypothesis("<b>H</b>", "<script>alert(1)</script> & more", "<script>v", "b",
                       "psnr_y", "greater")
-    md = rp.hypothesis_statements([h])
+    v = stats.verdict_table([h], pd.DataFrame(columns=stats.KEYS))
+    md = "\n".join(rp.answer([h], v)) + rp.verdict_matrix([h], v)
     assert "<script>" not in md and "&lt;script&gt;" in md and "<b>" not in md
     assert rp.code("<script>v") == "<code>&lt;script&gt;v</code>"
     assert rp.code("down/pixelshuffle") == "`down/pixelshuffle`"  # plain names unchanged
@@ -151,3 +156,26 @@ def test_one_run_is_one_plain_picklable_call(tmp_path):
     assert back.func is train_run and back.args[2] == config
     with pytest.raises(ValueError, match="seed 1 but config"):
         train_run("a", 1, config, tmp_path / "x")
+
+
+def test_noise_floor_needs_a_variant_that_draws_samples(tmp_path):
+    h = {"id": "H5b", "statement": "diverse beyond the floor", "a": "g", "b": "noise-floor",
+         "metric": "diversity", "direction": "greater"}
+    path = _write(tmp_path, {"g": {"loss": "pixel"}}, hypotheses=[h])
+    with pytest.raises(ValueError) as e:
+        load_grid(path)
+    assert ("hypothesis 'H5b': b: noise-floor compares the samples of a 'g' with null-space "
+            "noise, but it draws none: give it 'noise: C' and 'eval_samples: K'") in str(e.value)
+    path = _write(tmp_path, {"g": {"loss": "pixel", "noise": 4, "eval_samples": 3}},
+                  hypotheses=[h])
+    (ok,) = load_grid(path)["hypotheses"]
+    assert ok.floor == "diversity_floor" and ok.variants == ("g",)
+
+
+def test_families_of_the_page_facets():
+    g = load_grid(ROOT / "configs" / "study.yaml")
+    fam = {v: gr.family(g, v) for v in g["variants"]}
+    assert set(fam.values()) == set(gr.FAMILIES)
+    assert fam["pinv"] == "baselines" and fam["down/pixelshuffle"] == "down"
+    assert fam["ft-pixel/esrgan"] == "adversarial" and fam["pixel/nearest-project"] == "projected"
+    assert gr.family(g, "pixel/nearest+P") == "projected" and gr.family(g, "x") == "other"

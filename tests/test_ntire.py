@@ -27,6 +27,7 @@ from srlib.ntire import (
     downscale_u8,
     lr_psnr_ntire,
     lr_psnr_ntire_float,
+    noise_floor,
     sample_seeds,
     sample_stats,
 )
@@ -381,3 +382,18 @@ def test_sample_seeds_and_bad_input(metric, pair):
         diversity_score(hr, hr, metric)
     with pytest.raises(ValueError, match="hr must have shape"):
         diversity_score(hr[None], hr[:, :32], metric)
+
+
+def test_noise_floor_is_zero_for_identical_samples_and_rises_with_the_noise(metric, pair):
+    hr, lr = pair
+    same = noise_floor(hr.expand(4, *hr.shape).clone(), hr, lr, OP, metric)
+    assert same == {"diversity_floor": 0.0, "sample_std": 0.0}
+    floors, stds = [], []
+    for sigma in (0.005, 0.02, 0.08):
+        f = noise_floor(_noisy_samples(hr, 6, sigma), hr, lr, OP, metric)
+        floors.append(f["diversity_floor"])
+        stds.append(f["sample_std"])
+    print(f"noise floor at sample std {', '.join(f'{s:.1f}' for s in stds)} grey levels: "
+          f"{', '.join(f'{x:.2f}' for x in floors)} %")
+    assert floors[0] > 0 and floors[0] < floors[1] < floors[2]
+    assert stds[0] < stds[1] < stds[2] and 255 * 0.02 * 0.5 < stds[1] < 255 * 0.02 * 1.2

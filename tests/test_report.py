@@ -3,6 +3,7 @@ intervals, the validation-curve figure, and no variant name written into srlib."
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -110,38 +111,57 @@ def test_verdicts_from_the_per_image_table(files):
           Hypothesis("fixed", "A+P reaches 50 dB", "A+P", "50", "lr_psnr", "greater",
                      value=50.0)]
     v = rp.hypothesis_verdicts(hs, t, baselines=BASELINES, **FAST)
-    assert list(v.columns) == stats.VERDICT_COLUMNS and len(v) == len(hs) * len(SETS)
+    assert list(v.columns) == stats.VERDICT_COLUMNS
+    assert len(v) == len(hs) * (len(SETS) + 1)  # pooled, then each set
     got = v.set_index(["id", "dataset"]).verdict
     assert all(got[h, d] == want for h, want in [
         ("fine-tune", "supported"), ("backwards", "contradicted"), ("null", "supported"),
         ("same", "inconclusive"), ("twin", "supported"), ("absent", "not tested"),
-        ("fixed", "supported")] for d in SETS)
+        ("fixed", "supported")] for d in ("pooled", *SETS))
     null = v[(v.id == "null") & (v.dataset == "S")].iloc[0]
     assert null["mean"] == pytest.approx(-10 * np.log10(2), abs=0.02)  # twice the error
     assert (null.n_images, null.n_seeds) == (12, 3)  # the baseline broadcast over seeds
-    lines = rp.hypothesis_findings(hs, v, r)
-    assert len(lines) == len(v) + 1  # and one note: gains are from RGB errors, uncropped
-    assert lines[-1].startswith("**Note**: The range and null-space errors, and the gains ")
-    assert "RGB errors over the whole image" in lines[-1] and "cropped" in lines[-1]
-    fine = lines[0]
-    assert fine.startswith("**fine-tune** on `S`: PSNR-Y of `B` minus `A`: 2.")
-    assert re.search(r"dB, 95% interval \[1\.\d\d, 2\.\d\d\], over 12 images x 3 seeds; the "
-                     r"interval excludes 0\. Expected: `B` higher than `A`\. Verdict: "
-                     r"\*\*supported\*\*\.", fine)
-    assert ("`B` and `A` were trained for different numbers of iterations (100 + 20 and "
-            "100); the grid accepts this for this hypothesis (`unequal_iters_ok`).") in fine
-    back = next(s for s in lines if s.startswith("**backwards** on `S`"))
-    assert "Verdict: **contradicted** (" not in back  # its note only repeats the interval
-    nul = next(s for s in lines if s.startswith("**null** on `S`"))
-    assert "null-space gain of `A` minus `pinv`: -3.0" in nul
-    assert "RGB" not in nul and "iterations" not in nul
-    fixed = next(s for s in lines if s.startswith("**fixed** on `S`"))
-    assert "LR-PSNR of `A+P` minus 50: 10.00 dB" in fixed
-    assert "Expected: `A+P` higher than 50." in fixed and "iterations" not in fixed
-    same = next(s for s in lines if s.startswith("**same** on `S`"))
-    assert "the interval includes 0" in same and "**inconclusive**" in same
-    assert ("**absent** on `T`: PSNR-Y of `Z` minus `A`: not tested (missing "
-            "variant(s): 'Z').") in lines
+    pooled = v[(v.id == "null") & (v.dataset == "pooled")].iloc[0]
+    assert (pooled.n_images, pooled.n_seeds) == (24, 3)
+    assert pooled.method == "two-way t" and len(pooled.seed_means.split(" / ")) == 3
+
+
+def test_the_answer_gives_one_sentence_per_question(files):
+    t, r = files
+    hs = [_h("H1", "B", "A", "psnr_y", "greater", unequal_iters_ok=True),
+          _h("H1-twin", "A+P", "A", "lr_psnr", "greater"),
+          _h("H2", "A", "pinv", "null_gain_db", "less"),
+          _h("H4", "Z", "A", "psnr_y", "greater")]
+    v = rp.hypothesis_verdicts(hs, t, baselines=BASELINES, **FAST)
+    lines = rp.answer(hs, v)
+    assert len(lines) == 3 and [x[:6] for x in lines] == ["**H1**", "**H2**", "**H4**"]
+    assert "**supported**" in lines[0] and "per seed" in lines[0]
+    assert "pooled over 24 images, 3 runs: seeds resampled" in lines[0]
+    assert "Its other hypotheses (1), after Holm's adjustment: 1 supported" in lines[0]
+    assert "**not tested**" in lines[2]
+    # one run: labelled so, never counted as established
+    one = t[t.seed.isna() | (t.seed == 0)]
+    v1 = rp.hypothesis_verdicts(hs, one, baselines=BASELINES, **FAST)
+    first = rp.answer(hs, v1)[0]
+    assert "supported on one run, not established" in first and rp.ONE_RUN in first
+
+
+def test_verdict_matrix_and_hypothesis_table(files):
+    t, _ = files
+    hs = [_h("H1", "B", "A", "psnr_y", "greater", unequal_iters_ok=True),
+          Hypothesis("<b>H9</b>", "<script>x</script>: claims", "A", "Z", "psnr_y", "greater")]
+    v = rp.hypothesis_verdicts(hs, t[t.seed.isna() | (t.seed == 0)], baselines=BASELINES,
+                               **FAST)
+    page = rp.verdict_matrix(hs, v)
+    assert page.count("<tr>") == 1 + len(hs) and "<script>" not in page and "<b>H9" not in page
+    assert page.count(rp.VERDICT_COLOURS["supported"]) >= 3  # pooled, S, T of H1 (+ legend)
+    assert "repeating-linear-gradient" in page  # one run: hatched
+    table = rp.hypothesis_table(hs, v)
+    assert list(table.columns) == ["hypothesis", "statement", "compared", "pooled", *SETS,
+                                   "notes"]
+    assert len(table) == len(hs)  # one row per hypothesis, the statement once
+    assert table.loc[0, "pooled"].endswith(f"24 images, {rp.ONE_RUN}")
+    assert "missing variant(s): 'Z'" in table.loc[1, "notes"]
 
 
 def test_a_hypothesis_with_a_missing_variant_or_set_is_not_tested(files):
@@ -150,37 +170,49 @@ def test_a_hypothesis_with_a_missing_variant_or_set_is_not_tested(files):
           _h("elsewhere", "A", "B", "psnr_y", "less", datasets=("U",))]
     v = rp.hypothesis_verdicts(hs, t[t.variant != "D"], **FAST)
     assert set(v.verdict) == {"not tested"}
-    assert list(v[v.id == "elsewhere"].note) == ["no results on test set 'U'"]
-    text = "\n".join(rp.findings(r, "S", v, hs))
-    assert "**gone** on `S`: PSNR-Y of `A` minus `D`: not tested (missing variant(s): 'D')" \
-        in text
-    assert "**gone** on `T`" not in text  # findings() of one test set
-    # an older folder without per_image.csv: every hypothesis says why it is not tested
+    assert list(v[(v.id == "elsewhere") & (v.dataset == "U")].note) == [
+        "no results on test set 'U'"]
+    # a folder without per_image.csv: every hypothesis says why it is not tested
     old = rp.hypothesis_verdicts(hs, None)
     assert set(old.verdict) == {"not tested"}
     assert all("per_image.csv" in n for n in old.note)
-    shown = rp.verdict_display(v)
-    assert list(shown.columns) == ["hypothesis", "statement", "comparison", "metric",
-                                   "test set", "a - b: mean [95% interval]", "images x seeds",
-                                   "verdict"]
-    assert shown.iloc[0]["a - b: mean [95% interval]"] == "n/a"
+    assert rp.hypothesis_table(hs, v).loc[0, "pooled"].startswith("n/a")
 
 
-def test_statements_are_given_in_full():
-    hs = [Hypothesis("H2", "The proposal fails: A is below B.", "A", "B", "psnr_y", "less",
-                     ("S",))]
-    md = rp.hypothesis_statements(hs)
-    assert md == ("- **H2** (PSNR-Y: expected `A` lower than `B`, on `S`): The proposal fails: "
-                  "A is below B.")
-    assert "declares no hypothesis" in rp.hypothesis_statements([])
+def test_verdicts_of_a_folder_from_its_per_image_table_alone(tmp_path, files, capsys):
+    t, _ = files
+    t.to_csv(tmp_path / rs.PER_IMAGE, index=False)
+    grid = {"name": "g", "seeds": [0, 1, 2],
+            "variants": {"pinv": {"baseline": "pinv"}, "bic": {"baseline": "bicubic"},
+                         "A": {"loss": "pixel"}},
+            "hypotheses": [{"id": "H1", "statement": "A above pinv", "a": "A", "b": "pinv",
+                            "metric": "psnr_y", "direction": "greater"}]}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    assert rp.main([str(tmp_path), "--verdicts", str(path)]) == 0
+    out = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(out.columns) == stats.VERDICT_COLUMNS
+    assert list(out.dataset) == ["pooled", *SETS] and set(out.verdict) == {"contradicted"}
+    assert rp.main([str(tmp_path), "--verdicts", str(path), "--sets", "S"]) == 0
+    assert list(pd.read_csv(io.StringIO(capsys.readouterr().out)).dataset) == ["pooled", "S"]
+    # bad input: an unknown set, a metric the table lacks; clear errors, no traceback
+    assert rp.main([str(tmp_path), "--verdicts", str(path), "--sets", "Set99"]) == 2
+    assert "--sets: test set must be one of S, T, got 'Set99'" in capsys.readouterr().err
+    grid["hypotheses"][0]["metric"] = "ssim_y"
+    t.drop(columns=["ssim_y"]).to_csv(tmp_path / rs.PER_IMAGE, index=False)
+    path.write_text(yaml.safe_dump(grid))
+    assert rp.main([str(tmp_path), "--verdicts", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "hypothesis 'H1': metric: 'ssim_y' is not a column of" in err and "psnr_y" in err
 
 
 def test_every_metric_has_words_a_unit_a_format_and_a_source():
     from srlib.metrics import METRICS
 
     for name, m in METRICS.items():
-        assert m.words and m.unit in ("", "dB", "%") and m.fmt.format(1.5), name
-        assert m.better in ("higher", "lower") and m.source in ("image", "gain", "samples")
+        assert m.words and m.unit in ("", "dB", "%", "grey levels") and m.fmt.format(1.5), name
+        assert m.better in ("higher", "lower", "") and m.source in ("image", "gain", "samples")
+        assert not m.floor or m.floor in METRICS, f"{name}: its floor is a metric too"
         assert not m.table or m.heading or m.source == "samples", f"{name}: needs a heading"
 
 
@@ -344,7 +376,14 @@ def test_validation_curves(tmp_path):
     assert "LR-PSNR" in fig.axes[1].get_ylabel()
     assert fig.axes[0].get_xlabel() == "iteration"
     assert legend_clear_of_axes(fig)
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["A", "B"]
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["A", "B"]
+    # faceted by family, eight lines a panel at most, each distinct in colour and dash
+    many = {f"v{i}": mean["A"] for i in range(11)}
+    fig = plot_validation(many, {f"v{i}": "down" if i < 9 else "pixel" for i in range(11)})
+    rows = [fig.axes[i].get_title() for i in range(0, len(fig.axes), 2)]
+    assert rows == ["down (1 of 2)", "down (2 of 2)", "pixel"]
+    styles = [(line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines[:-1]]
+    assert len(styles) == 8 == len(set(styles)) and legend_clear_of_axes(fig)
     assert plot_validation({}).axes[0].texts  # nothing logged: says so
     with pytest.raises(ValueError, match="how must be"):
         load_validation(runs, ["A"], [0], how="median")
@@ -379,9 +418,12 @@ def test_report_notebook_states_each_hypothesis_before_its_verdict(tmp_path, fil
               "grid": str(tmp_path / "grid.yaml")}
     execute("04_report.py", out / "04_report.ipynb", params)
     html = (out / "04_report.html").read_text()
-    said = html.index("Projection makes A consistent.")
-    assert said < html.index("supported")
+    # the answer first: the claim, then its verdict and interval
+    said = html.index("Projection makes A consistent (H-twin): <strong>supported")
+    assert said < html.index('id="The-grid"') < html.index("Projection makes A consistent.")
+    assert html.index('<table class="verdicts">') < html.index('id="The-grid"')
     assert "H-twin" in html and "95% interval" in html
+    assert (out / rs.VERDICTS).is_file()
     assert re.search(r"-?\d+\.\d\d \[-?\d+\.\d\d, -?\d+\.\d\d\]", html)
     assert "perceptual loss on vgg19 (test)" in html
     assert html.count("data:image/png;base64") >= 4  # 2 planes, validation, no loss curves

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from srlib import grid, metrics, stats
 from srlib.grid import Hypothesis, parse_hypotheses
 from srlib.results import per_image_table
 from srlib.stats import (
@@ -15,6 +16,7 @@ from srlib.stats import (
     difference_from_value,
     evaluate_hypothesis,
     format_interval,
+    holm,
     paired_bootstrap,
     paired_difference,
     summary_with_ci,
@@ -88,15 +90,78 @@ def test_images_are_the_unit_resampled():
     assert paired_bootstrap(diff[:3], clusters=img[:3]).degenerate  # one image: no interval
 
 
-def test_seeds_are_resampled_only_when_there_are_enough():
+def test_seeds_are_resampled_from_two_seeds_on():
     rng = np.random.default_rng(6)
-    for n_seeds, wider in ((6, True), (3, False)):
+    for n_seeds in (2, 3, 6):
         img, sd = np.divmod(np.arange(30 * n_seeds), n_seeds)
         diff = 0.2 * rng.normal(size=30)[img] + rng.normal(0, 1.0, n_seeds)[sd]
         auto = paired_bootstrap(diff, clusters=img, seeds=sd, **FAST)
         images = paired_bootstrap(diff, clusters=img, seeds=sd, resample_seeds=False, **FAST)
-        assert auto.n_seeds == n_seeds
-        assert ((auto.high - auto.low) > 2 * (images.high - images.low)) is wider
+        assert auto.n_seeds == n_seeds and auto.method == "two-way t"
+        assert images.method == "percentile"
+        assert (auto.high - auto.low) > 2 * (images.high - images.low)
+        # the per-seed means, in seed order
+        want = [diff[sd == s].mean() for s in range(n_seeds)]
+        assert auto.seed_means == pytest.approx(want)
+    one = paired_bootstrap(np.arange(12.0), clusters=np.arange(12), seeds=[0] * 12, **FAST)
+    assert one.one_run and one.method == "percentile"
+
+
+def _coverage(resample_seeds, reps=400, n_images=30, n_seeds=3):
+    """Share of ``reps`` simulated studies whose 95% interval covers the true mean 0:
+    image effects sd 1, seed effects sd 0.5, image x seed noise sd 0.5."""
+    rng = np.random.default_rng(2026)
+    img, sd = np.divmod(np.arange(n_images * n_seeds), n_seeds)
+    hits = 0
+    for r in range(reps):
+        y = (rng.normal(0, 1.0, n_images)[img] + rng.normal(0, 0.5, n_seeds)[sd]
+             + rng.normal(0, 0.5, img.size))
+        iv = paired_bootstrap(y, clusters=img, seeds=sd, resample_seeds=resample_seeds,
+                              n_boot=1000, seed=r)
+        hits += iv.low <= 0 <= iv.high
+    return hits / reps
+
+
+def test_retraining_inside_the_interval_covers_the_truth():
+    both, images = _coverage(None), _coverage(False)
+    print(f"coverage of the 95% interval over 400 simulated studies (30 images, 3 seeds): "
+          f"images and seeds {both:.1%}, images only {images:.1%}")
+    assert both >= 0.93
+    assert images < 0.85
+
+
+def test_small_sets_get_the_studentized_interval():
+    x = np.array([0.3, 1.9, -0.4, 2.6, 0.9])  # 5 images, one seed
+    iv = paired_bootstrap(x, clusters=np.arange(5), n_boot=4000)
+    assert iv.method == "t" and iv.n_images == 5 and iv.df == 4
+    se = x.std(ddof=1) / math.sqrt(5)
+    half = 2.7764451 * se  # Student's t, 4 degrees of freedom, 97.5%
+    assert (iv.low, iv.high) == pytest.approx((x.mean() - half, x.mean() + half))
+    # the percentile bootstrap on 5 images is far narrower than the t interval
+    pct = np.quantile([np.random.default_rng(i).choice(x, 5).mean() for i in range(4000)],
+                      [0.025, 0.975])
+    assert (pct[1] - pct[0]) < 0.8 * 2 * half
+    # two values per image (fixed seeds): the image means' standard error
+    two = paired_bootstrap(np.repeat(x, 2), clusters=np.repeat(np.arange(5), 2),
+                           seeds=np.tile([0, 1], 5), resample_seeds=False)
+    assert (two.low, two.high) == pytest.approx((iv.low, iv.high))
+    # from ten images on, the percentile interval
+    assert paired_bootstrap(np.arange(10.0), clusters=np.arange(10), **FAST).method == (
+        "percentile")
+
+
+def test_p_value_agrees_with_the_interval():
+    rng = np.random.default_rng(3)
+    for n_seeds in (1, 3):
+        img, sd = np.divmod(np.arange(40 * n_seeds), n_seeds)
+        for shift in (0.0, 0.4, 2.0):
+            y = shift + rng.normal(0, 1.0, 40)[img] + rng.normal(0, 0.2, img.size)
+            iv = paired_bootstrap(y, clusters=img, seeds=sd, **FAST)
+            assert 0 <= iv.p <= 1
+            if iv.excludes_zero:
+                assert iv.p < 0.06
+            else:
+                assert iv.p > 0.04
 
 
 # ---- pairing -----------------------------------------------------------------------------
@@ -141,10 +206,11 @@ def test_a_single_seed_unnamed_variant_is_paired_by_seed():
     assert (iv.mean, iv.n, iv.n_seeds) == (0.0, 20, 1)
 
 
-def test_two_baselines_pair_on_image_and_count_one_seed():
+def test_two_baselines_pair_on_image_and_count_no_seed():
     t = table({"b1": lambda s, i: i + 0.5, "b2": lambda s, i: i})
     iv = paired_difference(t, "b1", "b2", "psnr_y", **FAST)
-    assert (iv.mean, iv.n, iv.n_images, iv.n_seeds) == (0.5, 20, 20, 1)
+    assert (iv.mean, iv.n, iv.n_images, iv.n_seeds) == (0.5, 20, 20, 0)  # nothing trained
+    assert not iv.one_run
 
 
 # ---- gains -------------------------------------------------------------------------------
@@ -208,8 +274,8 @@ def test_parse_hypotheses_accepts_a_valid_list():
     (_h(b="A"), "hypothesis 'H2': b: same variant as a"),
     (_h(metric="psnr"), "hypothesis 'H2': metric must be one of psnr_y, "),
     (_h(direction="up"), "hypothesis 'H2': direction must be one of greater, less, got 'up'"),
-    (_h(expected="greater"), "hypothesis 'H2': key must be one of id, statement, a, b, metric, "
-                             "direction, datasets, unequal_iters_ok, got 'expected'"),
+    (_h(expected="greater"), "hypothesis 'H2': key must be one of "
+                             + ", ".join(grid._ALLOWED) + ", got 'expected'"),
     ({k: v for k, v in _h().items() if k != "metric"}, "hypothesis 'H2': metric: missing"),
     ({k: v for k, v in _h().items() if k != "id"}, "hypothesis #1: id: missing"),
     (_h(statement=""), "hypothesis 'H2': statement: expected a non-empty string"),
@@ -253,7 +319,7 @@ def test_b_may_be_a_fixed_value():
         "missing variant(s): 'C'"
     # a seed-independent variant counts each image once
     base = difference_from_value(table({"A": lambda s, i: float(i)}), "A", 0.0, "psnr_y")
-    assert (base.mean, base.n, base.n_seeds) == (9.5, 20, 1)
+    assert (base.mean, base.n, base.n_seeds) == (9.5, 20, 0)
 
 
 def _verdicts(values: dict, h: Hypothesis, **kw) -> dict:
@@ -277,7 +343,9 @@ def test_verdicts_follow_the_interval():
 def test_missing_variant_is_not_tested():
     h = Hypothesis("H4", "C beats B", "C", "B", "psnr_y", "greater")
     r = evaluate_hypothesis(h, table({"A": lambda s, i: i, "B": lambda s, i: i}))
-    assert r == {"S": {"interval": None, "verdict": "not tested",
+    assert r == {"pooled": {"interval": None, "share": None, "verdict": "not tested",
+                            "note": "not tested on any set"},
+                 "S": {"interval": None, "share": None, "verdict": "not tested",
                        "note": "missing variant(s): 'C'"}}
     h2 = Hypothesis("H5", "A beats B on T", "A", "B", "psnr_y", "greater", ("T",))
     r2 = evaluate_hypothesis(h2, table({"A": lambda s, i: i, "B": lambda s, i: i}))
@@ -299,13 +367,15 @@ def test_verdict_table_has_one_row_per_hypothesis_and_set():
     hs = [Hypothesis("H1", "A above B", "A", "B", "psnr_y", "greater"),
           Hypothesis("H2", "A above C", "A", "C", "psnr_y", "greater")]
     v = verdict_table(hs, t, **FAST)
-    assert list(v.columns) == ["id", "statement", "a", "b", "metric", "direction", "dataset",
-                               "mean", "low", "high", "n_images", "n_seeds", "verdict",
-                               "note"]
+    assert list(v.columns) == stats.VERDICT_COLUMNS
     assert list(zip(v.id, v.dataset, v.verdict, strict=True)) == [
-        ("H1", "S", "supported"), ("H1", "T", "supported"),
-        ("H2", "S", "not tested"), ("H2", "T", "not tested")]
-    assert v.loc[0, ["mean", "n_images", "n_seeds"]].tolist() == pytest.approx([1.0, 20, 3])
+        ("H1", "pooled", "supported"), ("H1", "S", "supported"), ("H1", "T", "supported"),
+        ("H2", "pooled", "not tested"), ("H2", "S", "not tested"), ("H2", "T", "not tested")]
+    # pooled: the images of both sets (an image is (set, image)), the seeds shared
+    assert v.loc[0, ["mean", "n_images", "n_seeds"]].tolist() == pytest.approx([1.0, 40, 3])
+    assert v.loc[1, ["mean", "n_images", "n_seeds"]].tolist() == pytest.approx([1.0, 20, 3])
+    assert v.loc[1, "seed_means"] == "0.9 / 1 / 1.1" and v.loc[1, "method"] == "two-way t"
+    assert (v.verdict == v.adjusted).all()
 
 
 # ---- summaries and the per-image table ---------------------------------------------------
@@ -363,3 +433,87 @@ def test_per_image_table_joins_the_samples_of_a_stochastic_run(tmp_path):
     assert t.set_index("image")[["psnr_y", "diversity", "lr_psnr_ntire_worst"]].to_dict(
         "index") == {"001": {"psnr_y": 30.0, "diversity": 3.0, "lr_psnr_ntire_worst": 47.0},
                      "002": {"psnr_y": 31.0, "diversity": 4.0, "lr_psnr_ntire_worst": 46.0}}
+
+
+# ---- every, Holm -------------------------------------------------------------------------
+
+def test_wilson_interval():
+    from srlib.stats import wilson_interval
+
+    low, high = wilson_interval(10, 10)
+    assert (low, high) == pytest.approx((0.7225, 1.0), abs=1e-4)  # z = 1.96, n = 10
+    low, high = wilson_interval(5, 10)
+    assert (low, high) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_every_is_supported_only_when_every_image_meets_the_value():
+    from srlib.stats import share_meeting
+
+    (h,) = parse_hypotheses([_h(b=45, every=True, statement="every image above 45")],
+                            VARIANTS, "g")
+    assert h.every and h.value == 45.0
+    good = table({"A": lambda s, i: 46.0 + i})
+    r = evaluate_hypothesis(h, good, **FAST)
+    assert r["S"]["verdict"] == "supported" and r["S"]["share"].share == 1.0
+    assert "worst: S/000" in r["S"]["note"] and "46.00" in r["S"]["note"]
+    bad = table({"A": lambda s, i: 44.5 if (s, i) == (1, 7) else 46.0 + i})
+    r = evaluate_hypothesis(h, bad, **FAST)
+    assert r["S"]["verdict"] == "contradicted" and r["pooled"]["verdict"] == "contradicted"
+    s = r["S"]["share"]
+    assert (s.n, s.meeting, s.worst, s.worst_value) == (60, 59, "S/007 (seed 1)", 44.5)
+    assert "1 of 60 below 45" in r["S"]["note"]
+    assert s.low < s.share < s.high <= 1
+    less = share_meeting(bad, "A", 45.0, "psnr_y", "less")
+    assert (less.meeting, less.worst_value) == (1, 65.0)
+    v = verdict_table([h], bad, **FAST)
+    assert list(v.method) == ["wilson share"] * 2 and v.every.all()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (_h(every=True), "hypothesis 'H2': every: true needs a fixed value in b (a number), got b 'B'"),
+    (_h(every="yes", b=45), "hypothesis 'H2': every: expected true or false, got 'yes'"),
+    (_h(statement="every image of A beats B"), "hypothesis 'H2': statement: says 'every' but "
+                                               "its test is on a mean"),
+    (_h(b="noise-floor"), "hypothesis 'H2': b: noise-floor needs a metric with a noise floor "
+                          f"({', '.join(m for m, x in metrics.METRICS.items() if x.floor)}), "
+                          "got metric 'psnr_y'"),
+])
+def test_every_and_noise_floor_errors(bad, message):
+    with pytest.raises(ValueError) as e:
+        parse_hypotheses([bad], VARIANTS, "grid.yaml")
+    assert message in str(e.value)
+
+
+def test_noise_floor_is_compared_image_by_image():
+    t = table({"A": lambda s, i: 5.0 + 0.1 * i})
+    t["diversity"] = t["psnr_y"]
+    t["diversity_floor"] = t["psnr_y"] - 2.0
+    (h,) = parse_hypotheses([_h(b="noise-floor", metric="diversity")], VARIANTS, "g")
+    assert (h.floor, h.variants) == ("diversity_floor", ("A",))
+    r = evaluate_hypothesis(h, t, **FAST)["S"]
+    assert r["verdict"] == "supported" and r["interval"].mean == pytest.approx(2.0)
+
+
+def test_holm():
+    # m = 4: thresholds 0.0125, 0.0167, 0.025, 0.05; the step-down stops at the first miss
+    assert holm([0.01, 0.04, 0.03, 0.005]) == [True, False, False, True]
+    assert holm([0.001, 0.002, 0.003, 0.04]) == [True, True, True, True]
+    assert holm([0.01, float("nan"), 0.02]) == [True, False, True]  # m = 2
+    assert holm([]) == []
+
+
+def test_adjusted_verdicts_are_holm_across_hypotheses():
+    rng = np.random.default_rng(5)
+    noise = rng.normal(0, 1, (1, 40))
+    t = table({"A": lambda s, i: noise[0, i], "B": lambda s, i: noise[0, i] - 0.5,
+               "C": lambda s, i: noise[0, i] - 0.25 + 0.9 * rng.normal()}, seeds=(0,), n_images=40)
+    hs = [Hypothesis("H1", "A above B", "A", "B", "psnr_y", "greater"),
+          *(Hypothesis(f"H{k}", "A above C", "A", "C", "psnr_y", "greater") for k in (2, 3, 4))]
+    v = verdict_table(hs, t, **FAST)
+    pooled = v[v.dataset == "pooled"].reset_index()
+    want = holm(pooled.p.tolist())
+    for r, rejected in zip(pooled.itertuples(), want, strict=True):
+        assert r.adjusted == (r.verdict if rejected or r.verdict == "inconclusive"
+                              else "inconclusive")
+    assert pooled.loc[0, "adjusted"] == "supported"  # a 0.5 shift on 40 images, no noise
