@@ -105,9 +105,11 @@ def ssim_y(sr: torch.Tensor, hr: torch.Tensor, crop: int = 0) -> torch.Tensor:
     return torch.tensor(np.array(vals).reshape(ys.shape[:-2]), dtype=torch.float64)
 
 
-def lr_psnr(sr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation) -> torch.Tensor:
-    """Consistency: RGB PSNR (peak 1) between ``op.down(sr)`` and ``lr``."""
-    return psnr_rgb(op.down(sr), lr)
+def lr_psnr(sr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation,
+            crop: int = 0) -> torch.Tensor:
+    """Consistency: RGB PSNR (peak 1) between ``op.down(sr)`` and ``lr``, ``crop`` LR px off
+    each border (``lr_psnr_inner``: the scale's worth, where the LR depends on padding)."""
+    return psnr_rgb(op.down(sr), lr, crop=crop)
 
 
 def range_null_mse(
@@ -143,6 +145,7 @@ def image_metrics(
         "ssim_y": float(ssim_y(sr, hr, crop=s)),
         "psnr_rgb": float(psnr_rgb(sr, hr, crop=s)),
         "lr_psnr": float(lr_psnr(sr, lr, op)),
+        "lr_psnr_inner": float(lr_psnr(sr, lr, op, crop=s)),
         "range_mse": float(rng),
         "null_mse": float(null),
     }
@@ -194,6 +197,8 @@ METRICS: dict[str, Metric] = {
                     heading="LPIPS"),
     "lr_psnr": Metric("LR-PSNR", "dB", "{:.2f}", "higher", "image", results=True, table=True,
                       validation=True, heading="LR-PSNR (dB)"),
+    "lr_psnr_inner": Metric("LR-PSNR without the outer s LR pixels", "dB", "{:.2f}", "higher",
+                            "image", table=True, heading="LR-PSNR inner (dB)"),
     "lr_psnr_ntire": Metric("the challenge's LR-PSNR", "dB", "{:.2f}", "higher", "image",
                             results=True),
     "range_mse": Metric("range MSE", "", "{:.2e}", "lower", "image", results=True),

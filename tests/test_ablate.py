@@ -52,7 +52,7 @@ def test_runner_builds_the_report(micro):
         assert (run / "train.ipynb").is_file() and (run / "train.html").is_file()
         assert json.loads((run / "metrics.json").read_text())["iters"] == 4
     html = (out / "index.html").read_text()
-    assert "Findings" in html and "data:image/png;base64" in html
+    assert "The answer" in html and "data:image/png;base64" in html
     assert "proposal&#39;s failure" in html or "proposal's failure" in html
     assert "import pandas" not in html and "from srlib" not in html  # no code cells
     assert (out / "03_artifacts.html").is_file() and (out / "manifold.json").is_file()
@@ -103,7 +103,7 @@ def test_only_into_a_new_folder_reports_what_exists(micro, tmp_path, capsys):
     others = results.drop(["down/pixelshuffle", "down/pixelshuffle+P"])
     assert set(others.status) == {"not run"}
     html = (fresh / "index.html").read_text()
-    assert "Findings" in html and "Not run" in html
+    assert "The answer" in html and "Not run" in html
 
 
 def test_a_report_that_cannot_be_built_leaves_no_stale_page(micro, tmp_path, monkeypatch,
@@ -115,7 +115,7 @@ def test_a_report_that_cannot_be_built_leaves_no_stale_page(micro, tmp_path, mon
     cfg, out, _ = micro
     copy = tmp_path / "reports"
     shutil.copytree(out, copy)
-    assert "Findings" in (copy / "index.html").read_text()
+    assert "The answer" in (copy / "index.html").read_text()
 
     def fail_the_report(notebook, output, params):
         if notebook == "04_report.py":
@@ -127,7 +127,7 @@ def test_a_report_that_cannot_be_built_leaves_no_stale_page(micro, tmp_path, mon
     assert "error: the report could not be built: 04_report.py failed: RuntimeError: the " \
            "report notebook broke" in err
     page = (copy / "index.html").read_text()
-    assert "Findings" not in page and "could not be built" in page
+    assert "The answer" not in page and "could not be built" in page
 
 
 def test_second_invocation_skips_finished_runs(micro, capsys):

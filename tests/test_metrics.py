@@ -101,3 +101,17 @@ def test_bad_inputs():
         psnr_y(torch.rand(1, 8, 8), torch.rand(1, 8, 8))
     with pytest.raises(ValueError, match="crop"):
         psnr_y(torch.rand(3, 8, 8), torch.rand(3, 8, 8), crop=4)
+
+
+def test_lr_psnr_inner_leaves_the_border_out():
+    from srlib.metrics import lr_psnr
+    from srlib.resize import BicubicDegradation
+
+    op = BicubicDegradation(4)
+    hr = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lr = op.down(hr)
+    off = hr.clone()
+    off[:, :4, :] += 0.2  # an error in the outer HR rows only
+    whole, inner = lr_psnr(off, lr, op), lr_psnr(off, lr, op, crop=4)
+    assert whole < 40 and inner > whole + 30  # the error reaches the first LR rows only
+    assert lr_psnr(hr, lr, op, crop=4) == float("inf")
