@@ -29,6 +29,8 @@
   ``D(output) == LR`` to float32 rounding for every upsampler and skip; differentiable (the
   gradient reaching the network is its null-space part). No weights either: a projected
   generator loads an unprojected one's state dict (a fine-tune into projection).
+  ``project-box`` is the projection onto the consistent images *within* ``[0, 1]``
+  (``project_box64``), so that clipping at saving keeps ``D(output) == LR``.
 
   A noise input, ``noise`` channels (0, the default: none, today's deterministic
   generator): the stochastic generator of the study's H5. Per-pixel Gaussian noise
@@ -216,11 +218,26 @@ def project64(op: BicubicDegradation, sr: torch.Tensor, lr: torch.Tensor) -> tor
     return op.project(sr.double(), lr.double()).float()
 
 
+def project_box64(op: BicubicDegradation, sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    """The closest image to ``sr`` that is consistent with ``lr`` *and* in ``[0, 1]``
+    (``BicubicDegradation.project_box``, Dykstra in float64), so that clipping at saving
+    cannot break consistency; returned in float32. Straight-through: the forward value is
+    the box-constrained projection, the gradient that of ``project64`` (its null-space
+    part), since the rounds of clamps are not worth differentiating."""
+    plain = project64(op, sr, lr)
+    with torch.no_grad():
+        boxed = op.project_box(sr.detach(), lr.detach(), iters=BOX_ITERS)[0].float()
+    return plain + (boxed - plain).detach()
+
+
+BOX_ITERS = 100  # Dykstra rounds per forward pass (Set14, strong noise: 70-300 to 1e-6)
+
 # Consistency name -> (op, sr, lr) -> the output that replaces SR: (B, 3, s*h, s*w),
 # float32. None: the output as it is.
 CONSISTENCY: dict[str, Consistency | None] = {
     "none": None,
     "project": project64,  # P(SR, LR): D(output) == LR by construction
+    "project-box": project_box64,  # and in [0, 1]: consistent after clipping too
 }
 
 

@@ -158,6 +158,7 @@ class BicubicDegradation:
     ``pinv``: ``D^+ = A_h^+ y (A_w^+)^T``, the least-norm HR image that downsamples to y.
     ``project(sr, lr)``: ``sr + D^+(lr - D sr)``, so that ``D(project(sr, lr)) == lr``.
     ``split(x)``: ``(D^+ D x, x - D^+ D x)``, orthogonal range and null-space parts.
+    ``project_box(sr, lr)``: the closest image to ``sr`` that is consistent and in [0, 1].
 
     All methods take float tensors ``(B, C, H, W)`` or ``(C, H, W)`` on any device and
     are differentiable. Matrices are cached per (size, scale, dtype, device).
@@ -215,6 +216,34 @@ class BicubicDegradation:
                 f" for sr of size {(h, w)} at scale {self.scale}"
             )
         return sr + self.pinv(lr - self.down(sr))
+
+    def project_box(self, sr: torch.Tensor, lr: torch.Tensor, iters: int = 100,
+                    tol: float = 1e-6) -> tuple[torch.Tensor, dict[str, float]]:
+        """The projection of ``sr`` onto ``{x : D x = lr}`` intersected with the box
+        ``[0, 1]^n``: consistent, and still consistent once clipped for saving.
+
+        Dykstra's alternating projections (Boyle and Dykstra 1986) between the box (a clamp)
+        and the consistent set (``project``), in float64, which converge to the closest point
+        of the intersection (plain alternating projections converge to some point of it,
+        not the closest). Stops after ``iters`` rounds or once the iterate, which always
+        ends on the consistent set, lies within ``tol`` of the box. Returns it (float64) and
+        ``{"iters": rounds run, "box_violation": largest distance outside [0, 1],
+        "lr_error": largest |D x - lr|}``. Not differentiable through its rounds (the
+        training path is straight-through, ``srlib.models.project_box64``)."""
+        x, lr64 = sr.double(), lr.double()
+        p, q = torch.zeros_like(x), torch.zeros_like(x)
+        done, violation = 0, float("inf")
+        for done in range(1, iters + 1):  # noqa: B007 (the count is reported)
+            y = (x + p).clamp(0.0, 1.0)
+            p = x + p - y
+            x_next = self.project(y + q, lr64)
+            q = y + q - x_next
+            x = x_next
+            violation = float((x - x.clamp(0.0, 1.0)).abs().max())
+            if violation <= tol:
+                break
+        return x, {"iters": done, "box_violation": violation,
+                   "lr_error": float((self.down(x) - lr64).abs().max())}
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x = range + null`` with ``range = D^+ D x`` and ``D(null) = 0``."""

@@ -262,7 +262,7 @@ def _warn_about_loss(c: Config) -> None:
     """Warn when nothing ties SR to its input (projection does), when ``down`` is zero by
     construction (projection with the data's own D) and when ``loss_operator`` is unused."""
     names = {t.name for t in parse_spec(c.loss)}
-    projected = c.consistency == "project"
+    projected = c.consistency != "none"  # every consistency entry makes D(SR) == LR
     if not names & {"pixel", "down", "perc"} and not projected:
         warnings.warn(f"loss {c.loss!r} has no pixel, down or perc term: nothing ties the "
                       "output to its input, only the discriminator guides it", stacklevel=3)
