@@ -145,7 +145,9 @@ def image_metrics(
         "ssim_y": float(ssim_y(sr, hr, crop=s)),
         "psnr_rgb": float(psnr_rgb(sr, hr, crop=s)),
         "lr_psnr": float(lr_psnr(sr, lr, op)),
-        "lr_psnr_inner": float(lr_psnr(sr, lr, op, crop=s)),
+        # NaN where the LR image is too small to keep anything inside its border
+        "lr_psnr_inner": (float(lr_psnr(sr, lr, op, crop=s)) if min(lr.shape[-2:]) > 2 * s
+                          else float("nan")),
         "range_mse": float(rng),
         "null_mse": float(null),
     }

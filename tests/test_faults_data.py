@@ -155,7 +155,7 @@ def test_cli_json_is_strict_with_a_flat_image(capsys, tmp_path):
 
 
 def test_cli_json_of_finite_means_is_unchanged(capsys, tmp_path):
-    _save(tmp_path / "a.png", _rgb(32, 32))
+    _save(tmp_path / "a.png", _rgb(64, 64))
     assert main(["--model", "bicubic", "--data", str(tmp_path), "--json"]) == 0
     captured = capsys.readouterr()
     result = _strict_json(captured.out)

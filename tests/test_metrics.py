@@ -115,3 +115,8 @@ def test_lr_psnr_inner_leaves_the_border_out():
     whole, inner = lr_psnr(off, lr, op), lr_psnr(off, lr, op, crop=4)
     assert whole < 40 and inner > whole + 30  # the error reaches the first LR rows only
     assert lr_psnr(hr, lr, op, crop=4) == float("inf")
+    # an LR image too small to keep anything inside its border: NaN, not an error
+    from srlib.metrics import image_metrics
+
+    tiny = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert math.isnan(image_metrics(tiny, tiny, op.down(tiny), op)["lr_psnr_inner"])
