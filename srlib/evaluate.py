@@ -127,20 +127,23 @@ def baseline_run(d: Path, config: dict) -> None:
 
 
 class Validation:
-    """Fixed centre crops of a held-out set, evaluated during training (for curves only,
-    never for model selection): PSNR-Y (crop s), LR-PSNR, and the null-space and range gains
-    against ``D^+ LR`` in dB (``srlib.metrics.range_null_mse``), each the mean over the crops.
+    """Fixed centre crops of held-out images, evaluated during training (for curves only,
+    never for model selection): PSNR-Y (crop s), LR-PSNR, the null-space and range gains
+    against ``D^+ LR`` in dB (``srlib.metrics.range_null_mse``), each the mean over the
+    crops, and ``null_corr``: how much of the null-space part of the output at the run's
+    start is still there (``null_correlation``; NaN until ``set_reference``).
 
     Args:
-        data: the images (the ``test`` split of a data set); ``n``: how many of them.
+        paths: the image files (each checked for its size).
         crop: the crop side in HR px (smaller images give smaller crops), a multiple of s.
     """
 
-    def __init__(self, data: str, scale: int, crop: int, n: int,
+    def __init__(self, paths: list[Path], scale: int, crop: int,
                  device: str | torch.device = "cpu"):
         self.op = BicubicDegradation(scale)
         self.pairs, self.pinv = [], []
-        for path in list_images(data, "test")[:n]:
+        self.reference: list[torch.Tensor] | None = None
+        for path in paths:
             img = load_image(path)
             check_eval_size(img, path, scale)
             h, w = img.shape[-2:]
@@ -151,6 +154,19 @@ class Validation:
             pinv = quantize(self.op.pinv(lr.double()).float())  # as evaluated: 8 bits
             rng, null = range_null_mse(pinv, hr, self.op)
             self.pinv.append((float(rng), float(null)))
+
+    def _null_parts(self, g: torch.nn.Module) -> list[torch.Tensor]:
+        """The null-space part of ``g``'s raw output (float64, unquantised) on each crop."""
+        return [self.op.split(g(lr[None])[0].double())[1] for _, lr in self.pairs]
+
+    @torch.no_grad()
+    def set_reference(self, g: torch.nn.Module) -> None:
+        """Keep the null-space parts of ``g``'s outputs now (at the run's start) as the
+        reference of ``null_corr``; in eval mode (a noise generator: its sample 0)."""
+        was_training = g.training
+        g.eval()
+        self.reference = [n.cpu() for n in self._null_parts(g)]
+        g.train(was_training)
 
     @torch.no_grad()
     def __call__(self, g: torch.nn.Module) -> dict[str, float]:
@@ -164,10 +180,26 @@ class Validation:
                          float(lr_psnr(sr, lr, self.op)),
                          10 * math.log10(pinv_null / max(float(null), 1e-20)),
                          10 * math.log10(pinv_range / max(float(rng), 1e-20))])
+        corr = float("nan")
+        if self.reference is not None:
+            corr = float(np.mean([null_correlation(a.to(b.device), b) for a, b in
+                                  zip(self.reference, self._null_parts(g), strict=True)]))
         g.train(was_training)
         means = np.mean(rows, axis=0)
         return dict(zip(("psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"),
-                        means.tolist(), strict=True))
+                        means.tolist(), strict=True)) | {"null_corr": corr}
+
+
+def null_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson's correlation, over all pixels and channels, of two null-space parts ``(3,
+    H, W)`` (``BicubicDegradation.split``): 1 when the part at the start is still all there
+    (the downsampled loss's gradient, ``2 D^T (D SR - LR)``, lies in the range of ``D^T``,
+    so the null-space part moves only through the network's shared weights), 0 when
+    nothing of it is left. NaN when either is constant."""
+    a, b = a.double().flatten(), b.double().flatten()
+    a, b = a - a.mean(), b - b.mean()
+    den = float(a.norm() * b.norm())
+    return float(a @ b) / den if den > 0 else float("nan")
 
 
 def summary(table: pd.DataFrame, data: str, scale: int, model: str) -> dict:

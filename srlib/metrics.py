@@ -164,7 +164,8 @@ class Metric:
     ``source``: where a per-image value comes from: ``'image'`` (``image_metrics``, a run's
     ``eval/<set>/per_image.csv``), ``'gain'`` (computed against the ``pinv`` baseline by
     ``srlib.stats.add_gains``), ``'samples'`` (a stochastic generator's K samples,
-    ``eval/<set>/samples.csv``); ``results``: a column of ``results.csv`` (the run's mean);
+    ``eval/<set>/samples.csv``), ``'validation'`` (``validation.csv`` only); ``results``:
+    a column of ``results.csv`` (the run's mean);
     ``table``: a column of the report's main table, headed ``heading`` (of its sample
     table, for a ``samples`` metric); ``validation``:
     logged during training in ``validation.csv``; ``floor``: the column of its calibrated
@@ -214,6 +215,9 @@ METRICS: dict[str, Metric] = {
                            validation=True, heading="null-space gain (dB)"),
     "range_gain_db": Metric("range gain", "dB", "{:.2f}", "higher", "gain", table=True,
                             validation=True, heading="range gain (dB)"),
+    # logged during training only (validation.csv): the mechanism behind H2/H3
+    "null_corr": Metric("correlation of the output's null-space part with its part at the "
+                        "run's start", "", "{:.3f}", "", "validation", validation=True),
     # a stochastic generator's K samples per image; ``table``: in the report's sample table
     "lr_psnr_mean": Metric("LR-PSNR, mean of the samples", "dB", "{:.2f}", "higher",
                            "samples", table=True),

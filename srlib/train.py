@@ -65,6 +65,7 @@ RESUMABLE_CHANGES = {"out", "ckpt_every", "log_every", "device", "compile", "pro
 # OSError numbers of a full disk (or a full quota): the run stops with a clear message.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 VAL_COLUMNS = ["iter", *metrics_where(validation=True)]  # validation.csv
+HOLDOUT = "holdout"  # val_data: the training images held out (Config.holdout)
 SEED_MAX = 2**64 - 1  # the largest seed torch.manual_seed accepts
 
 
@@ -94,6 +95,10 @@ def _is_device(v) -> bool:
 
 def _is_rate(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
+
+
+def _is_weight(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
 
 
 def _is_sets(v) -> bool:
@@ -148,11 +153,20 @@ class Config:
                             choices=DISCRIMINATORS)
     d_warmup: int = _f(0, "for adv losses: the first this many iterations train the "
                           "discriminator alone (the generator is frozen)", least=0)
+    d_learning_rate: float | None = _f(None, "for adv losses: the critic's Adam learning rate "
+                                             "(default: learning_rate), halved as it is",
+                                       ok=_is_rate, expected="a number in (0, 1)")
+    r1: float = _f(0.0, "for adv losses: weight gamma of the R1 penalty (Mescheder et al. "
+                        "2018), gamma/2 E||grad D(HR)||^2 added to the critic's loss; 0: none",
+                   ok=_is_weight, expected="a finite number >= 0")
     init_from: str | None = _f(None, "start from the generator of this finished run folder")
     val_every: int = _f(0, "evaluate the validation crops every this many iterations "
                            "(0: never); logged to validation.csv", least=0)
-    val_data: str | None = _f(None, "validation images (default: the first test set); "
-                                    "centre crops, for curves only, never for selection")
+    holdout: int = _f(0, "training images held out: the last this many of data (by name) "
+                         "are not trained on; val_data 'holdout' validates on them", least=0)
+    val_data: str | None = _f(None, "validation images: 'holdout' (the held-out training "
+                                    "images), a set, or None (the first test set); centre "
+                                    "crops, for curves only, never for selection")
     val_crop: int = _f(96, "validation crop side in HR px, a multiple of scale", least=1)
     val_images: int = _f(8, "validation crops: the first this many images of val_data",
                          least=1)
@@ -174,8 +188,12 @@ class Config:
                 setattr(c, k, v)
         if c.skip is None and c.upsampler in UPSAMPLERS:
             c.skip = default_skip(c.upsampler)
+        if c.d_learning_rate is None:
+            c.d_learning_rate = c.learning_rate
         for f in dataclasses.fields(c):
             f.metadata["knob"].check(f.name, getattr(c, f.name))
+        _check("val_data", c.val_data, c.val_data != HOLDOUT or c.holdout > 0,
+               "a set name or folder: 'holdout' needs holdout >= 1 held-out training images")
         # what ties fields together
         for k in ("patch", "val_crop"):
             _check(k, getattr(c, k), getattr(c, k) % c.scale == 0,
@@ -235,8 +253,8 @@ def check_inputs(c: Config) -> None:
     """Everything a run reads, checked before anything is written: the run folder, every
     data set, the run it starts from. Warns when no loss term ties SR to its input."""
     runs.check_writable_folder(c.out)
-    list_images(c.data, "train")
-    for d in [*c.test_data, *([c.val_data] if c.val_data else [])]:
+    split_holdout(list_images(c.data, "train"), c.holdout)
+    for d in [*c.test_data, *([c.val_data] if c.val_data not in (None, HOLDOUT) else [])]:
         list_images(d, "test")
     if c.init_from:
         src = Path(c.init_from)
@@ -256,6 +274,17 @@ def check_inputs(c: Config) -> None:
             raise ValueError(f"init_from {src}: its generator differs ({'; '.join(diff)})")
     _warn_about_loss(c)
     _warn_about_noise(c)
+
+
+def split_holdout(paths: list[Path], holdout: int) -> tuple[list[Path], list[Path]]:
+    """``(train, held out)``: the last ``holdout`` of ``paths`` (sorted by name, as
+    ``list_images`` gives them) are held out; ``ValueError`` when no training image is
+    left."""
+    if holdout >= len(paths):
+        raise ValueError(f"holdout {holdout}: the training set has {len(paths)} images "
+                         f"({paths[0].parent if paths else '?'}); hold out fewer, so that "
+                         "some are left to train on")
+    return paths[:len(paths) - holdout], paths[len(paths) - holdout:]
 
 
 def _warn_about_loss(c: Config) -> None:
@@ -302,15 +331,18 @@ class Nets:
 
 
 def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
-               autocast: contextlib.AbstractContextManager, update_g: bool = True
+               autocast: contextlib.AbstractContextManager, update_g: bool = True,
+               r1: float = 0.0
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
     """One step of the generator (unless ``update_g`` is False: the discriminator's
-    warm-up), then one of the discriminator (if any).
+    warm-up), then one of the discriminator (if any), with the R1 penalty
+    ``r1 / 2 * E||grad D(HR)||^2`` when ``r1 > 0``.
 
     ``hr``: ``(B, 3, H, W)``, ``lr``: ``(B, 3, H/s, W/s)`` (the low-resolution input),
     both in ``[0, 1]``. Returns the generator's total loss, its terms (unweighted,
-    detached) and the discriminator's loss (or ``None``). Raises ``FloatingPointError``
-    before any weight changes when the loss is not finite."""
+    detached) and the discriminator's loss without the penalty (or ``None``): the
+    critic's health is read from it. Raises ``FloatingPointError`` before any weight
+    changes when the loss is not finite."""
     g, d = nets.g, nets.d
     with torch.set_grad_enabled(update_g):
         with autocast:
@@ -332,11 +364,16 @@ def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
     if d is None:
         return total.detach(), terms, None
     d.requires_grad_(True)
+    real = hr.detach().requires_grad_(r1 > 0)
     with autocast:
-        d_real, d_fake = d(hr).float(), d(sr.detach()).float()
+        d_real, d_fake = d(real).float(), d(sr.detach()).float()
     d_loss = loss.discriminator(d_real, d_fake)
+    penalty = 0.0
+    if r1 > 0:  # R1: the critic's gradient at real images, in float32 (create_graph)
+        grad, = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+        penalty = 0.5 * r1 * grad.float().pow(2).sum(dim=(1, 2, 3)).mean()
     nets.opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
+    (d_loss + penalty).backward()
     nets.opt_d.step()
     return total.detach(), terms, d_loss.detach()
 
@@ -378,7 +415,7 @@ def _build(c: Config, loss: Loss, dev: torch.device) -> tuple[Nets, list]:
         d = d.to(memory_format=torch.channels_last) if d is not None else None
     adam = {"betas": (0.9, 0.99), "fused": cuda}
     nets = Nets(g, torch.optim.Adam(g.parameters(), lr=c.learning_rate, **adam), d,
-                torch.optim.Adam(d.parameters(), lr=c.learning_rate, **adam) if d else None,
+                torch.optim.Adam(d.parameters(), lr=c.d_learning_rate, **adam) if d else None,
                 torch.compile(g) if c.compile else g)
     milestones = [c.iters // 2, c.iters * 3 // 4]  # halve the learning rate twice
     scheds = [torch.optim.lr_scheduler.MultiStepLR(o, milestones, 0.5)
@@ -553,7 +590,7 @@ def _run(c: Config, out: Path) -> dict:
         # full float32 (and the projection of consistency: project runs in float64).
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cuda.matmul.allow_tf32 = False
-    paths = list_images(c.data, "train")
+    paths, held = split_holdout(list_images(c.data, "train"), c.holdout)
     sampler = PatchSampler([load_image(p) for p in paths], c.patch, c.scale, c.batch, dev,
                            c.seed, names=[str(p) for p in paths])
     # The loss's operator D' (loss_operator); the sampler's D (MATLAB's) makes the LR.
@@ -561,11 +598,17 @@ def _run(c: Config, out: Path) -> dict:
     nets, scheds = _build(c, loss, dev)
     run = Session(c, out, dev, sampler, loss, nets, scheds)
     if c.val_every:
-        run.val = Validation(c.val_data or c.test_data[0], c.scale, c.val_crop, c.val_images,
-                             dev)
+        val_paths = held if c.val_data == HOLDOUT else \
+            list_images(c.val_data or c.test_data[0], "test")
+        run.val = Validation(val_paths[:c.val_images], c.scale, c.val_crop, dev)
     if state is not None:
         _restore(state, nets, scheds, sampler, run.ckpt)
         run.start, run.train_seconds = state["iter"], state["train_seconds"]
+    if run.val is not None:  # null_corr's reference: the outputs at the run's start
+        if state is None:
+            run.val.set_reference(nets.g)
+        elif state.get("val_reference") is not None:
+            run.val.reference = state["val_reference"]
     if c.init_from:
         now = runs.generator_hash(c.init_from)
         old = runs.recorded_source(out)
@@ -644,7 +687,8 @@ def _checkpoint(run: Session, done: int) -> None:
         _record(run)
     try:
         runs.write_torch(run.ckpt, _state(done, run.train_seconds, run.nets, run.scheds,
-                                          run.sampler))
+                                          run.sampler) | {
+            "val_reference": run.val.reference if run.val is not None else None})
     except BaseException:
         if first and not run.ckpt.exists():
             (run.out / runs.CONFIG).unlink(missing_ok=True)
@@ -658,7 +702,8 @@ def _step(run: Session, it: int, hr: torch.Tensor, lr: torch.Tensor,
     a non-finite loss names the iteration and the checkpoint kept, a generator that
     ``torch.compile`` cannot compile here (no C++ compiler, ...) names ``--compile``."""
     try:
-        return train_step(run.nets, run.loss, hr, lr, autocast, update_g=it >= run.c.d_warmup)
+        return train_step(run.nets, run.loss, hr, lr, autocast, update_g=it >= run.c.d_warmup,
+                          r1=run.c.r1)
     except FloatingPointError as err:
         raise FloatingPointError(f"at iteration {it + 1}: {err}; the last good checkpoint is "
                                  f"kept in {run.ckpt}") from None

@@ -12,6 +12,7 @@ from conftest import write_small_sets
 from PIL import Image
 
 from srlib import runs
+from srlib.data import list_images
 from srlib.losses import Loss
 from srlib.models import GENERATOR_FIELDS, build_generator
 from srlib.resize import BicubicDegradation
@@ -234,9 +235,11 @@ def test_validation_curves_are_logged_and_pinv_scores_zero_gain(tiny_sets, tmp_p
 
     log = pd.read_csv(tmp_path / "r" / "validation.csv")
     assert log.iter.tolist() == [2, 4, 6]
-    assert set(log.columns) == {"iter", "psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"}
+    assert set(log.columns) == {"iter", "psnr_y", "lr_psnr", "null_gain_db", "range_gain_db",
+                                "null_corr"}
     assert log.notna().all().all() and (log.psnr_y > 5).all()
-    val = Validation(tiny_sets[1], 4, 32, 2)
+    assert (log.null_corr.abs() <= 1 + 1e-9).all()
+    val = Validation(list_images(tiny_sets[1])[:2], 4, 32)
     op = BicubicDegradation(4)
 
     class Pinv(torch.nn.Module):
@@ -266,3 +269,71 @@ def test_a_run_from_before_a_field_is_refused_not_guessed(tiny_sets, tmp_path, c
     (out / "config.json").write_text(json.dumps(cfg))
     assert main(tiny_args(tiny_sets, out)) == 2
     assert "d_warmup: '(absent)' -> 0" in capsys.readouterr().err
+
+
+def test_r1_penalty_changes_the_critic_step_only_by_its_gradient_term():
+    """With r1 > 0 the critic's step differs (the penalty's gradient), the logged d_loss
+    is the plain loss (what the health criterion reads) and the generator's step is the
+    same."""
+    out = {}
+    for r1 in (0.0, 10.0):
+        nets, loss, hr, lr = _nets("down+0.005*adv")
+        _, _, d_loss = train_step(nets, loss, hr, lr, contextlib.nullcontext(), r1=r1)
+        out[r1] = (d_loss, [p.detach().clone() for p in nets.d.parameters()],
+                   [p.detach().clone() for p in nets.g.parameters()])
+    assert torch.allclose(out[0.0][0], out[10.0][0])
+    assert any(not torch.allclose(a, b) for a, b in zip(out[0.0][1], out[10.0][1], strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(out[0.0][2], out[10.0][2], strict=True))
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("r1", -1.0, "r1 must be a finite number >= 0"),
+    ("d_learning_rate", 2.0, "d_learning_rate must be a number in (0, 1)"),
+    ("holdout", -1, "holdout must be a non-negative integer"),
+    ("val_data", "holdout", "'holdout' needs holdout >= 1"),
+])
+def test_critic_and_holdout_fields_are_checked(field, value, expected):
+    with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        Config(**{field: value}).resolved()
+
+
+def test_d_learning_rate_defaults_to_the_generators():
+    assert Config(learning_rate=3e-4).resolved().d_learning_rate == 3e-4
+    assert Config(learning_rate=3e-4, d_learning_rate=1e-5).resolved().d_learning_rate == 1e-5
+
+
+def test_holdout_images_are_not_trained_on_and_validate(tiny_sets, tmp_path):
+    """The last `holdout` training images are left out of the patch stream and are the
+    validation crops of val_data 'holdout'; holding out every image is refused."""
+    from srlib.train import split_holdout
+
+    paths = list_images(tiny_sets[0], "train")
+    train_part, held = split_holdout(paths, 1)
+    assert train_part == paths[:-1] and held == paths[-1:]
+    with pytest.raises(ValueError, match=f"holdout {len(paths)}: the training set has"):
+        split_holdout(paths, len(paths))
+    c = Config(loss="pixel", upsampler="nearest", iters=2, out=str(tmp_path / "r"),
+               data=tiny_sets[0], test_data=[tiny_sets[1]], batch=2, patch=16, nf=8, nb=1,
+               gc=4, device="cpu", progress=False, val_every=2, val_crop=32, val_images=1,
+               holdout=1, val_data="holdout")
+    train(c)
+    import pandas as pd
+
+    log = pd.read_csv(tmp_path / "r" / "validation.csv")
+    assert log.iter.tolist() == [2] and log.notna().all().all()
+    with pytest.raises(ValueError, match="holdout"):
+        train(dataclasses.replace(c, out=str(tmp_path / "r2"), holdout=len(paths)))
+
+
+def test_null_correlation_is_one_for_an_untrained_network_against_itself(tiny_sets):
+    from srlib.evaluate import Validation, null_correlation
+
+    val = Validation(list_images(tiny_sets[1])[:2], 4, 32)
+    for upsampler in ("pixelshuffle", "nearest", "deconv", "pre"):
+        torch.manual_seed(0)
+        g = build_generator("quick", 4, upsampler, nf=8, nb=1, gc=4)
+        val.set_reference(g)
+        assert val(g)["null_corr"] == pytest.approx(1.0, abs=1e-12)
+    a = torch.randn(3, 16, 16)
+    assert null_correlation(a, -a) == pytest.approx(-1.0)
+    assert abs(null_correlation(a, torch.randn(3, 16, 16))) < 0.2

@@ -211,7 +211,8 @@ def test_every_metric_has_words_a_unit_a_format_and_a_source():
 
     for name, m in METRICS.items():
         assert m.words and m.unit in ("", "dB", "%", "grey levels") and m.fmt.format(1.5), name
-        assert m.better in ("higher", "lower", "") and m.source in ("image", "gain", "samples")
+        assert m.better in ("higher", "lower", "") and m.source in ("image", "gain", "samples",
+                                                                  "validation")
         assert not m.floor or m.floor in METRICS, f"{name}: its floor is a metric too"
         assert not m.table or m.heading or m.source == "samples", f"{name}: needs a heading"
 

@@ -1,0 +1,194 @@
+"""Tune the study's training regime (96 px HR patches) before the study is sized.
+
+    python benchmarks/regime_sweep.py --data-root ../shared/datasets --device cuda \\
+        --parallel 12 --out /tmp/sweep
+
+Runs ``python -m srlib.train`` as subprocesses, ``--parallel`` at a time, each with one
+CPU thread, in two phases; a fine-tune starts once its source has finished:
+
+1. Pixel networks (``pixel`` / nearest) on 96 px HR patches (24 px LR at x4): the batch,
+   the learning rate and the generator's size, validated on the last 8 Sun80 images held
+   out of training (``holdout: 8``, ``val_data: holdout``; Set14 stays a test set). Also
+   ``down`` / pixel shuffle, ``down`` / nearest and the torch-bicubic loss operator at
+   this patch size, for what the study will see.
+2. Adversarial fine-tunes of the reference pixel network: ``down + w adv`` and ``pixel +
+   w adv`` at the same ``w``, under several critic regimes (the critic's learning rate,
+   R1, the spectrally normalised U-Net critic). The health criterion read here: the mean
+   critic loss over the last quarter of the fine-tune, against ln 2 = 0.69 for chance.
+
+Prints one table (the final Set5 metrics of each run, the last validation PSNR-Y and
+the critic's last-quarter loss) and writes ``sweep.csv``, ``validation.csv`` (every
+run's curve) and ``critic.csv`` (the critic's loss per logged iteration) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+PATCH = 96
+FT = {"iters": 800, "learning_rate": 1e-4, "d_warmup": 160}
+REGIMES = {  # critic regime -> extra fields of the fine-tune
+    "vgg": {},
+    "vgg-dlr0.1": {"d_learning_rate": 1e-5},
+    "vgg-r1": {"r1": 10.0},
+    "unet": {"discriminator": "unet"},
+    "unet-r1": {"discriminator": "unet", "r1": 10.0},
+}
+
+
+def jobs(iters: int, ft_iters: int) -> list[dict]:
+    """The runs: ``name``, ``fields`` (srlib.train's), ``after`` (a source's name)."""
+    base = {"loss": "pixel", "upsampler": "nearest", "patch": PATCH, "batch": 2,
+            "learning_rate": 1e-3, "iters": iters}
+    out = [{"name": "ref", "fields": base}]
+    for batch, lr in ((2, 5e-4), (2, 2e-3), (4, 1e-3), (4, 2e-3), (8, 2e-3)):
+        out.append({"name": f"b{batch}-lr{lr:g}", "fields": base | {"batch": batch,
+                                                                    "learning_rate": lr}})
+    for nf, nb, gc in ((64, 1, 32), (32, 2, 16), (48, 2, 24)):
+        out.append({"name": f"nf{nf}-nb{nb}", "fields": base | {"nf": nf, "nb": nb, "gc": gc}})
+    out.append({"name": "ref-x3", "fields": base | {"iters": 3 * iters}})
+    for name, f in (("down-ps", {"loss": "down", "upsampler": "pixelshuffle"}),
+                    ("down-nearest", {"loss": "down"}),
+                    ("down-torch", {"loss": "down", "loss_operator": "torch-bicubic"})):
+        out.append({"name": name, "fields": base | f})
+    for regime, extra in REGIMES.items():
+        for fam in ("down", "pixel"):
+            for w in (1e-4, 1e-3, 1e-2):
+                out.append({"name": f"ft-{fam}+{w:g}adv-{regime}", "after": "ref",
+                            "fields": base | FT | {"iters": ft_iters, "loss": f"{fam}+{w:g}*adv"}
+                            | extra})
+    return out
+
+
+def command(job: dict, root: Path, device: str) -> list[str]:
+    f = {"data": "Sun80", "test_data": ["Set5"], "holdout": 8, "val_data": "holdout",
+         "val_crop": 192, "val_images": 8, "val_every": max(job["fields"]["iters"] // 8, 1),
+         "ckpt_every": 100000, "log_every": 20, "device": device, "progress": False,
+         "out": str(root / job["name"])} | job["fields"]
+    if job.get("after"):
+        f["init_from"] = str(root / job["after"])
+    args = [sys.executable, "-m", "srlib.train"]
+    for k, v in f.items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            args.append(flag if v else "--no-" + flag[2:])
+        elif isinstance(v, list):
+            args += [flag, *map(str, v)]
+        else:
+            args += [flag, str(v)]
+    return args
+
+
+def summarise(job: dict, root: Path, seconds: float) -> dict:
+    d = root / job["name"]
+    row = {"run": job["name"], "seconds": round(seconds, 1)}
+    if (d / "metrics.json").is_file():
+        m = json.loads((d / "metrics.json").read_text())
+        row |= {k: m.get(k) for k in ("psnr_y", "lpips", "lr_psnr", "lr_psnr_inner",
+                                      "null_gain_db", "its_per_second")}
+    if (d / "validation.csv").is_file():
+        v = pd.read_csv(d / "validation.csv")
+        row |= {"val_psnr_y": v.psnr_y.iloc[-1], "val_null_corr": v.null_corr.iloc[-1]}
+    if (d / "losses.csv").is_file():
+        loss = pd.read_csv(d / "losses.csv")
+        if "d_loss" in loss and loss.d_loss.notna().any():
+            last = loss[loss.iter > 0.75 * loss.iter.max()]
+            row["critic_last_quarter"] = float(last.d_loss.mean())
+    return row
+
+
+def schedule(todo: list[dict], runs_dir: Path, a: argparse.Namespace, env: dict,
+             out: Path) -> list[dict]:
+    """Run ``todo``, ``a.parallel`` at a time, a fine-tune after its source; one summary
+    row per run, ``sweep.csv`` rewritten as each finishes."""
+    running: dict[str, tuple[subprocess.Popen, float, dict]] = {}
+    done: dict[str, bool] = {}
+    rows: list[dict] = []
+    t0 = time.time()
+    while todo or running:
+        if a.deadline and time.time() - t0 > a.deadline:
+            rows += [{"run": j["name"], "rc": "not started"} for j in todo]
+            todo = []
+            for p, _, _ in running.values():
+                p.terminate()
+        for name, (p, start, job) in list(running.items()):
+            if p.poll() is None:
+                continue
+            del running[name]
+            done[name] = p.returncode == 0
+            rows.append(summarise(job, runs_dir, time.time() - start) | {"rc": p.returncode})
+            print(f"[{time.time() - t0:6.0f}s] {name}: rc {p.returncode}", flush=True)
+            pd.DataFrame(rows).to_csv(out / "sweep.csv", index=False)
+        for job in [j for j in todo if not j.get("after") or j["after"] in done]:
+            if len(running) >= a.parallel:
+                break
+            todo.remove(job)
+            if job.get("after") and not done[job["after"]]:
+                rows.append({"run": job["name"], "rc": "source failed"})
+                continue
+            log = open(runs_dir / f"{job['name']}.log", "w")  # noqa: SIM115
+            running[job["name"]] = (subprocess.Popen(command(job, runs_dir, a.device),
+                                                     stdout=log, stderr=subprocess.STDOUT,
+                                                     env=env), time.time(), job)
+        time.sleep(1)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=3000)
+    ap.add_argument("--ft-iters", type=int, default=800)
+    ap.add_argument("--only", nargs="*", help="run only these names (and their sources)")
+    ap.add_argument("--out", default="/tmp/sweep", help="the tables' folder")
+    ap.add_argument("--runs", default=None, help="the run folders (default: OUT/runs)")
+    ap.add_argument("--deadline", type=float, default=None,
+                    help="seconds: then start nothing more, stop the running (SIGTERM) and "
+                         "write the tables")
+    a = ap.parse_args()
+    out = Path(a.out)
+    runs_dir = Path(a.runs) if a.runs else out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"SRLIB_DATA": str(Path(a.data_root).resolve()), "OMP_NUM_THREADS": "1",
+                        "PYTHONPATH": os.pathsep.join(
+                            filter(None, [str(Path(__file__).resolve().parents[1]),
+                                          os.environ.get("PYTHONPATH")]))}
+    todo = jobs(a.iters, a.ft_iters)
+    if a.only:
+        keep = set(a.only) | {j.get("after") for j in todo if j["name"] in a.only}
+        todo = [j for j in todo if j["name"] in keep]
+    rows = schedule(todo, runs_dir, a, env, out)
+    curves, critic = [], []
+    for job in jobs(a.iters, a.ft_iters):
+        d = runs_dir / job["name"]
+        if (d / "validation.csv").is_file():
+            curves.append(pd.read_csv(d / "validation.csv").assign(run=job["name"]))
+        if (d / "losses.csv").is_file() and job.get("after"):
+            critic.append(pd.read_csv(d / "losses.csv")[["iter", "d_loss", "adv"]]
+                          .assign(run=job["name"]))
+    if curves:
+        pd.concat(curves).to_csv(out / "validation.csv", index=False)
+    if critic:
+        pd.concat(critic).to_csv(out / "critic.csv", index=False)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "sweep.csv", index=False)
+    with pd.option_context("display.width", 250, "display.max_rows", 200,
+                           "display.max_columns", 20):
+        print(table.round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
