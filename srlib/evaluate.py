@@ -55,6 +55,24 @@ BASELINES: dict[str, Callable[[BicubicDegradation], Upscaler]] = {
 }
 
 
+def rounding_of(upscale: Upscaler) -> str:
+    """How the outputs of ``upscale`` are saved as 8 bits: ``consistent``
+    (``BicubicDegradation.round_consistent``: the rounding error pushed into the null space
+    of D) for a generator with ``consistency: project-box``, whose outputs are consistent
+    and in ``[0, 1]`` so that only rounding could break consistency; ``plain`` (clip and
+    round, ``srlib.metrics.quantize``, the literature's convention) for every other."""
+    return "consistent" if getattr(upscale, "consistency", None) == "project-box" else "plain"
+
+
+def save_u8(sr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation, rounding: str
+            ) -> torch.Tensor | None:
+    """The 8-bit image saved for ``sr`` ``(3, H, W)`` with ``rounding`` (``rounding_of``),
+    float32 on the 8-bit grid; ``None`` for plain rounding (the metrics quantise)."""
+    if rounding == "plain":
+        return None
+    return op.round_consistent(sr, lr).float()
+
+
 def evaluate(
     upscale: Upscaler,
     data: str,
@@ -72,6 +90,7 @@ def evaluate(
     projection ``P(SR, LR) = SR + D^+(LR - D SR)`` of its raw output (post hoc, same
     weights), its PNGs saved there; returns ``(table, projected table or None)``."""
     op = BicubicDegradation(scale)
+    rounding = rounding_of(upscale)
     for folder in (save_dir, projected_dir):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -84,7 +103,8 @@ def evaluate(
             sr = upscale(lr[None])[0].float()
         if sr.shape != hr.shape:
             raise ValueError(f"{name}: model output {tuple(sr.shape)} != HR {tuple(hr.shape)}")
-        rows.append(_image_row(name, sr, hr, lr, op, lpips_model, save_dir))
+        rows.append(_image_row(name, sr, hr, lr, op, lpips_model, save_dir,
+                               save_u8(sr, lr, op, rounding)))
         if projected_dir is not None:
             sr_p = op.project(sr.double(), lr.double()).float()
             rows_p.append(_image_row(name, sr_p, hr, lr, op, lpips_model, projected_dir))
@@ -93,15 +113,18 @@ def evaluate(
 
 def _image_row(name: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
                op: BicubicDegradation, lpips_model: lpips.LPIPS | None,
-               save_dir: Path | None) -> dict:
-    row = {"image": name, **image_metrics(sr, hr, lr, op),
+               save_dir: Path | None, saved: torch.Tensor | None = None) -> dict:
+    """The metrics of the raw output ``sr`` as saved: ``saved`` (8 bits), or plainly
+    rounded when None."""
+    out = quantize(sr if saved is None else saved)
+    row = {"image": name, **image_metrics(sr, hr, lr, op, saved=out),
            # the challenge's LR-PSNR (srlib.ntire), beside ours (lr_psnr)
-           "lr_psnr_ntire": lr_psnr_ntire_float(sr.cpu(), hr.cpu(), op.scale)}
+           "lr_psnr_ntire": lr_psnr_ntire_float(out.cpu(), hr.cpu(), op.scale)}
     if lpips_model is not None:
         with torch.no_grad():
-            row["lpips"] = float(lpips_model(quantize(sr)[None], hr[None]))
+            row["lpips"] = float(lpips_model(out[None], hr[None]))
     if save_dir is not None:
-        runs.write_png(save_dir / f"{name}.png", sr)
+        runs.write_png(save_dir / f"{name}.png", out)
     return row
 
 
@@ -296,6 +319,8 @@ def evaluate_samples(
             check_eval_size(img, path, scale)
             hr, lr = eval_pair(img.to(device), op)
             samples = draw_samples(g, lr, k)
+            if rounding_of(g) == "consistent":  # each sample as it is saved
+                samples = torch.stack([save_u8(x, lr, op, "consistent") for x in samples])
             rows.append(_sample_row(path.stem, samples, hr, lr, op, metric, where / runs.SAMPLES))
         table = pd.DataFrame(rows)
         runs.write_text(where / runs.SAMPLES_CSV, table.to_csv(index=False))

@@ -126,14 +126,17 @@ def range_null_mse(
 
 
 def image_metrics(
-    sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation
+    sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation,
+    saved: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """All distortion metrics of one ``(3, H, W)`` SR image against its HR and LR.
 
-    ``sr`` is quantised here (clip + 8 bits) so that no caller can forget it; ``hr``
-    and ``lr`` are the 8-bit images of the evaluation pair; crop = the scale."""
+    ``sr`` is the raw output; it is quantised here (clip + 8 bits) so that no caller can
+    forget it, unless ``saved``, the 8-bit image as saved by another rounding
+    (``BicubicDegradation.round_consistent``), is given; ``hr`` and ``lr`` are the 8-bit
+    images of the evaluation pair; crop = the scale."""
     raw = sr
-    sr = quantize(sr)
+    sr = quantize(sr if saved is None else saved)  # a no-op on an 8-bit image
     s = op.scale
     rng, null = range_null_mse(sr, hr, op)
     return {

@@ -38,7 +38,10 @@
   is mixed into the features after ``conv_first`` by a 1x1 conv without bias,
   ``conv_noise`` (``feat = conv_first(x) + conv_noise(z)``; StyleGAN's per-pixel noise
   inputs, with a learned mix per feature instead of one scale per channel; an SRFlow-like
-  latent at LR size, injected once). The body's 3x3 convs spread it spatially. Its
+  latent at LR size). The body's 3x3 convs spread it spatially. ``noise_at`` adds depths
+  (``NOISE_DEPTHS``: ``first``, the default and the above; ``body``, after the RRDB
+  blocks; ``hr``, at HR size after the upsampler, for per-pixel HR detail), each with its
+  own 1x1 conv and its own channels of the one z tensor. Its
   layer is created last, so a noise generator seeded alike has the deterministic one's
   weights plus ``conv_noise`` (PyTorch's default init, non-zero: z matters from the
   start), and a deterministic state dict loads into it but for ``conv_noise``.
@@ -241,6 +244,19 @@ CONSISTENCY: dict[str, Consistency | None] = {
 }
 
 
+# Noise depth name -> where ``z`` is mixed into the features, each by its own 1x1 conv
+# without bias (``noise_at``): ``first`` after ``conv_first`` (LR size; ``conv_noise``),
+# ``body`` on the RRDB body's output before ``conv_body`` (LR size, after the blocks),
+# ``hr`` after the upsampler, at HR size, before ``conv_hr`` (its noise is ``s^2`` LR-size
+# channels per noise channel, pixel-shuffled to HR: one z tensor serves every depth).
+NOISE_DEPTHS = ("first", "body", "hr")
+
+
+def _is_depths(v) -> bool:
+    return isinstance(v, list) and bool(v) and len(set(v)) == len(v) and \
+        all(isinstance(d, str) and d in NOISE_DEPTHS for d in v)
+
+
 def default_skip(upsampler: str) -> str:
     """The skip an upsampler had before skips were selectable, what ``skip=None`` means:
     ``bicubic`` for pre-upsampling (a ``None`` entry of ``UPSAMPLERS``), else ``none``."""
@@ -322,6 +338,13 @@ GENERATOR_FIELDS: dict[str, Knob] = {
                      "term", least=0, expected="a non-negative integer (0: no noise input, "
                      "deterministic; k > 0: k noise channels)",
                   fine_tune=lambda old, new: old in (0, new)),
+    # a fine-tune may add depths: their convs start fresh (train._build allows it)
+    "noise_at": Knob(["first"], "with noise: where z is mixed into the features, one or more "
+                                f"of {', '.join(NOISE_DEPTHS)} (first: after the first conv; "
+                                "body: after the RRDB blocks; hr: at HR size after the "
+                                "upsampler)", ok=_is_depths,
+                     expected=f"a non-empty list of distinct depths from {', '.join(NOISE_DEPTHS)}",
+                     fine_tune=lambda _old, _new: True),
     "scale": Knob(4, f"SR factor, one of {', '.join(map(str, SCALES))}", choices=SCALES),
     "nf": Knob(None, "generator features (preset's)", least=1),
     "nb": Knob(None, "generator RRDB blocks (preset's)", least=1),
@@ -363,11 +386,13 @@ class RRDBNet(nn.Module):
 
     def __init__(self, scale: int = 4, upsampler: str = "nearest", nf: int = 64,
                  nb: int = 23, gc: int = 32, skip: str | None = None,
-                 consistency: str = "none", noise: int = 0):
+                 consistency: str = "none", noise: int = 0,
+                 noise_at: list[str] | None = None):
         super().__init__()
         skip = default_skip(upsampler) if skip is None else skip
+        noise_at = list(GENERATOR_FIELDS["noise_at"].default if noise_at is None else noise_at)
         check_generator(upsampler=upsampler, skip=skip, consistency=consistency, noise=noise,
-                        scale=scale, nf=nf, nb=nb, gc=gc)
+                        noise_at=noise_at, scale=scale, nf=nf, nb=nb, gc=gc)
         step = UPSAMPLERS[upsampler]
         self.scale, self.upsampler, self.skip = scale, upsampler, skip
         self.consistency, self.noise = consistency, noise
@@ -379,15 +404,30 @@ class RRDBNet(nn.Module):
         self.upsample = nn.Identity() if step is None else _upsampler(step, nf, scale)
         self.conv_hr = nn.Conv2d(nf, nf, 3, padding=1)
         self.conv_last = nn.Conv2d(nf, 3, 3, padding=1)
-        # Created last: every other weight is drawn as without noise (module doc).
-        self.conv_noise = nn.Conv2d(noise, nf, 1, bias=False) if noise else None
+        # Created last: every other weight is drawn as without noise (module doc); the
+        # first depth keeps its historical name (conv_noise) and is created first.
+        self.noise_at = noise_at if noise else []
+        self.conv_noise = nn.Conv2d(noise, nf, 1, bias=False) \
+            if noise and "first" in noise_at else None
+        self.conv_noise_body = nn.Conv2d(noise, nf, 1, bias=False) \
+            if noise and "body" in noise_at else None
+        # at HR size: s^2 LR-size channels per noise channel, shuffled (none for pre)
+        self.hr_ratio = 1 if self.pre else scale * scale
+        self.conv_noise_hr = nn.Conv2d(noise, nf, 1, bias=False) \
+            if noise and "hr" in noise_at else None
+
+    def noise_channels(self) -> dict[str, int]:
+        """How many of z's channels each noise depth takes, in ``NOISE_DEPTHS`` order."""
+        per = {"first": self.noise, "body": self.noise, "hr": self.noise * self.hr_ratio}
+        return {d: per[d] for d in NOISE_DEPTHS if d in self.noise_at}
 
     def noise_shape(self, lr: torch.Tensor) -> tuple[int, int, int, int]:
-        """The shape of ``z`` for the input ``lr`` ``(B, 3, h, w)``: ``(B, noise, h, w)``,
-        ``(B, noise, s*h, s*w)`` for ``pre`` (the size the body runs at)."""
+        """The shape of ``z`` for the input ``lr`` ``(B, 3, h, w)``: ``(B, C, h, w)``,
+        ``(B, C, s*h, s*w)`` for ``pre`` (the size the body runs at), ``C`` the channels of
+        every noise depth (``noise_channels``; ``noise`` with ``first`` alone)."""
         b, _, h, w = lr.shape
         r = self.scale if self.pre else 1
-        return (b, self.noise, r * h, r * w)
+        return (b, sum(self.noise_channels().values()), r * h, r * w)
 
     def sample_noise(self, lr: torch.Tensor, seed: int | None = None) -> torch.Tensor:
         """``z ~ N(0, 1)`` of ``noise_shape(lr)`` on ``lr``'s device, float32: from
@@ -403,20 +443,31 @@ class RRDBNet(nn.Module):
         return torch.randn(shape, generator=gen).to(lr.device)
 
     def _noise_features(self, x: torch.Tensor, lr: torch.Tensor,
-                        z: torch.Tensor | None) -> torch.Tensor | None:
-        """``conv_noise(z)`` for the body's input ``x``, z drawn when None (module doc);
-        None without a noise input."""
+                        z: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """``{depth: its conv of its part of z}`` for the body's input ``x``, z drawn when
+        None (module doc); empty without a noise input. The ``hr`` part is pixel-shuffled
+        to HR size first."""
         if not self.noise:
             if z is not None:
                 raise ValueError("z given, but this generator has no noise input (noise=0); "
                                  "pass z=None, or build it with noise > 0")
-            return None
+            return {}
         if z is None:
             z = self.sample_noise(lr, None if self.training else 0)
         want = self.noise_shape(lr)
         if tuple(z.shape) != want:
             raise ValueError(f"z must have shape {want} (B, noise, h, w), got {tuple(z.shape)}")
-        return self.conv_noise(z.to(device=x.device, dtype=x.dtype))
+        z = z.to(device=x.device, dtype=x.dtype)
+        convs = {"first": self.conv_noise, "body": self.conv_noise_body,
+                 "hr": self.conv_noise_hr}
+        out, start = {}, 0
+        for depth, n in self.noise_channels().items():
+            part = z[:, start:start + n]
+            start += n
+            if depth == "hr" and self.hr_ratio > 1:
+                part = F.pixel_shuffle(part, self.scale)
+            out[depth] = convs[depth](part)
+        return out
 
     def forward(self, lr: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """SR of ``lr``; ``z``: the noise of a generator with a noise input (module doc),
@@ -429,11 +480,14 @@ class RRDBNet(nn.Module):
         with fp32:
             x = self.op.up(lr.float()) if self.pre else lr
             base = None if skip_fn is None else skip_fn(self.op, lr.float())
-        feat = self.conv_first(x)
         mixed = self._noise_features(x, lr, z)
-        feat = feat if mixed is None else feat + mixed
-        feat = feat + self.conv_body(self.body(feat))
-        feat = F.leaky_relu(self.conv_hr(self.upsample(feat)), 0.2)
+        feat = self.conv_first(x)
+        feat = feat + mixed["first"] if "first" in mixed else feat
+        body = self.body(feat)
+        body = body + mixed["body"] if "body" in mixed else body
+        feat = self.upsample(feat + self.conv_body(body))
+        feat = feat + mixed["hr"] if "hr" in mixed else feat
+        feat = F.leaky_relu(self.conv_hr(feat), 0.2)
         with fp32:  # the projection too: autocast never reaches D (it runs in float64)
             out = self.conv_last(feat.float())
             out = out if base is None else base + out

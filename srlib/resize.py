@@ -123,6 +123,16 @@ def _check_image(x: torch.Tensor, name: str = "x") -> None:
         raise ValueError(f"{name} must be a float tensor in [0, 1], got dtype {x.dtype}")
 
 
+def _span(a: torch.Tensor) -> int:
+    """The widest run of input pixels that one output pixel of the matrix ``a`` reads
+    (first to last non-zero weight of a row): pixels this far apart share no output."""
+    nz = a != 0
+    idx = torch.arange(a.shape[1], device=a.device).expand_as(a)
+    first = torch.where(nz, idx, a.shape[1]).min(dim=1).values
+    last = torch.where(nz, idx, -1).max(dim=1).values
+    return int((last - first).max()) + 1
+
+
 def _apply(x: torch.Tensor, a_h: torch.Tensor, a_w: torch.Tensor) -> torch.Tensor:
     # (h, H) @ (..., H, W) @ (W, w): two matmuls, batched over leading dimensions.
     return a_h @ x @ a_w.transpose(0, 1)
@@ -244,6 +254,52 @@ class BicubicDegradation:
                 break
         return x, {"iters": done, "box_violation": violation,
                    "lr_error": float((self.down(x) - lr64).abs().max())}
+
+    def round_consistent(self, x: torch.Tensor, lr: torch.Tensor, sweeps: int = 2
+                         ) -> torch.Tensor:
+        """``x`` rounded to the 8-bit grid (``k / 255``) so that ``D`` of the result is as
+        close to ``lr`` as a greedy search finds: rounding with its error pushed into the
+        null space of ``D``, for saving a consistent image (``project_box``'s) as a PNG.
+
+        Starts from plain rounding (``srlib.metrics.quantize``) and only moves a pixel to
+        the other of its two nearest 8-bit levels (``floor`` or ``ceil`` of ``255 x``,
+        within ``[0, 255]``), where that lowers ``||D(result) - lr||^2``; so the result is
+        never further from ``x`` than one level per pixel, and never less consistent than
+        plain rounding (in float64, exactly: every accepted move lowers the residual).
+        Pixels are visited in phases of a ``stride x stride`` grid, ``stride`` the widest
+        span of HR pixels one LR pixel reads (16 at x4): within a phase no two pixels reach
+        a common LR pixel, so their moves add exactly and run as one batched step.
+        ``sweeps`` passes over the phases. ``x``: ``(..., 3, H, W)`` in ``[0, 1]`` (values
+        outside are clipped first); returns float64 on the 8-bit grid, ``x``'s shape."""
+        h, w = self._hr_sides(x, "x")
+        dev = str(x.device)
+        a_h = _matrix(h, 1.0 / self.scale, torch.float64, dev)
+        a_w = _matrix(w, 1.0 / self.scale, torch.float64, dev)
+        v = x.double().clamp(0.0, 1.0) * 255.0
+        k = torch.floor(v + 0.5)  # plain rounding, as quantize
+        lo, hi = torch.floor(v), torch.ceil(v)
+        res = _apply(k / 255.0, a_h, a_w) - lr.double()  # D(result) - lr
+        stride = max(_span(a_h), _span(a_w))
+        for _ in range(sweeps):
+            for py in range(min(stride, h)):
+                for px in range(min(stride, w)):
+                    ah, aw = a_h[:, py::stride], a_w[:, px::stride]
+                    g = ah.transpose(0, 1) @ res @ aw  # D^T res at the phase's pixels
+                    c = ah.pow(2).sum(0)[:, None] * aw.pow(2).sum(0)[None, :]
+                    kk = k[..., py::stride, px::stride]
+                    step = torch.zeros_like(kk)
+                    best = torch.zeros_like(kk)  # the change of ||res||^2 (x 255^2)
+                    for d in (1.0, -1.0):
+                        ok = (kk + d >= lo[..., py::stride, px::stride]) & \
+                             (kk + d <= hi[..., py::stride, px::stride])
+                        gain = 2 * d * 255.0 * g + c
+                        take = ok & (gain < best)
+                        step = torch.where(take, d, step)
+                        best = torch.where(take, gain, best)
+                    if bool(step.any()):
+                        k[..., py::stride, px::stride] = kk + step
+                        res = res + _apply(step / 255.0, ah, aw)
+        return k / 255.0
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x = range + null`` with ``range = D^+ D x`` and ``D(null) = 0``."""

@@ -124,6 +124,7 @@ class Config:
     skip: str | None = _g("skip")
     consistency: str = _g("consistency")
     noise: int = _g("noise")
+    noise_at: list[str] = _g("noise_at")
     eval_samples: int = _f(DEFAULT_K, "with noise: samples drawn per test image at evaluation "
                                       "(K >= 1, fixed seeds 0..K-1; the NTIRE 2021 challenge "
                                       "draws 10)", least=1,
@@ -403,7 +404,7 @@ def _build(c: Config, loss: Loss, dev: torch.device) -> tuple[Nets, list]:
         src = runs.load_generator(c.init_from).state_dict()
         # A deterministic source into a noise generator: all but conv_noise (checked alike)
         missing, unexpected = g.load_state_dict(src, strict=False)
-        if unexpected or any(not k.startswith("conv_noise.") for k in missing):
+        if unexpected or any(not k.startswith("conv_noise") for k in missing):
             raise ValueError(f"init_from {c.init_from}: its generator does not fit "
                              f"(missing {missing}, unexpected {unexpected})")
     d = None

@@ -51,8 +51,9 @@ def test_the_generator_fields_of_the_config_are_the_table():
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for name, knob in GENERATOR_FIELDS.items():
         f = fields[name]
-        assert (f.default, f.metadata["help"], f.metadata["knob"]) == (knob.default, knob.help,
-                                                                       knob), name
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        assert (default, f.metadata["help"], f.metadata["knob"]) == (knob.default, knob.help,
+                                                                     knob), name
 
 
 def test_every_field_with_choices_refuses_another_value_naming_them():

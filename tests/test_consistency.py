@@ -245,3 +245,88 @@ def test_projection_onto_the_box_keeps_consistency_after_clipping():
     ref = sr.float().requires_grad_()
     CONSISTENCY["project"](op, ref, lr.float()).sum().backward()
     torch.testing.assert_close(x.grad, ref.grad)
+
+
+# ---- project-box and the rounding that keeps consistency ------------------------------
+
+@pytest.mark.parametrize("upsampler", UPSAMPLERS)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_project_box_generator_ends_in_the_box_and_consistent(scale, upsampler):
+    """A project-box generator's output is P_box of its raw output: consistent with LR to
+    float64 precision and inside [0, 1] (Dykstra's tolerance, 1e-6), for every upsampler
+    and scale; its gradient reaches the network's weights."""
+    from srlib.models import BOX_ITERS
+
+    op = BicubicDegradation(scale)
+    g = torch.Generator().manual_seed(scale)
+    # sharp edges (blocks of 0.1 and 0.9), so that plain P overshoots; the HR strictly
+    # inside the box, so that the intersection has an inside (measured: 16 to 25 rounds)
+    hr = 0.1 + 0.8 * (torch.rand(1, 3, 6, 5, generator=g) > 0.5).double()
+    lr = op.down(hr.repeat_interleave(2 * scale, -1).repeat_interleave(2 * scale, -2))
+    torch.manual_seed(0)
+    net = tiny(scale, upsampler, consistency="project-box")
+    out = net(lr.float())
+    with torch.no_grad():
+        torch.manual_seed(0)
+        raw = tiny(scale, upsampler)(lr.float())
+        boxed, info = op.project_box(raw.double(), lr, iters=BOX_ITERS)
+    assert info["lr_error"] < 1e-12 and info["box_violation"] <= 1e-6
+    plain = op.project(raw.double(), lr)  # the check can fail: plain P leaves the box
+    assert float(((plain < 0) | (plain > 1)).double().mean()) > 0.01
+    torch.testing.assert_close(out.detach(), boxed.float())
+    out.pow(2).mean().backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and any(float(gr.abs().max()) > 0 for gr in grads)
+
+
+def _noisy_consistent(seed: int, side: int = 64, scale: int = 4):
+    op = BicubicDegradation(scale)
+    g = torch.Generator().manual_seed(seed)
+    hr = torch.rand(3, side, side, generator=g).double()
+    hr = torch.nn.functional.avg_pool2d(hr[None], 3, 1, 1)[0]  # some spatial correlation
+    hr = torch.floor(hr * 255 + 0.5) / 255
+    lr = torch.floor(op.down(hr) * 255 + 0.5) / 255
+    sr = hr + 0.1 * torch.randn(hr.shape, generator=g, dtype=torch.float64)
+    return op, hr, lr, op.project_box(sr, lr, iters=300)[0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_consistent_rounding_is_never_less_consistent_than_plain_rounding(seed):
+    """On each fixture: every value on the 8-bit grid and within one level of the input;
+    LR-PSNR (ours, and the challenge's) at least that of plain rounding; ours higher."""
+    from srlib.metrics import lr_psnr, quantize
+    from srlib.ntire import lr_psnr_ntire_float
+
+    op, hr, lr, x = _noisy_consistent(seed)
+    plain = quantize(x)
+    ours = op.round_consistent(x, lr)
+    assert torch.equal(torch.floor(ours * 255 + 0.5), ours * 255) or \
+        (ours * 255 - torch.round(ours * 255)).abs().max() < 1e-9
+    assert (ours - x.clamp(0, 1)).abs().max() <= 1 / 255 + 1e-12
+    p_plain, p_ours = float(lr_psnr(plain, lr, op)), float(lr_psnr(ours, lr, op))
+    assert p_ours > p_plain + 3  # measured: about +7 dB at two sweeps
+    assert lr_psnr_ntire_float(ours.float(), hr.float(), 4) >= \
+        lr_psnr_ntire_float(plain.float(), hr.float(), 4)
+
+
+def test_project_box_runs_are_saved_with_consistent_rounding(tiny_sets, tmp_path):
+    """evaluate() saves a project-box generator's outputs with the consistent rounding (its
+    PNGs and metrics), any other with plain rounding."""
+    from srlib.data import eval_pair, list_images, load_image
+    from srlib.evaluate import evaluate, rounding_of
+    from srlib.metrics import lr_psnr, quantize
+
+    torch.manual_seed(0)
+    boxed = tiny(consistency="project-box").eval()
+    assert rounding_of(boxed) == "consistent" and rounding_of(tiny().eval()) == "plain"
+    assert rounding_of(BicubicDegradation(4).pinv) == "plain"
+    table, _ = evaluate(boxed, tiny_sets[1], 4, save_dir=tmp_path / "png")
+    op = BicubicDegradation(4)
+    for path, row in zip(list_images(tiny_sets[1]), table.itertuples(), strict=True):
+        hr, lr = eval_pair(load_image(path), op)
+        with torch.no_grad():
+            sr = boxed(lr[None])[0]
+        plain = float(lr_psnr(quantize(sr), lr, op))
+        assert row.lr_psnr >= plain and row.clipped == 0.0
+        png = load_image(tmp_path / "png" / f"{path.stem}.png").float() / 255
+        assert abs(float(lr_psnr(png, lr, op)) - row.lr_psnr) < 1e-6

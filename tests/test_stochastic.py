@@ -279,3 +279,56 @@ def test_resume_with_noise_gives_the_same_weights(tiny_sets, tmp_path, monkeypat
     assert same_weights(runs.load_generator(tmp_path / "whole"),
                         runs.load_generator(tmp_path / "cut"))
     assert resumed["samples"] == whole["samples"]
+
+
+# ---- noise at several depths ---------------------------------------------------------------
+
+@pytest.mark.parametrize("upsampler", ["nearest", "pixelshuffle", "pre"])
+def test_samples_at_several_depths_differ_with_the_seed_and_repeat_with_it(upsampler):
+    """Noise at every depth: z's channels are the depths' (hr: s^2 per noise channel, but
+    for pre), two seeds give two samples, one seed the same sample; each depth alone moves
+    the output."""
+    from srlib.models import NOISE_DEPTHS, RRDBNet
+
+    lr = torch.rand(1, 3, 8, 8)
+    torch.manual_seed(0)
+    g = RRDBNet(4, upsampler, nf=8, nb=1, gc=4, noise=2, noise_at=list(NOISE_DEPTHS)).eval()
+    hr_channels = 2 if upsampler == "pre" else 2 * 16
+    assert g.noise_channels() == {"first": 2, "body": 2, "hr": hr_channels}
+    assert g.sample_noise(lr, 0).shape[1] == 4 + hr_channels
+    with torch.no_grad():
+        s0, s0_again, s1 = (g(lr, g.sample_noise(lr, k)) for k in (0, 0, 1))
+        assert torch.equal(s0, s0_again) and (s0 - s1).abs().max() > 1e-4
+        z = g.sample_noise(lr, 0)
+        start = 0
+        for n in g.noise_channels().values():  # perturb one depth's part of z only
+            z2 = z.clone()
+            z2[:, start:start + n] += 1.0
+            start += n
+            assert (g(lr, z2) - s0).abs().max() > 1e-5
+
+
+def test_a_noise_depth_the_generator_does_not_have_is_refused_naming_the_choices():
+    from srlib.models import RRDBNet
+
+    with pytest.raises(ValueError, match=r"noise_at must be a non-empty list of distinct depths "
+                                         r"from first, body, hr, got \['deep'\]"):
+        RRDBNet(4, "nearest", nf=8, nb=1, gc=4, noise=2, noise_at=["deep"])
+    with pytest.raises(ValueError, match="noise_at must be"):
+        Config(noise=2, noise_at=["first", "first"]).resolved()
+
+
+def test_a_noise_generator_fine_tunes_into_more_depths(tiny_sets, tmp_path):
+    """A one-depth noise run starts a three-depth one: its weights load, the new depths'
+    convs start fresh."""
+    src = tmp_path / "src"
+    train(Config(loss="pixel+0.005*adv", upsampler="nearest", iters=2, out=str(src),
+                 data=tiny_sets[0], test_data=[tiny_sets[1]], batch=2, patch=16, nf=8, nb=1,
+                 gc=4, d_nf=8, device="cpu", progress=False, noise=2, eval_samples=2))
+    out = tmp_path / "ft"
+    train(Config(loss="pixel+0.005*adv", upsampler="nearest", iters=2, out=str(out),
+                 data=tiny_sets[0], test_data=[tiny_sets[1]], batch=2, patch=16, nf=8, nb=1,
+                 gc=4, d_nf=8, device="cpu", progress=False, noise=2, eval_samples=2,
+                 noise_at=["first", "body", "hr"], init_from=str(src)))
+    g = runs.load_generator(out)
+    assert g.noise_at == ["first", "body", "hr"] and g.conv_noise_hr is not None
