@@ -34,7 +34,14 @@ import torch
 
 from srlib import lpips, runs
 from srlib.data import check_eval_size, dataset_name, eval_pair, list_images, load_image
-from srlib.metrics import image_metrics, lr_psnr, psnr_y, quantize, range_null_mse
+from srlib.metrics import (
+    image_metrics,
+    lr_psnr,
+    psnr_y,
+    quantize,
+    range_null_mse,
+    raw_metrics,
+)
 from srlib.ntire import (
     DEFAULT_K,
     diversity_score,
@@ -117,7 +124,9 @@ def _image_row(name: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
     """The metrics of the raw output ``sr`` as saved: ``saved`` (8 bits), or plainly
     rounded when None."""
     out = quantize(sr if saved is None else saved)
-    row = {"image": name, **image_metrics(sr, hr, lr, op, saved=out),
+    row = {"image": name, **image_metrics(sr if saved is None else out, hr, lr, op),
+           # the network's own output, before it was rounded (for saved: its rounding)
+           **raw_metrics(sr, lr, op),
            # the challenge's LR-PSNR (srlib.ntire), beside ours (lr_psnr)
            "lr_psnr_ntire": lr_psnr_ntire_float(out.cpu(), hr.cpu(), op.scale)}
     if lpips_model is not None:

@@ -264,6 +264,9 @@ class Context:
     module: nn.Module | None  # the term's own network (``TermSpec.module``), if it has one
     d_real: Tensor | None  # discriminator logits on HR (detached), or None without a D
     d_fake: Tensor | None  # ... and on SR
+    # a second sample of the same LR with other noise, and the mean |z1 - z2| of the two
+    # noises (``ms``); None unless the spec has a term that needs it
+    pair: tuple[Tensor, Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -305,11 +308,22 @@ def _adv(crit: str, sr: Tensor, hr: Tensor, lr: Tensor, ctx: Context) -> Tensor:
     return adversarial_g(crit, ctx.d_real, ctx.d_fake)
 
 
+def _ms(crit: str, sr: Tensor, hr: Tensor, lr: Tensor, ctx: Context) -> Tensor:
+    """Mode seeking (Mao et al., CVPR 2019): ``1 / (d(SR1, SR2) / mean|z1 - z2| + 1e-5)``,
+    lowest when two noises give outputs far apart relative to how far apart the noises
+    are (the diversity-sensitive term of a stochastic generator)."""
+    if ctx.pair is None:
+        raise ValueError("the ms term needs two samples: a generator with noise (noise > 0)")
+    other, z_dist = ctx.pair
+    return 1.0 / (_distance(crit, sr, other) / z_dist + 1e-5)
+
+
 TERMS: dict[str, TermSpec] = {
     "pixel": TermSpec(_pixel, "mse", CRITERIA),
     "down": TermSpec(_down, "mse", CRITERIA),
     "perc": TermSpec(_perc, "l1", CRITERIA, module=PerceptualFeatures),
     "adv": TermSpec(_adv, "ragan", ADVERSARIAL),
+    "ms": TermSpec(_ms, "l1", CRITERIA),
 }
 
 # --- specs ------------------------------------------------------------------------------
@@ -386,6 +400,11 @@ class Loss(nn.Module):
         return self.adv is not None
 
     @property
+    def needs_pair(self) -> bool:
+        """Whether a term compares two samples of one input (``ms``)."""
+        return any(t.name == "ms" for t in self.terms)
+
+    @property
     def perc_backend(self) -> str | None:
         return self.nets["perc"].backend if "perc" in self.nets else None
 
@@ -396,14 +415,16 @@ class Loss(nn.Module):
         lr: Tensor,
         d_real: Tensor | None = None,
         d_fake: Tensor | None = None,
+        pair: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """``sr``, ``hr``: ``(B, 3, H, W)``; ``lr``: ``(B, 3, H/s, W/s)``, all in [0, 1];
-        ``d_real`` / ``d_fake``: discriminator logits on HR (detached) and on SR.
+        ``d_real`` / ``d_fake``: discriminator logits on HR (detached) and on SR;
+        ``pair``: a second sample and the mean ``|z1 - z2|`` (``ms``).
         Returns the weighted total and each unweighted term, detached (no device sync)."""
         values: dict[str, Tensor] = {}
         for t in self.terms:
             net = self.nets[t.name] if t.name in self.nets else None  # noqa: SIM401
-            ctx = Context(self.op, net, d_real, d_fake)
+            ctx = Context(self.op, net, d_real, d_fake, pair)
             values[t.name] = TERMS[t.name].fn(t.crit, sr, hr, lr, ctx)
         total = sum(t.weight * values[t.name] for t in self.terms)
         return total, {k: v.detach() for k, v in values.items()}

@@ -125,25 +125,29 @@ def range_null_mse(
     return rng.pow(2).mean(dim=dims), null.pow(2).mean(dim=dims)
 
 
+def raw_metrics(sr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation
+                ) -> dict[str, float]:
+    """Of the raw output ``sr`` ``(3, H, W)``, before clipping and rounding: how consistent
+    the network's own output is, and how much of it the valid range cuts off (clipping can
+    undo consistency)."""
+    return {"lr_psnr_raw": float(lr_psnr(sr, lr, op)),
+            "clipped": float(((sr < 0) | (sr > 1)).float().mean())}
+
+
 def image_metrics(
-    sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation,
-    saved: torch.Tensor | None = None,
+    sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation
 ) -> dict[str, float]:
     """All distortion metrics of one ``(3, H, W)`` SR image against its HR and LR.
 
-    ``sr`` is the raw output; it is quantised here (clip + 8 bits) so that no caller can
-    forget it, unless ``saved``, the 8-bit image as saved by another rounding
-    (``BicubicDegradation.round_consistent``), is given; ``hr`` and ``lr`` are the 8-bit
-    images of the evaluation pair; crop = the scale."""
+    ``sr`` is quantised here (clip + 8 bits) so that no caller can forget it (a no-op on
+    an image already on the 8-bit grid); ``hr`` and ``lr`` are the 8-bit images of the
+    evaluation pair; crop = the scale."""
     raw = sr
-    sr = quantize(sr if saved is None else saved)  # a no-op on an 8-bit image
+    sr = quantize(sr)
     s = op.scale
     rng, null = range_null_mse(sr, hr, op)
     return {
-        # before clipping: how consistent the network's own output is, and how much of
-        # it the valid range cuts off (clipping can undo consistency)
-        "lr_psnr_raw": float(lr_psnr(raw, lr, op)),
-        "clipped": float(((raw < 0) | (raw > 1)).float().mean()),
+        **raw_metrics(raw, lr, op),
         "psnr_y": float(psnr_y(sr, hr, crop=s)),
         "ssim_y": float(ssim_y(sr, hr, crop=s)),
         "psnr_rgb": float(psnr_rgb(sr, hr, crop=s)),

@@ -305,9 +305,13 @@ def _warn_about_loss(c: Config) -> None:
 
 
 def _warn_about_noise(c: Config) -> None:
-    """Warn when a noise input is trained without an adversarial term (an MSE-type loss
-    is lowest at the conditional mean: the generator learns to ignore z) and when
+    """Refuse the ``ms`` term without a noise input (it needs two samples); warn when a
+    noise input is trained without an adversarial term (an MSE-type loss is lowest at the
+    conditional mean: the generator learns to ignore z) and when
     ``eval_samples`` is set for a generator without noise (it is ignored)."""
+    if "ms" in {t.name for t in parse_spec(c.loss)} and not c.noise:
+        raise ValueError(f"loss {c.loss!r}: the ms term compares two samples of one input; "
+                         "it needs a generator with noise (noise > 0)")
     if c.noise and "adv" not in {t.name for t in parse_spec(c.loss)}:
         warnings.warn(f"noise {c.noise} with loss {c.loss!r}: without an adv term, pixel, down "
                       "and perc losses are lowest when the generator ignores its noise, so "
@@ -345,16 +349,23 @@ def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
     critic's health is read from it. Raises ``FloatingPointError`` before any weight
     changes when the loss is not finite."""
     g, d = nets.g, nets.d
+    forward = g if nets.forward_g is None else nets.forward_g
+    pair = None
     with torch.set_grad_enabled(update_g):
         with autocast:
-            sr = (g if nets.forward_g is None else nets.forward_g)(lr)
+            if loss.needs_pair:  # two noises for one batch (ms): z drawn here, not in g
+                z1, z2 = g.sample_noise(lr), g.sample_noise(lr)
+                sr, other = forward(lr, z1), forward(lr, z2)
+                pair = (other.float(), (z1 - z2).abs().mean())
+            else:
+                sr = forward(lr)
         sr = sr.float()  # losses in float32: D(SR) vs LR needs the precision
         d_real = d_fake = None
         if d is not None:
             d.requires_grad_(False)  # the critic is fixed during the generator's step
             with autocast:
                 d_real, d_fake = d(hr).detach().float(), d(sr).float()
-        total, terms = loss(sr, hr, lr, d_real, d_fake)
+        total, terms = loss(sr, hr, lr, d_real, d_fake, pair)
     if not torch.isfinite(total):
         values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
         raise FloatingPointError(f"loss became {total.item()} ({values})")
