@@ -308,11 +308,16 @@ else:
 #
 # Measured on fixed validation crops while each variant trained (mean over its seeds),
 # where the grid asked for it (`val_every`): left, the null-space gain against `D^+ LR`
-# (dB; the dashed line is `D^+ LR` itself); right, the LR-PSNR. Unlike the losses, these
-# are the same measurement for every variant. A downsampled-space loss drives the
-# LR-PSNR up from the start; what to look for is whether the null-space gain rises with
-# it, stays near 0 (the network learned `D^+`), or falls below 0 (it added error that
-# `D` cannot see). A fine-tune's curve counts its own iterations, from its start.
+# (dB; the dashed line is `D^+ LR` itself); middle, the LR-PSNR; right, the mechanism:
+# the correlation of the output's null-space part with its part at the run's start. Unlike
+# the losses, these are the same measurement for every variant. A downsampled-space loss
+# drives the LR-PSNR up from the start; what to look for is whether the null-space gain
+# rises with it, stays near 0 (the network learned `D^+`), or falls below 0 (it added
+# error that `D` cannot see). Its gradient, `2 D^T (D SR - LR)`, lies in the range of
+# `D^T`: the null-space part moves only through the weights it shares with the range
+# part, so a correlation that stays well above 0 is initial null content (pixel shuffle's
+# checkerboard, say) that training never corrected. A fine-tune's curve counts its own
+# iterations, from its start.
 
 # %%
 trained = [v for v, k in rs.variant_kinds(done).items() if k == "trained"]

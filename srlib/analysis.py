@@ -549,7 +549,7 @@ def axis_label(name: str) -> str:
     return m.label + (f", {m.better} is better" if m.better else "")
 
 
-VALIDATION_PANELS = {m: axis_label(m) for m in ("null_gain_db", "lr_psnr")}
+VALIDATION_PANELS = {m: axis_label(m) for m in ("null_gain_db", "lr_psnr", "null_corr")}
 
 
 def load_validation(runs: str | Path, variants: list[str], seeds: list[int],
@@ -578,12 +578,14 @@ def load_validation(runs: str | Path, variants: list[str], seeds: list[int],
 def plot_validation(curves: dict[str, pd.DataFrame], families: dict[str, str] | None = None,
                     panels: dict[str, str] | None = None) -> plt.Figure:
     """One row per family (``facets``: at most 8 lines, distinct in colour and dash), one
-    column per metric of ``panels`` (default: null-space gain and LR-PSNR, dB), against the
+    column per metric of ``panels`` (default: null-space gain and LR-PSNR, dB, and the
+    null-space part's correlation with its start, ``null_corr``), against the
     training iteration, one line per variant of ``curves`` (``load_validation``); each
     row's legend right of its last panel, outside the axes."""
     panels = panels or VALIDATION_PANELS
     groups = facets(list(curves), families) or [("no run logged validation.csv", [])]
-    fig, axes = plt.subplots(len(groups), len(panels), figsize=(12.5, 3.0 * len(groups)),
+    fig, axes = plt.subplots(len(groups), len(panels), figsize=(4.2 * len(panels) + 4,
+                                                               3.0 * len(groups)),
                              squeeze=False, layout="constrained")
     for row, (name, members) in zip(axes, groups, strict=True):
         for ax, (col, label) in zip(row, panels.items(), strict=True):
@@ -592,8 +594,8 @@ def plot_validation(curves: dict[str, pd.DataFrame], families: dict[str, str] | 
                 if col in t and t[col].notna().any():
                     ax.plot(t["iter"], t[col], lw=1.1, color=color, ls=ls, label=v)
             ax.set(xlabel="iteration", ylabel=label, title=name)
-            if col == "null_gain_db":
-                ax.axhline(0, color="0.5", lw=0.8, ls="--")  # the D^+ LR baseline
+            if col in ("null_gain_db", "null_corr"):  # D^+ LR; nothing of the start left
+                ax.axhline(0, color="0.5", lw=0.8, ls="--")
         handles, labels = [], []
         for ax in row:  # a variant with a value in one panel only is named too
             for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
