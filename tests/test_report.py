@@ -364,7 +364,8 @@ def test_validation_curves(tmp_path):
             it = np.arange(0, 101, 20)
             pd.DataFrame({"iter": it, "psnr_y": 25.0, "lr_psnr": 30 + it / 10 + seed,
                           "null_gain_db": sign * it / 100 + seed,
-                          "range_gain_db": 0.5}).to_csv(d / VALIDATION, index=False)
+                          "range_gain_db": 0.5, "null_corr": 1 - it / 200}
+                         ).to_csv(d / VALIDATION, index=False)
     first = load_validation(runs, ["A", "B", "none"], [0, 1])
     assert list(first) == ["A", "B"] and first["A"].seeds.iloc[0] == 1
     assert first["A"].null_gain_db.iloc[-1] == pytest.approx(-1.0)
@@ -372,16 +373,17 @@ def test_validation_curves(tmp_path):
     assert mean["A"].null_gain_db.iloc[-1] == pytest.approx(-0.5)
     assert mean["B"].lr_psnr.iloc[0] == pytest.approx(30.5) and mean["B"].seeds.iloc[0] == 2
     fig = plot_validation(mean)
-    assert len(fig.axes) == 2 and [len(ax.lines) for ax in fig.axes] == [3, 2]  # + 0 dB line
+    # + a 0 line on the null-space gain (D^+ LR) and on null_corr (nothing of the start left)
+    assert len(fig.axes) == 3 and [len(ax.lines) for ax in fig.axes] == [3, 2, 3]
     assert "null-space gain" in fig.axes[0].get_ylabel()
-    assert "LR-PSNR" in fig.axes[1].get_ylabel()
+    assert "LR-PSNR" in fig.axes[1].get_ylabel() and "correlation" in fig.axes[2].get_ylabel()
     assert fig.axes[0].get_xlabel() == "iteration"
     assert legend_clear_of_axes(fig)
-    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["A", "B"]
+    assert [t.get_text() for t in fig.axes[2].get_legend().get_texts()] == ["A", "B"]
     # faceted by family, eight lines a panel at most, each distinct in colour and dash
     many = {f"v{i}": mean["A"] for i in range(11)}
     fig = plot_validation(many, {f"v{i}": "down" if i < 9 else "pixel" for i in range(11)})
-    rows = [fig.axes[i].get_title() for i in range(0, len(fig.axes), 2)]
+    rows = [fig.axes[i].get_title() for i in range(0, len(fig.axes), 3)]
     assert rows == ["down (1 of 2)", "down (2 of 2)", "pixel"]
     styles = [(line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines[:-1]]
     assert len(styles) == 8 == len(set(styles)) and legend_clear_of_axes(fig)
