@@ -47,6 +47,7 @@ baselines = rs.baseline_variants(g)
 summ = rp.summary_table(table, per_img, baselines=baselines)
 verdicts = rp.hypothesis_verdicts(g["hypotheses"], per_img, baselines=baselines)
 rs.write_verdicts(reports, verdicts)
+critic = rs.read_critic(reports)  # with the grid's critic criterion; else None
 datasets = list(summ.dataset.unique()) if len(summ) else []
 families = {v: family(g, v) for v in table.variant.unique()}
 
@@ -58,8 +59,8 @@ families = {v: family(g, v) for v in table.variant.unique()}
 # resampled too; one run: test images only, never counted as established).
 
 # %%
-display(Markdown("\n".join(f"- {s}" for s in rp.answer(g["hypotheses"], verdicts))
-                 or "This grid declares no hypothesis."))
+lines = [*rp.answer(g["hypotheses"], verdicts), *filter(None, [rp.critic_summary(critic)])]
+display(Markdown("\n".join(f"- {s}" for s in lines) or "This grid declares no hypothesis."))
 
 # %% [markdown]
 # ### Every hypothesis at a glance
@@ -302,6 +303,9 @@ if fig is not None:
     plt.show()
 else:
     display(Markdown("No run of this grid has a discriminator."))
+if critic is not None and len(critic):
+    display(Markdown(rp.critic_summary(critic)))
+    display(HTML(rp.text_table(rp.critic_rows(critic))))
 
 # %% [markdown]
 # ## Where the error goes during training

@@ -2,7 +2,8 @@
 
 A grid (YAML) has ``defaults`` (any ``srlib.train.Config`` field), ``seeds``, ``variants``
 (``name: {loss, upsampler, ...}``) and optionally ``notebook_params`` (papermill parameters
-of the report's notebooks, ``NOTEBOOK_STAGES``), ``name`` and ``hypotheses`` (a list). Any
+of the report's notebooks, ``NOTEBOOK_STAGES``), ``name``, ``hypotheses`` (a list) and
+``critic`` (the health criterion of the runs with a discriminator, ``check_critic``). Any
 other key is refused, with the close match. ``load_grid`` checks all of it before anything
 runs, each problem naming the file and the line.
 
@@ -38,7 +39,8 @@ from srlib import runs, tables
 from srlib.metrics import METRICS
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-TOP_LEVEL = ("name", "defaults", "seeds", "variants", "notebook_params", "hypotheses")
+TOP_LEVEL = ("name", "defaults", "seeds", "variants", "notebook_params", "hypotheses",
+             "critic")
 NOTEBOOK_STAGES = ("01_manifold", "03_artifacts", "04_report")
 # Config fields the runner sets for each run: a grid value would be silently overridden.
 RUNNER_SET = {"out": "the runner puts each run in <out>/runs/<variant>/seed<k>",
@@ -412,7 +414,53 @@ def load_grid(path: str | Path) -> dict:
     _check_variant_seeds(grid, where)
     grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
     grid["hypotheses"] = _check_hypotheses(grid, where)
+    grid["critic"] = check_critic(grid.get("critic"), where("critic"))
     return grid
+
+
+# ---- the critic's health criterion ----------------------------------------------------------
+
+CRITIC_KEYS = ("column", "last", "between")
+
+
+def loss_columns() -> tuple[str, ...]:
+    """The columns of a run's ``losses.csv`` a criterion may read: the critic's loss
+    ``d_loss``, the generator's ``total`` and each term of ``srlib.losses.TERMS``."""
+    from srlib.losses import TERMS  # the loss table, read at each call
+
+    return ("d_loss", "total", *TERMS)
+
+
+def check_critic(spec: object, where: str = "critic") -> dict | None:
+    """The grid's ``critic:`` section, the health criterion of every run with a
+    discriminator: ``column`` (of ``losses.csv``, ``loss_columns``; default ``d_loss``),
+    ``last`` (the share of the run's iterations at its end to average, in (0, 1]; default
+    0.25) and ``between: [low, high]`` (the healthy range of that mean). ``None`` when
+    absent; ``ValueError`` naming the key and what was expected."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: 'critic' must be a mapping of {', '.join(CRITIC_KEYS)}, "
+                         f"got a {_kind(spec)}")
+    for key in spec:
+        if key not in CRITIC_KEYS:
+            raise ValueError(f"{where}: critic: {unknown(key, CRITIC_KEYS, 'key')}")
+    out = {"column": spec.get("column", "d_loss"), "last": spec.get("last", 0.25),
+           "between": spec.get("between")}
+    if out["column"] not in loss_columns():
+        raise ValueError(f"{where}: critic: {unknown(out['column'], loss_columns(), 'column')}"
+                         " (a column of a run's losses.csv)")
+    last = out["last"]
+    if not isinstance(last, (int, float)) or isinstance(last, bool) or not 0 < last <= 1:
+        raise ValueError(f"{where}: critic: 'last' must be a share of the iterations in "
+                         f"(0, 1], got {last!r}")
+    b = out["between"]
+    if not (isinstance(b, list) and len(b) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
+            and b[0] < b[1]):
+        raise ValueError(f"{where}: critic: 'between' must be [low, high] with low < high, "
+                         f"got {b!r}")
+    return out
 
 
 def _read_bounded(path: Path) -> str:

@@ -431,6 +431,32 @@ def verdict_matrix(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> str:
             "the per-seed means and the note).</p>")
 
 
+def critic_summary(critic: pd.DataFrame | None) -> str:
+    """One Markdown sentence on the critics' health (``srlib.results.critic_table``): how
+    many runs with a discriminator meet the grid's criterion, and every run that misses it
+    with its value; "" without a criterion or such a run."""
+    if critic is None or critic.empty:
+        return ""
+    c = critic.iloc[0]
+    rule = (f"the mean of {code(c.column)} over the last {float(c['last']):.0%} of its "
+            f"iterations between {c.low:g} and {c.high:g}")
+    miss = critic[~critic.healthy.astype(bool)]
+    text = f"{len(critic) - len(miss)} of {len(critic)} runs with a critic meet the criterion "
+    text += f"of a healthy critic ({rule})"
+    if miss.empty:
+        return text + "."
+    named = ", ".join(f"{code(r.variant)} seed {int(r.seed)} ({r.value:.3f})"
+                      for r in miss.itertuples())
+    return text + f"; these miss it, and their results are reported as trained: {named}."
+
+
+def critic_rows(critic: pd.DataFrame) -> pd.DataFrame:
+    """The critic table as the page shows it: variant, seed, value, healthy or not."""
+    return pd.DataFrame({"variant": critic.variant, "seed": critic.seed.astype(int),
+                         "critic loss, end of the run": critic.value.map("{:.3f}".format),
+                         "healthy": np.where(critic.healthy.astype(bool), "yes", "no")})
+
+
 def text_table(table: pd.DataFrame) -> str:
     """``table`` as HTML (escaped, no index) with its cells aligned left and at the top: the
     report's tables of sentences (the notebook's style right-aligns numbers)."""

@@ -10,6 +10,8 @@ A result folder (``reports/`` for ``make report``, ``reports/study/`` for the st
                     ``samples.csv``, with the gains against the grid's ``pinv`` baseline
 ``manifold.json``   the H1 measurements and the 2-D toy's (``01_manifold``)
 ``artifacts.csv``   the periodic-artifact energy per variant (``03_artifacts``)
+``critic.csv``      with the grid's ``critic:`` criterion, one row per run with a
+                    discriminator: its critic statistic and whether it is healthy
 ``provenance.json`` commit, grid, packages, device, date, wall time per stage, and the
                     SHA-256 of ``results.csv`` it describes (``provenance``)
 ``runs/``           the run folders (``srlib.runs``)
@@ -63,6 +65,7 @@ KINDS = ("baseline", "trained", "projected")
 RESULTS, PER_IMAGE, PROVENANCE = "results.csv", "per_image.csv", "provenance.json"
 MANIFOLD, ARTIFACTS = "manifold.json", "artifacts.csv"  # written by 01_manifold, 03_artifacts
 VERDICTS = "verdicts.csv"  # written by 04_report: ``srlib.stats.verdict_table``
+CRITIC = "critic.csv"  # with the grid's ``critic:`` criterion: ``critic_table``
 
 
 # ---- run folders -> tables ----------------------------------------------------------------
@@ -188,6 +191,55 @@ def variant_kinds(results: pd.DataFrame) -> dict[str, str]:
     return {v: x if x in KINDS else "trained" for v, x in k.items()}
 
 
+def critic_statistic(run: Path, column: str, last: float) -> float:
+    """The mean of ``column`` of the run's ``losses.csv`` over the rows of its last
+    ``last`` share of iterations (iteration > (1 - last) x the last logged one); NaN
+    where the run logged no such values."""
+    path = Path(run) / runs.LOSSES
+    if not path.is_file():
+        return float("nan")
+    log = _read_csv(path)
+    if column not in log or log.empty:
+        return float("nan")
+    tail = pd.to_numeric(log.loc[log.iter > (1 - last) * log.iter.max(), column],
+                         errors="coerce")
+    return float(tail.mean()) if tail.notna().any() else float("nan")
+
+
+def critic_table(root: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
+    """One row per done run with a discriminator (a loss with an ``adv`` term) under the
+    grid's criterion (``srlib.grid.check_critic``): ``variant``, ``seed``, ``value`` (its
+    ``critic_statistic``), ``low``, ``high``, ``healthy`` (within them), ``column``,
+    ``last``."""
+    from srlib.losses import parse_spec
+
+    crit = grid.get("critic")
+    cols = ["variant", "seed", "value", "low", "high", "healthy", "column", "last"]
+    if not crit:
+        return pd.DataFrame(columns=cols)
+    low, high = crit["between"]
+    rows = []
+    for variant, spec in grid["variants"].items():
+        loss = (spec or {}).get("loss") or grid["defaults"].get("loss", "")
+        if baseline_of(spec) or "adv" not in {t.name for t in parse_spec(loss or "pixel")}:
+            continue
+        for seed in variant_seeds(spec, seeds):
+            d = runs.run_dir(root, variant, seed)
+            if run_status(d)[0] != "done":
+                continue
+            value = critic_statistic(d, crit["column"], crit["last"])
+            rows.append({"variant": variant, "seed": seed, "value": value, "low": low,
+                         "high": high, "healthy": bool(low <= value <= high),
+                         "column": crit["column"], "last": crit["last"]})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def read_critic(folder: str | Path) -> pd.DataFrame | None:
+    """``critic.csv`` of a result folder, or ``None`` where absent (no criterion)."""
+    path = Path(folder) / CRITIC
+    return _read_csv(path) if path.is_file() else None
+
+
 # ---- writing the folder -------------------------------------------------------------------
 
 def write(out: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
@@ -198,6 +250,10 @@ def write(out: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
     results = add_gain_means(results, per_image)
     runs.write_text(out / PER_IMAGE, per_image.to_csv(index=False))
     runs.write_text(out / RESULTS, results.to_csv(index=False))
+    if grid.get("critic"):
+        runs.write_text(out / CRITIC, critic_table(out, grid, seeds).to_csv(index=False))
+    else:
+        (out / CRITIC).unlink(missing_ok=True)
     return results
 
 

@@ -179,3 +179,72 @@ def test_families_of_the_page_facets():
     assert fam["pinv"] == "baselines" and fam["down/pixelshuffle"] == "down"
     assert fam["ft-pixel/esrgan"] == "adversarial" and fam["pixel/nearest-project"] == "projected"
     assert gr.family(g, "pixel/nearest+P") == "projected" and gr.family(g, "x") == "other"
+
+
+# ---- the critic's health criterion -----------------------------------------------------------
+
+@pytest.mark.parametrize(("critic", "expected"), [
+    ({"column": "d_los", "between": [0.1, 0.65]},
+     r"critic: column must be one of d_loss, total, .*got 'd_los' \(did you mean 'd_loss'\?\) "
+     r"\(a column of a run's losses.csv\)"),
+    ({"between": [0.65, 0.1]}, r"'between' must be \[low, high\] with low < high"),
+    ({"between": [0.1]}, r"'between' must be \[low, high\]"),
+    ({"last": 0, "between": [0.1, 0.65]}, r"'last' must be a share of the iterations in \(0, 1\]"),
+    ({"range": [0.1, 0.65]}, r"critic: key must be one of column, last, between, got 'range'"),
+    ([0.1, 0.65], r"'critic' must be a mapping of column, last, between"),
+])
+def test_a_bad_critic_criterion_is_refused_at_load(tmp_path, critic, expected):
+    path = _write(tmp_path, {"a": {"loss": "pixel+0.01*adv"}}, critic=critic)
+    with pytest.raises(ValueError, match=expected):
+        load_grid(path)
+
+
+def test_the_critic_criterion_reads_the_end_of_the_runs_losses(tmp_path):
+    """Defaults (d_loss, the last quarter); the statistic is the mean over the rows after
+    75% of the last logged iteration; the page's sentence names every run that misses."""
+    from srlib.results import critic_statistic
+
+    g = load_grid(_write(tmp_path, {"a": {"loss": "pixel+0.01*adv"}},
+                         critic={"between": [0.1, 0.65]}))
+    assert g["critic"] == {"column": "d_loss", "last": 0.25, "between": [0.1, 0.65]}
+    assert load_grid(_write(tmp_path, {"a": {"loss": "pixel"}}))["critic"] is None
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"iter": [10, 20, 30, 40], "d_loss": [0.9, 0.9, 0.2, 0.4],
+                  "adv": [1, 1, 1, 1]}).to_csv(run / "losses.csv", index=False)
+    assert critic_statistic(run, "d_loss", 0.25) == pytest.approx(0.4)  # iter > 30
+    assert critic_statistic(run, "d_loss", 0.5) == pytest.approx(0.3)  # iter > 20
+    assert critic_statistic(run, "total", 0.25) != critic_statistic(run, "total", 0.25)  # NaN
+    table = pd.DataFrame({"variant": ["a", "b"], "seed": [0, 1], "value": [0.3, 0.02],
+                          "low": 0.1, "high": 0.65, "healthy": [True, False],
+                          "column": "d_loss", "last": 0.25})
+    text = rp.critic_summary(table)
+    assert text.startswith("1 of 2 runs with a critic meet the criterion")
+    assert "last 25% of its iterations between 0.1 and 0.65" in text
+    assert "`b` seed 1 (0.020)" in text and "`a`" not in text.split(";")[1]
+    assert rp.critic_summary(None) == "" and list(rp.critic_rows(table).healthy) == ["yes", "no"]
+
+
+def test_the_result_folder_holds_the_critic_table(tmp_path):
+    """results.write puts critic.csv beside results.csv: one row per done run with a
+    discriminator, none for a run without one; no criterion, no file."""
+    from conftest import write_small_sets
+
+    from srlib import results as rs
+    from srlib import runs
+    from srlib.train import Config, train
+
+    train_dir, test_dir = write_small_sets(tmp_path / "data", n_train=2, n_test=1)
+    grid = load_grid(_write(tmp_path, {"adv": {"loss": "pixel+0.01*adv"}, "pix": {"loss": "pixel"}},
+                            critic={"between": [0.1, 0.65]}))
+    root = tmp_path / "out"
+    for v, loss in (("adv", "pixel+0.01*adv"), ("pix", "pixel")):
+        train(Config(loss=loss, iters=4, log_every=1, out=str(runs.run_dir(root, v, 0)),
+                     data=train_dir, test_data=[test_dir], batch=2, patch=16, nf=8, nb=1,
+                     gc=4, d_nf=8, device="cpu", progress=False))
+    rs.write(root, grid, [0])
+    critic = rs.read_critic(root)
+    assert list(critic.variant) == ["adv"] and critic.value.iloc[0] > 0
+    assert critic.healthy.iloc[0] == (0.1 <= critic.value.iloc[0] <= 0.65)
+    rs.write(root, {**grid, "critic": None}, [0])
+    assert rs.read_critic(root) is None
