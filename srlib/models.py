@@ -338,6 +338,11 @@ GENERATOR_FIELDS: dict[str, Knob] = {
                      "term", least=0, expected="a non-negative integer (0: no noise input, "
                      "deterministic; k > 0: k noise channels)",
                   fine_tune=lambda old, new: old in (0, new)),
+    # no weights: z's scale at sampling, so a fine-tune may change it
+    "noise_std": Knob(1.0, "with noise: the standard deviation of z ~ N(0, noise_std^2), the "
+                           "noise amplitude", ok=lambda v: isinstance(v, (int, float))
+                      and not isinstance(v, bool) and 0 < v < float("inf"),
+                      expected="a positive number", fine_tune=lambda _old, _new: True),
     # a fine-tune may add depths: their convs start fresh (train._build allows it)
     "noise_at": Knob(["first"], "with noise: where z is mixed into the features, one or more "
                                 f"of {', '.join(NOISE_DEPTHS)} (first: after the first conv; "
@@ -387,12 +392,14 @@ class RRDBNet(nn.Module):
     def __init__(self, scale: int = 4, upsampler: str = "nearest", nf: int = 64,
                  nb: int = 23, gc: int = 32, skip: str | None = None,
                  consistency: str = "none", noise: int = 0,
-                 noise_at: list[str] | None = None):
+                 noise_at: list[str] | None = None, noise_std: float = 1.0):
         super().__init__()
         skip = default_skip(upsampler) if skip is None else skip
         noise_at = list(GENERATOR_FIELDS["noise_at"].default if noise_at is None else noise_at)
         check_generator(upsampler=upsampler, skip=skip, consistency=consistency, noise=noise,
-                        noise_at=noise_at, scale=scale, nf=nf, nb=nb, gc=gc)
+                        noise_at=noise_at, noise_std=noise_std, scale=scale, nf=nf, nb=nb,
+                        gc=gc)
+        self.noise_std = float(noise_std)
         step = UPSAMPLERS[upsampler]
         self.scale, self.upsampler, self.skip = scale, upsampler, skip
         self.consistency, self.noise = consistency, noise
@@ -430,7 +437,7 @@ class RRDBNet(nn.Module):
         return (b, sum(self.noise_channels().values()), r * h, r * w)
 
     def sample_noise(self, lr: torch.Tensor, seed: int | None = None) -> torch.Tensor:
-        """``z ~ N(0, 1)`` of ``noise_shape(lr)`` on ``lr``'s device, float32: from
+        """``z ~ N(0, noise_std^2)`` of ``noise_shape(lr)`` on ``lr``'s device, float32: from
         ``torch.Generator().manual_seed(seed)`` on the CPU (the same z on every device), or
         from torch's global generator (on ``lr``'s device) when ``seed`` is None."""
         if not self.noise:
@@ -438,9 +445,9 @@ class RRDBNet(nn.Module):
                              "to draw; build it with noise > 0 for samples")
         shape = self.noise_shape(lr)
         if seed is None:
-            return torch.randn(shape, device=lr.device)
+            return torch.randn(shape, device=lr.device) * self.noise_std
         gen = torch.Generator().manual_seed(seed)
-        return torch.randn(shape, generator=gen).to(lr.device)
+        return (torch.randn(shape, generator=gen) * self.noise_std).to(lr.device)
 
     def _noise_features(self, x: torch.Tensor, lr: torch.Tensor,
                         z: torch.Tensor | None) -> dict[str, torch.Tensor]:

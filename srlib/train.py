@@ -125,6 +125,7 @@ class Config:
     consistency: str = _g("consistency")
     noise: int = _g("noise")
     noise_at: list[str] = _g("noise_at")
+    noise_std: float = _g("noise_std")
     eval_samples: int = _f(DEFAULT_K, "with noise: samples drawn per test image at evaluation "
                                       "(K >= 1, fixed seeds 0..K-1; the NTIRE 2021 challenge "
                                       "draws 10)", least=1,

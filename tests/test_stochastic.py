@@ -363,3 +363,16 @@ def test_the_mode_seeking_term_needs_noise_and_pushes_samples_apart(tiny_sets, t
                                      .repeat_interleave(4, -2), lr, contextlib.nullcontext())
         assert torch.isfinite(total) and set(terms) == {"ms"}
     assert spread() > 2 * before
+
+
+def test_the_noise_amplitude_scales_z_and_is_checked():
+    from srlib.models import RRDBNet
+
+    lr = torch.rand(1, 3, 8, 8)
+    torch.manual_seed(0)
+    one = RRDBNet(4, "nearest", nf=8, nb=1, gc=4, noise=2)
+    torch.manual_seed(0)
+    three = RRDBNet(4, "nearest", nf=8, nb=1, gc=4, noise=2, noise_std=3.0)
+    torch.testing.assert_close(three.sample_noise(lr, 5), 3 * one.sample_noise(lr, 5))
+    with pytest.raises(ValueError, match="noise_std must be a positive number, got 0"):
+        Config(noise=2, noise_std=0).resolved()
