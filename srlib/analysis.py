@@ -482,14 +482,19 @@ def plot_perception_distortion(results: pd.DataFrame, dataset: str, lpips_kind: 
     variant's column, as an arrow from the variant to it): one point per finished variant
     (its mean over seeds), labelled directly; the baselines in grey in every column, for
     reference. Axes are shared, so columns compare."""
-    from srlib.grid import PROJECTED_SUFFIX
+    from srlib.grid import PROJECTED_SUFFIX, twin_source
 
     sub = results[(results.status == "done") & (results.dataset == dataset)]
     means = sub.groupby("variant", sort=False)[["psnr_y", "lpips", "lr_psnr"]].mean()
     kinds = variant_kinds(sub)
     fams = families or {}
-    twin_of = {v: v.removesuffix(PROJECTED_SUFFIX) for v in means.index
-               if kinds.get(v) == "projected" and v.removesuffix(PROJECTED_SUFFIX) in means.index}
+    sources = [v for v in means.index if kinds.get(v) != "projected"]
+    twin_of = {v: t[0] for v in means.index if kinds.get(v) == "projected"
+               and (t := twin_source(v, sources)) and t[1] == PROJECTED_SUFFIX}
+    # other twins (+B) are points of their own, in their variant's column
+    fams = {**{v: fams.get(twin_source(v, sources)[0], "variants") for v in means.index
+               if kinds.get(v) == "projected" and v not in twin_of
+               and twin_source(v, sources)}, **fams}
     own = [v for v in means.index if v not in twin_of]
     base = [v for v in own if kinds.get(v) == "baseline"]
     cols = [f for f in dict.fromkeys(fams.get(v, "variants") for v in own) if f]
@@ -722,20 +727,22 @@ def key_srs(a: ArtifactInputs, variants: list[str]) -> dict[str, torch.Tensor]:
     """The saved 8-bit SR of ``a.image`` for each of ``variants`` at ``a.seed``: a trained
     run's ``eval/``, a ``+P`` twin's ``projected/eval/``; closed-form baselines computed
     (``D^+ LR`` for ``pinv``, MATLAB bicubic for ``bicubic``, by their ``baseline`` kind)."""
-    from srlib.grid import PROJECTED_SUFFIX
-    from srlib.runs import PROJECTED
+    from srlib.grid import twin_source
+    from srlib.runs import TWINS
 
     op = BicubicDegradation(a.scale)
     _, lr = eval_pair(a.images[a.image], op)
     out = {}
+    kinds = variant_kinds(a.done)
     for v in variants:
-        src = v.removesuffix(PROJECTED_SUFFIX)
-        kind = variant_kinds(a.done).get(v)
+        kind = kinds.get(v)
+        twin = twin_source(v, [k for k, x in kinds.items() if x == "trained"])
         if kind == "baseline":
             loss = a.done.loc[a.done.variant == v, "loss"].iloc[0]
             out[v] = quantize(op.pinv(lr) if loss == "pinv" else op.up(lr))
-        elif kind == "projected":
-            out[v] = load_sr(run_folder(a.runs, src, a.seed) / PROJECTED, a.dataset, a.image)
+        elif kind == "projected" and twin:
+            out[v] = load_sr(run_folder(a.runs, twin[0], a.seed) / TWINS[twin[1]][1],
+                             a.dataset, a.image)
         else:
             out[v] = load_sr(run_folder(a.runs, v, a.seed), a.dataset, a.image)
     return out

@@ -62,13 +62,15 @@ BASELINES: dict[str, Callable[[BicubicDegradation], Upscaler]] = {
 }
 
 
-def rounding_of(upscale: Upscaler) -> str:
-    """How the outputs of ``upscale`` are saved as 8 bits: ``consistent``
+def rounding_of(upscale: Upscaler | str) -> str:
+    """How the outputs of ``upscale`` (a generator, or a consistency name of
+    ``srlib.models.CONSISTENCY``) are saved as 8 bits: ``consistent``
     (``BicubicDegradation.round_consistent``: the rounding error pushed into the null space
-    of D) for a generator with ``consistency: project-box``, whose outputs are consistent
-    and in ``[0, 1]`` so that only rounding could break consistency; ``plain`` (clip and
-    round, ``srlib.metrics.quantize``, the literature's convention) for every other."""
-    return "consistent" if getattr(upscale, "consistency", None) == "project-box" else "plain"
+    of D) with ``consistency: project-box``, whose outputs are consistent and in ``[0, 1]``
+    so that only rounding could break consistency; ``plain`` (clip and round,
+    ``srlib.metrics.quantize``, the literature's convention) for every other."""
+    name = upscale if isinstance(upscale, str) else getattr(upscale, "consistency", None)
+    return "consistent" if name == "project-box" else "plain"
 
 
 def save_u8(sr: torch.Tensor, lr: torch.Tensor, op: BicubicDegradation, rounding: str
@@ -88,20 +90,25 @@ def evaluate(
     device: str | torch.device = "cpu",
     lpips_model: lpips.LPIPS | None = None,
     save_dir: Path | None = None,
-    projected_dir: Path | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    twins: dict[str, Path] | None = None,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """One row per image: ``image`` and the metrics of ``srlib.metrics.image_metrics``,
     plus ``lpips`` when ``lpips_model`` is given; SR PNGs go to ``save_dir`` if given.
 
-    With ``projected_dir``, the same model is also evaluated after the consistency
-    projection ``P(SR, LR) = SR + D^+(LR - D SR)`` of its raw output (post hoc, same
-    weights), its PNGs saved there; returns ``(table, projected table or None)``."""
+    ``twins`` (suffix of ``runs.TWINS`` -> folder): the same model also evaluated after its
+    twin's consistency is applied to its raw output (post hoc, same weights; ``+P``:
+    ``P(SR, LR) = SR + D^+(LR - D SR)``; ``+B``: the projection within ``[0, 1]``, saved
+    with consistent rounding), its PNGs saved in the folder; returns ``(table, {suffix:
+    twin's table})``."""
+    from srlib.models import CONSISTENCY
+
     op = BicubicDegradation(scale)
     rounding = rounding_of(upscale)
-    for folder in (save_dir, projected_dir):
+    twins = twins or {}
+    for folder in (save_dir, *twins.values()):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-    rows, rows_p = [], []
+    rows, rows_t = [], {t: [] for t in twins}
     for path in list_images(data, split=split):
         name, img = path.stem, load_image(path)
         check_eval_size(img, path, scale)
@@ -112,10 +119,13 @@ def evaluate(
             raise ValueError(f"{name}: model output {tuple(sr.shape)} != HR {tuple(hr.shape)}")
         rows.append(_image_row(name, sr, hr, lr, op, lpips_model, save_dir,
                                save_u8(sr, lr, op, rounding)))
-        if projected_dir is not None:
-            sr_p = op.project(sr.double(), lr.double()).float()
-            rows_p.append(_image_row(name, sr_p, hr, lr, op, lpips_model, projected_dir))
-    return pd.DataFrame(rows), (pd.DataFrame(rows_p) if projected_dir is not None else None)
+        for t, folder in twins.items():
+            consistency = runs.TWINS[t][0]
+            with torch.no_grad():
+                sr_t = CONSISTENCY[consistency](op, sr[None], lr[None])[0]
+            rows_t[t].append(_image_row(name, sr_t, hr, lr, op, lpips_model, folder,
+                                        save_u8(sr_t, lr, op, rounding_of(consistency))))
+    return pd.DataFrame(rows), {t: pd.DataFrame(r) for t, r in rows_t.items()}
 
 
 def _image_row(name: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
@@ -244,28 +254,28 @@ def summary(table: pd.DataFrame, data: str, scale: int, model: str) -> dict:
 def evaluate_sets(
     upscale: Upscaler, test_data: list[str], scale: int, out: Path,
     device: str | torch.device = "cpu", lpips_kind: str | None = None, model: str = "",
-    project: bool = False,
-) -> tuple[dict[str, dict], str, dict[str, dict] | None]:
-    """Evaluate on each test set into ``out/eval/<set>/`` (per-image CSV and SR PNGs) and,
-    with ``project``, the projected outputs into ``out/projected/eval/<set>/``; returns
-    ``({set: summary}, lpips kind, {set: summary of the projected} or None)``. LPIPS:
-    ``lpips_kind`` or the default."""
+    twins: list[str] | tuple[str, ...] = (),
+) -> tuple[dict[str, dict], str, dict[str, dict[str, dict]]]:
+    """Evaluate on each test set into ``out/eval/<set>/`` (per-image CSV and SR PNGs) and
+    each post-hoc twin of ``twins`` (suffixes of ``runs.TWINS``) into
+    ``out/<its folder>/eval/<set>/``; returns ``({set: summary}, lpips kind, {suffix: {set:
+    summary}})``. LPIPS: ``lpips_kind`` or the default."""
     kind = lpips_kind or lpips.default_kind()
     metric = lpips.load(kind, device)
-    per_set, per_set_p = {}, {}
+    per_set: dict[str, dict] = {}
+    per_twin: dict[str, dict[str, dict]] = {t: {} for t in twins}
     for data in test_data:
         name = dataset_name(data)
-        where, where_p = runs.eval_dir(out, name), runs.eval_dir(out / runs.PROJECTED, name)
-        table, table_p = evaluate(upscale, data, scale, device=device, lpips_model=metric,
-                                  save_dir=where, projected_dir=where_p if project else None)
+        where = runs.eval_dir(out, name)
+        folders = {t: runs.eval_dir(out / runs.TWINS[t][1], name) for t in twins}
+        table, tables = evaluate(upscale, data, scale, device=device, lpips_model=metric,
+                                 save_dir=where, twins=folders)
         runs.write_text(where / runs.PER_IMAGE, table.to_csv(index=False))
         per_set[name] = summary(table, data, scale, model)
-        if table_p is not None:
-            runs.write_text(where_p / runs.PER_IMAGE, table_p.to_csv(index=False))
-            per_set_p[name] = summary(table_p, data, scale, model + " + P")
-    return per_set, kind, (per_set_p if project else None)
-
-
+        for t, table_t in tables.items():
+            runs.write_text(folders[t] / runs.PER_IMAGE, table_t.to_csv(index=False))
+            per_twin[t][name] = summary(table_t, data, scale, f"{model} {t}")
+    return per_set, kind, per_twin
 
 
 def _require_noise(g: torch.nn.Module) -> None:

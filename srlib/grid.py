@@ -60,9 +60,29 @@ def config_fields() -> set[str]:
     return {f.name for f in dataclasses.fields(Config)}
 
 
-def projected_name(variant: str) -> str:
-    """The name of a trained variant's post-hoc projected twin, ``P(G(LR), LR)``."""
-    return f"{variant}{PROJECTED_SUFFIX}"
+def projected_name(variant: str, suffix: str = PROJECTED_SUFFIX) -> str:
+    """The name of a trained variant's post-hoc twin (``runs.TWINS``): ``v+P``, its
+    outputs projected, ``P(G(LR), LR)``; ``v+B``, projected within [0, 1]."""
+    return f"{variant}{suffix}"
+
+
+def twin_source(name: str, variants: Collection[str]) -> tuple[str, str] | None:
+    """``(variant, suffix)`` when ``name`` is the post-hoc twin of one of ``variants``,
+    else None."""
+    for suffix in runs.TWINS:
+        if name.endswith(suffix) and name[:-len(suffix)] in variants:
+            return name[:-len(suffix)], suffix
+    return None
+
+
+def twins_of(grid: dict, variant: str) -> list[str]:
+    """The twin suffixes a trained variant is evaluated with: its config's ``twins``
+    (default ``["+P"]``), none for a baseline or a generator consistent by construction."""
+    spec = {**grid.get("defaults", {}), **(grid["variants"][variant] or {})}
+    if baseline_of(grid["variants"][variant]) or \
+            spec.get("consistency", "none") not in ("none", "", None):
+        return []
+    return list(spec.get("twins", [PROJECTED_SUFFIX]))
 
 
 def baseline_of(spec: dict | None) -> str | None:
@@ -83,8 +103,7 @@ def family(grid: dict, variant: str) -> str:
     from srlib.losses import parse_spec
 
     if variant not in grid["variants"]:
-        source = variant.removesuffix(PROJECTED_SUFFIX)
-        return "projected" if source != variant and source in grid["variants"] else "other"
+        return "projected" if twin_source(variant, grid["variants"]) else "other"
     spec = {**grid["defaults"], **grid["variants"][variant]}
     if baseline_of(grid["variants"][variant]):
         return "baselines"
@@ -515,11 +534,12 @@ def _check_hypotheses(grid: dict, where: Callable[..., str]) -> list[Hypothesis]
                          f"{_kind(grid['hypotheses'])}")
     variants = grid["variants"]
     trained = [v for v, spec in variants.items() if not baseline_of(spec)]
-    clash = [projected_name(v) for v in trained if projected_name(v) in variants]
+    twins = [projected_name(v, s) for v in trained for s in (twins_of(grid, v) or ["+P"])]
+    clash = [t for t in twins if t in variants]
     if clash:
         raise ValueError(f"{where('variants', clash[0])}: variant name {clash[0]!r} is taken "
-                         "by the projected twin of a trained variant; rename it")
-    names = [*variants, *map(projected_name, trained)]
+                         "by the post-hoc twin of a trained variant; rename it")
+    names = [*variants, *twins]
     hypotheses = parse_hypotheses(grid.get("hypotheses"), names, where("hypotheses"),
                                   test_sets(grid))
     problems = [f"{where('hypotheses')}: hypothesis '{h.id}': {why}" for h in hypotheses
@@ -531,8 +551,12 @@ def _check_hypotheses(grid: dict, where: Callable[..., str]) -> list[Hypothesis]
 
 
 def source_variant(grid: dict, name: str) -> str:
-    """The grid variant behind a hypothesis side: ``v`` for ``v`` and for its twin ``v+P``."""
-    return name if name in grid["variants"] else name.removesuffix(PROJECTED_SUFFIX)
+    """The grid variant behind a hypothesis side: ``v`` for ``v`` and for its twins
+    ``v+P``, ``v+B``."""
+    if name in grid["variants"]:
+        return name
+    twin = twin_source(name, grid["variants"])
+    return twin[0] if twin else name
 
 
 def _unequal_iters(h: Hypothesis, grid: dict) -> str:

@@ -69,7 +69,8 @@ def variant_order(kinds: dict[str, str]) -> list[str]:
     out = [v for v, k in kinds.items() if k == "baseline"]
     for v, k in kinds.items():
         if k == "trained":
-            out += [v] + ([projected_name(v)] if projected_name(v) in kinds else [])
+            out += [v] + [projected_name(v, t) for t in runs.TWINS
+                          if projected_name(v, t) in kinds]
     return out + [v for v in kinds if v not in out]
 
 
@@ -508,9 +509,13 @@ def grid_summary(results: pd.DataFrame, grid: dict) -> str:
     d = grid.get("defaults", {})
     counts = pd.Series(variant_kinds(results)).value_counts()
     trained, base = int(counts.get("trained", 0)), int(counts.get("baseline", 0))
-    twins = int(counts.get("projected", 0))
+    kinds = variant_kinds(results)
+    n_p, n_b = (sum(k == "projected" and v.endswith(t) for v, k in kinds.items())
+                for t in ("+P", "+B"))
+    twins = "; ".join([*([f"{n_p} of them also evaluated projected, `+P`"] if n_p else []),
+                       *([f"{n_b} projected within [0, 1], `+B`"] if n_b else [])])
     text = (f"Grid {code(grid.get('name', '?'))}: {trained} trained variant(s)"
-            + (f" ({twins} of them also evaluated projected, `+P`)" if twins else "")
+            + (f" ({twins})" if twins else "")
             + f" and {base} closed-form baseline(s), {len(seeds)} seed(s) "
             f"({', '.join(map(str, seeds))}), scale x{d.get('scale', 4)}, preset "
             f"{code(d.get('preset', 'quick'))}, trained on {code(d.get('data', 'default'))}, "

@@ -36,10 +36,10 @@ import pandas as pd
 
 from srlib import runs
 from srlib.grid import (
-    PROJECTED_SUFFIX,
     baseline_of,
     projected_name,
     total_iters,
+    twin_source,
     variant_seeds,
 )
 from srlib.metrics import metrics_where
@@ -84,8 +84,9 @@ def run_status(run: str | Path) -> tuple[str, str]:
 
 
 def collect(root: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
-    """One row per variant x seed x test set, plus a ``<variant>+P`` row (kind
-    ``projected``: the post-hoc projection of the same outputs) per trained run; a run that
+    """One row per variant x seed x test set, plus a ``<variant>+P`` (``+B``) row per
+    post-hoc twin of a trained run (kind ``projected``: the same outputs made consistent
+    after training, ``srlib.runs.TWINS``); a run that
     is not done is one row with its status and why. A closed-form baseline is evaluated
     once, with the first seed."""
     rows = []
@@ -115,10 +116,11 @@ def _run_rows(d: Path, variant: str, spec: dict, seed: int, iters_total: int) ->
     names = means()
     out = [{**row, "dataset": name, "status": "done", **{k: ds.get(k, np.nan) for k in names},
             **common} for name, ds in m["datasets"].items()]
-    for name, ds in (m.get("projected") or {}).items():
-        out.append({**row, "variant": projected_name(variant), "kind": "projected",
-                    "dataset": name, "status": "done",
-                    **{k: ds.get(k, np.nan) for k in names}, **common})
+    for suffix, sets in (m.get("twins") or {}).items():
+        for name, ds in sets.items():
+            out.append({**row, "variant": projected_name(variant, suffix),
+                        "kind": "projected", "dataset": name, "status": "done",
+                        **{k: ds.get(k, np.nan) for k in names}, **common})
     return out
 
 
@@ -149,16 +151,15 @@ def per_image_table(folders: Iterable[tuple[str, int, Path]]) -> pd.DataFrame:
 
 
 def collect_per_image(root: Path, results: pd.DataFrame, grid: dict) -> pd.DataFrame:
-    """The per-image table of every done run in ``results`` (``+P`` twins from
-    ``projected/``), with the gains against the grid's ``pinv`` baseline when it has one
-    (else those columns are NaN)."""
+    """The per-image table of every done run in ``results`` (post-hoc twins from their
+    folders, ``srlib.runs.TWINS``), with the gains against the grid's ``pinv`` baseline
+    when it has one (else those columns are NaN)."""
     done = results[results.status == "done"].drop_duplicates(["variant", "seed"])
     folders = []
     for _, r in done.iterrows():
-        twin = r.kind == "projected"
-        d = runs.run_dir(root, r.variant.removesuffix(PROJECTED_SUFFIX) if twin else r.variant,
-                         int(r.seed))
-        folders.append((r.variant, int(r.seed), d / runs.PROJECTED if twin else d))
+        twin = twin_source(r.variant, grid["variants"]) if r.kind == "projected" else None
+        d = runs.run_dir(root, twin[0] if twin else r.variant, int(r.seed))
+        folders.append((r.variant, int(r.seed), d / runs.TWINS[twin[1]][1] if twin else d))
     table = per_image_table(folders)
     variants = grid["variants"]
     pinv = [v for v, spec in variants.items() if baseline_of(spec) == "pinv"]

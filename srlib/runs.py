@@ -17,6 +17,7 @@ module:
 ``eval/<set>/``       ``per_image.csv`` and the SR images as 8-bit PNGs; with ``noise``,
                       ``samples.csv`` (one row per image) and ``samples/<image>/<k>.png``
 ``projected/eval/``   the same for ``P(SR, LR)``, the post-hoc projection of the outputs
+                      (twin ``+P``; ``projected-box/eval/``: twin ``+B``, ``TWINS``)
 ``error.txt``         a failed run: the error's last line; ``traceback.txt``: the whole text
 ``.lock``             held (advisory ``flock``) by the process working in the folder
 ====================  ==================================================================
@@ -47,6 +48,10 @@ from srlib.models import GENERATOR_FIELDS, build_generator
 CONFIG, CHECKPOINT, LOSSES, SOURCE = "config.json", "checkpoint.pt", "losses.csv", "source.json"
 GENERATOR, METRICS, ERROR, TRACEBACK = "generator.pt", "metrics.json", "error.txt", "traceback.txt"
 VALIDATION, LOCK, PROJECTED = "validation.csv", ".lock", "projected"
+# A trained variant's post-hoc twins: suffix -> (the consistency of srlib.models.CONSISTENCY
+# applied to its raw outputs after training, from the same weights; the run's sub-folder
+# that holds the twin's eval/). A config's ``twins`` names which it gets.
+TWINS = {"+P": ("project", PROJECTED), "+B": ("project-box", "projected-box")}
 EVAL, PER_IMAGE, SAMPLES, SAMPLES_CSV = "eval", "per_image.csv", "samples", "samples.csv"
 # Config keys renamed since, and their names now: a grid that gives the old name is told.
 RENAMED = {"lr": "learning_rate"}
@@ -297,17 +302,18 @@ def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str,
                   first_set: str, iters: int, train_seconds: float = 0.0,
                   its_per_second: float | None = None, device: str = "cpu",
                   resumed_from_iter: int | None = None, perc_backend: str | None = None,
-                  projected: dict[str, dict] | None = None,
+                  twins: dict[str, dict[str, dict]] | None = None,
                   samples: dict[str, dict] | None = None) -> dict:
     """Write ``metrics.json``: the first test set's means at the top level (what tables
-    read), every set under ``datasets``, and how the numbers were made. ``projected``:
-    the post-hoc projected outputs' means per set; ``samples``: a stochastic generator's
-    K-sample statistics per set (``srlib.evaluate.evaluate_samples``); None otherwise."""
+    read), every set under ``datasets``, and how the numbers were made. ``twins``: per
+    twin suffix (``TWINS``), the post-hoc consistent outputs' means per set; ``samples``:
+    a stochastic generator's K-sample statistics per set
+    (``srlib.evaluate.evaluate_samples``); None otherwise."""
     results = {
         **per_set[first_set],
         "lpips_kind": lpips_kind,
         "datasets": per_set,
-        "projected": projected,
+        "twins": twins or None,
         "samples": samples,
         "iters": iters,
         "train_seconds": train_seconds,
@@ -349,7 +355,7 @@ def clear(run: str | Path, keep: tuple[str, ...] = ()) -> None:
                  TRACEBACK):
         if name not in keep:
             (run / name).unlink(missing_ok=True)
-    for folder in (EVAL, PROJECTED):
+    for folder in (EVAL, *(f for _, f in TWINS.values())):
         if folder not in keep:
             shutil.rmtree(run / folder, ignore_errors=True)
 

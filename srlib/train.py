@@ -101,6 +101,10 @@ def _is_weight(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
 
 
+def _is_twins(v) -> bool:
+    return isinstance(v, list) and len(set(v)) == len(v) and all(t in runs.TWINS for t in v)
+
+
 def _is_sets(v) -> bool:
     return isinstance(v, list) and bool(v) and all(isinstance(d, str) and d for d in v)
 
@@ -126,6 +130,11 @@ class Config:
     noise: int = _g("noise")
     noise_at: list[str] = _g("noise_at")
     noise_std: float = _g("noise_std")
+    twins: list[str] = _f(["+P"], "post-hoc twins of an unprojected generator's outputs, "
+                                 "evaluated from the same weights: +P (P(SR, LR)), +B (the "
+                                 "projection within [0, 1], saved with consistent rounding)",
+                          ok=_is_twins, expected=f"a list of distinct twins from "
+                                                  f"{', '.join(runs.TWINS)} (may be empty)")
     eval_samples: int = _f(DEFAULT_K, "with noise: samples drawn per test image at evaluation "
                                       "(K >= 1, fixed seeds 0..K-1; the NTIRE 2021 challenge "
                                       "draws 10)", least=1,
@@ -736,10 +745,10 @@ def _finish(run: Session, session_seconds: float) -> dict:
         _record(run)
     runs.write_torch(run.out / runs.GENERATOR, run.nets.g.state_dict())
     run.nets.g.eval()
-    per_set, kind, projected = evaluate_sets(run.nets.g, c.test_data, c.scale, run.out, dev,
-                                             model=f"{c.loss} / {c.upsampler}",
-                                             # a projected generator needs no +P twin
-                                             project=c.consistency == "none")
+    per_set, kind, twins = evaluate_sets(run.nets.g, c.test_data, c.scale, run.out, dev,
+                                         model=f"{c.loss} / {c.upsampler}",
+                                         # a generator consistent by construction: no twin
+                                         twins=c.twins if c.consistency == "none" else [])
     samples = None
     if c.noise:  # K samples per image, fixed seeds; sample 0 is the output evaluated above
         samples = evaluate_samples(run.nets.g, c.test_data, c.scale, run.out, c.eval_samples,
@@ -752,7 +761,7 @@ def _finish(run: Session, session_seconds: float) -> dict:
         its_per_second=session_iters / session_seconds if session_iters else None,
         device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         resumed_from_iter=run.start or None, perc_backend=run.loss.perc_backend,
-        projected=projected, samples=samples)
+        twins=twins, samples=samples)
     run.ckpt.unlink(missing_ok=True)  # generator.pt holds the result; optimiser state is done
     return results
 

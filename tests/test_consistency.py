@@ -330,3 +330,31 @@ def test_project_box_runs_are_saved_with_consistent_rounding(tiny_sets, tmp_path
         assert row.lr_psnr >= plain
         png = load_image(tmp_path / "png" / f"{path.stem}.png").float() / 255
         assert abs(float(lr_psnr(png, lr, op)) - row.lr_psnr) < 1e-6
+
+
+def test_the_box_twin_is_evaluated_beside_the_plain_one(tiny_sets, tmp_path):
+    """twins [+P, +B]: both twins' tables in metrics.json and in their folders; the result
+    folder collects v+P and v+B rows and per-image tables; the +B outputs are saved in
+    [0, 1] with consistent rounding, so their LR-PSNR is at least the +P twin's on every
+    image; an unknown twin is refused naming the choices."""
+    import yaml
+
+    from srlib import results as rs
+    from srlib.grid import load_grid
+
+    with pytest.raises(ValueError, match=r"twins must be a list of distinct twins from \+P, \+B"):
+        Config(twins=["+X"]).resolved()
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text(yaml.safe_dump({"variants": {"v": {"loss": "pixel"}},
+                                         "defaults": {"twins": ["+P", "+B"]}}))
+    grid = load_grid(grid_file)
+    root = tmp_path / "out"
+    out = runs.run_dir(root, "v", 0)
+    m = train(tiny_config(tiny_sets, out, twins=["+P", "+B"], iters=4))
+    assert set(m["twins"]) == {"+P", "+B"}
+    assert (out / "projected-box" / "eval").is_dir() and (out / "projected" / "eval").is_dir()
+    table = rs.write(root, grid, [0])
+    assert set(table.variant) == {"v", "v+P", "v+B"}
+    per = rs.read_per_image(root).set_index(["variant", "image"])
+    plain, box = per.loc["v+P"], per.loc["v+B"]
+    assert (box.lr_psnr >= plain.lr_psnr - 1e-9).all() and (box.clipped <= 1e-3).all()

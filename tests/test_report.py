@@ -325,7 +325,7 @@ def test_equal_iterations_and_baselines_pass_the_length_check(tmp_path):
 
 
 def test_a_variant_may_not_take_a_twin_name(tmp_path):
-    with pytest.raises(ValueError, match="'A\\+P' is taken by the projected twin"):
+    with pytest.raises(ValueError, match="'A\\+P' is taken by the post-hoc twin"):
         load_grid(_grid(tmp_path, [], **{"A+P": {"loss": "pixel"}}))
 
 
