@@ -25,6 +25,7 @@ runs = "../reports/runs"
 grid = "../configs/quick.yaml"
 tradeoff = []  # [[variant, label], ...]: the sweep of the weight of `down`, in order
 samples_variant = ""  # a variant whose runs drew samples (noise > 0); "" for none
+fronts = {}  # {sweep name: [[variant, label], ...]}: adversarial sweeps on the PD plane
 
 # %%
 from pathlib import Path
@@ -35,6 +36,7 @@ from IPython.display import HTML, Image, Markdown, display
 from srlib import analysis as an
 from srlib import report as rp
 from srlib import results as rs
+from srlib import stats
 from srlib.data import dataset_name, load_dataset
 from srlib.grid import family, load_grid
 
@@ -247,6 +249,30 @@ for d in datasets:
 for d in datasets:
     an.plot_perception_distortion(table, d, str(done.lpips_kind.iloc[0]), families)
     plt.show()
+
+# %% [markdown]
+# ### The adversarial sweeps: does `down + w adv` dominate `pixel + w adv` anywhere?
+#
+# The proposal's own question, where the grid sweeps the adversarial weight `w` for both
+# losses from the same start (the report's `fronts` parameter): each sweep a line through
+# its weights on the plane of PSNR-Y (better right) against LPIPS (better down), each
+# point the mean over every test image and seed with its 95% interval on both axes. Then,
+# at each weight both sweeps share, the paired difference of the first sweep minus the
+# second in both metrics, and which one dominates there (better in both, both intervals
+# excluding 0), if either.
+
+# %%
+if fronts and per_img is not None:
+    front_vars = [v for members in fronts.values() for v, _ in members]
+    ci = stats.summary_with_ci(per_img[per_img.variant.isin(front_vars)], ["psnr_y", "lpips"],
+                               by=["variant"], baselines=baselines)
+    an.plot_fronts(ci, fronts, str(done.lpips_kind.iloc[0]))
+    plt.show()
+    display(Markdown("\n".join(f"- {s}" for s in rp.front_comparison(
+        per_img, fronts, baselines=baselines)) or "No weight of the first two sweeps has "
+        "finished runs on both sides."))
+else:
+    display(Markdown("This grid does not declare adversarial sweeps (`fronts`)."))
 
 # %% [markdown]
 # ## PSNR-Y, LPIPS and LR-PSNR as the weight of `down` grows

@@ -528,6 +528,44 @@ def plot_perception_distortion(results: pd.DataFrame, dataset: str, lpips_kind: 
     return fig
 
 
+def plot_fronts(summary: pd.DataFrame, fronts: dict[str, list[list[str]]],
+                lpips_kind: str) -> plt.Figure:
+    """The adversarial sweeps on the perception-distortion plane: PSNR-Y (dB) against
+    LPIPS, each point a variant's mean over every test image and seed with its 95%
+    interval on both axes (``summary``: ``srlib.stats.summary_with_ci`` of ``psnr_y`` and
+    ``lpips`` by variant), each sweep of ``fronts`` (name -> ``[[variant, label], ...]``,
+    in the order of its weights) a line through its points, each point labelled. Better is
+    to the right (fidelity) and down (perceptual distance); a sweep whose line lies right of
+    and below another's dominates it there. Variants without a row are left out."""
+    s = summary.set_index("variant")
+    fig, ax = plt.subplots(figsize=(8.5, 5.2), layout="constrained")
+    for (name, members), (color, ls) in zip(fronts.items(), _STYLES, strict=False):
+        pts = [(v, lab) for v, lab in members if v in s.index]
+        if not pts:
+            continue
+        x = s.loc[[v for v, _ in pts], "psnr_y_mean"].to_numpy(float)
+        y = s.loc[[v for v, _ in pts], "lpips_mean"].to_numpy(float)
+        xe = np.abs(s.loc[[v for v, _ in pts], ["psnr_y_low", "psnr_y_high"]].to_numpy(float).T
+                    - x)
+        ye = np.abs(s.loc[[v for v, _ in pts], ["lpips_low", "lpips_high"]].to_numpy(float).T
+                    - y)
+        ax.errorbar(x, y, xerr=xe, yerr=ye, color=color, ls=ls, marker="o", ms=4, lw=1.2,
+                    elinewidth=0.7, capsize=2, label=name)
+        for (_, lab), xi, yi in zip(pts, x, y, strict=True):
+            if lab:
+                ax.annotate(str(lab), (xi, yi), xytext=(4, 4), textcoords="offset points",
+                            fontsize=8, color=color)
+    ax.set(xlabel="PSNR-Y (dB), higher is better",
+           ylabel=f"LPIPS ({lpips_kind}), lower is better",
+           title="The adversarial sweeps: mean over every test image and seed, 95% intervals")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no run of these sweeps has finished", ha="center", va="center",
+                transform=ax.transAxes)
+    return fig
+
+
 def projected_name_of(variant: str, twin_of: dict[str, str]) -> str | None:
     """The ``+P`` twin of ``variant`` among ``twin_of`` (twin -> variant), or None."""
     return next((t for t, v in twin_of.items() if v == variant), None)

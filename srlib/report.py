@@ -458,6 +458,37 @@ def critic_rows(critic: pd.DataFrame) -> pd.DataFrame:
                          "healthy": np.where(critic.healthy.astype(bool), "yes", "no")})
 
 
+def front_comparison(per_image: pd.DataFrame, fronts: dict[str, list[list[str]]], *,
+                     baselines: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Markdown sentences comparing the first two sweeps of ``fronts`` (name ->
+    ``[[variant, label], ...]``) at each label they share (the same adversarial weight):
+    the paired differences (first minus second, over every test image and seed, with 95%
+    intervals, ``srlib.stats.paired_difference``) in PSNR-Y and LPIPS, and which sweep
+    dominates there (better in both, both intervals excluding 0), if either."""
+    if len(fronts) < 2 or per_image is None:
+        return []
+    (na, a), (nb, b) = list(fronts.items())[:2]
+    b_at = {str(lab): v for v, lab in b}
+    have = set(per_image.variant)
+    out = []
+    for va, lab in a:
+        vb = b_at.get(str(lab))
+        if vb is None or va not in have or vb not in have:
+            continue
+        d_psnr = stats.paired_difference(per_image, va, vb, "psnr_y", baselines=baselines)
+        d_lpips = stats.paired_difference(per_image, va, vb, "lpips", baselines=baselines)
+        if d_psnr.low > 0 and d_lpips.high < 0:
+            who = f"{plain(na)} dominates"
+        elif d_psnr.high < 0 and d_lpips.low > 0:
+            who = f"{plain(nb)} dominates"
+        else:
+            who = "neither dominates (an interval includes 0, or each wins on one axis)"
+        runs_ = f"{d_psnr.n_seeds} seed(s), {d_psnr.n_images} images"
+        out.append(f"At {plain(lab)}, {code(va)} minus {code(vb)}: PSNR-Y "
+                   f"{d_psnr.format()} dB, LPIPS {d_lpips.format('{:.3f}')} ({runs_}): {who}.")
+    return out
+
+
 def text_table(table: pd.DataFrame) -> str:
     """``table`` as HTML (escaped, no index) with its cells aligned left and at the top: the
     report's tables of sentences (the notebook's style right-aligns numbers)."""

@@ -343,7 +343,7 @@ PARAMETERS = {"01_manifold.py": {"image", "scale", "target_psnr", "toy_steps", "
               "03_artifacts.py": {"results", "runs", "grid", "image", "crop", "out",
                                   "key_variants"},
               "04_report.py": {"results", "runs", "grid", "tradeoff",
-                               "samples_variant"}}
+                               "samples_variant", "fronts"}}
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))

@@ -476,3 +476,38 @@ def test_headline_table_from_a_result_folder(tmp_path, files, capsys):
     assert "column 'psnr_y@X'" in capsys.readouterr().err
     assert rp.main([str(tmp_path), "--columns", "psnr_y@S", "--variants", "B"]) == 0
     assert "| `B` |" in capsys.readouterr().out
+
+
+# ---- the adversarial sweeps on the perception-distortion plane ---------------------------
+
+def _front_table(rng: np.random.Generator) -> pd.DataFrame:
+    """Two sweeps at two weights, 3 seeds x 12 images: at 1e-3 the first is better in
+    both metrics; at 1e-2 it has the higher PSNR-Y and the higher LPIPS."""
+    effects = {"d1": (0.5, -0.02), "p1": (0.0, 0.0), "d2": (0.5, 0.02), "p2": (0.0, 0.0)}
+    rows = []
+    for v, (dp, dl) in effects.items():
+        for seed in range(3):
+            for i in range(12):
+                rows.append({"variant": v, "seed": seed, "dataset": "S", "image": f"i{i}",
+                             "psnr_y": 28 + 0.1 * i + dp + rng.normal(0, 0.05),
+                             "lpips": 0.2 + 0.01 * i + dl + rng.normal(0, 0.002)})
+    return pd.DataFrame(rows)
+
+
+def test_the_fronts_say_where_one_sweep_dominates_the_other():
+    from srlib.analysis import plot_fronts
+
+    t = _front_table(np.random.default_rng(0))
+    fronts = {"down + w adv": [["d1", "1e-3"], ["d2", "1e-2"]],
+              "pixel + w adv": [["p1", "1e-3"], ["p2", "1e-2"], ["missing", "1e-1"]]}
+    lines = rp.front_comparison(t, fronts)
+    assert len(lines) == 2
+    assert lines[0].startswith("At 1e-3, `d1` minus `p1`: PSNR-Y 0.50 [")
+    assert lines[0].endswith("(3 seed(s), 12 images): down + w adv dominates.")
+    assert "neither dominates" in lines[1]
+    ci = stats.summary_with_ci(t, ["psnr_y", "lpips"], by=["variant"])
+    fig = plot_fronts(ci, fronts, "stlpips-alex")
+    ax = fig.axes[0]
+    assert [txt.get_text() for txt in ax.get_legend().get_texts()] == list(fronts)
+    assert {txt.get_text() for txt in ax.texts} == {"1e-3", "1e-2"}
+    assert rp.front_comparison(t, {"only": fronts["down + w adv"]}) == []
