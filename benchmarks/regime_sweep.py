@@ -68,6 +68,36 @@ def jobs(iters: int, ft_iters: int) -> list[dict]:
     return out
 
 
+WEIGHTS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # the study's sweep of the adversarial weight
+
+
+def jobs_study(iters: int, ft_iters: int) -> list[dict]:
+    """``--set study``: the study's own fine-tune regime checked before it runs: the U-Net
+    critic at width 16 (32 at one weight, for comparison), ``ft_iters`` iterations (a
+    fifth of them the critic alone), both sweeps over ``WEIGHTS``; and the stochastic
+    generator (noise at three depths, project-box, adversarial term, with and without the
+    mode-seeking term, two noise amplitudes), sampled 10 times per Set5 image."""
+    base = {"loss": "pixel", "upsampler": "nearest", "patch": PATCH, "batch": 2,
+            "learning_rate": 5e-4, "iters": iters}
+    ft = base | {"iters": ft_iters, "learning_rate": 1e-4, "d_warmup": ft_iters // 5,
+                 "discriminator": "unet", "d_nf": 16}
+    out = [{"name": "ref", "fields": base}]
+    for fam in ("down", "pixel"):
+        for w in WEIGHTS:
+            out.append({"name": f"ft-{fam}+{w:g}adv", "after": "ref",
+                        "fields": ft | {"loss": f"{fam}+{w:g}*adv"}})
+        out.append({"name": f"ft-{fam}+0.001adv-dnf32", "after": "ref",
+                    "fields": ft | {"loss": f"{fam}+0.001*adv", "d_nf": 32}})
+    noise = ft | {"consistency": "project-box", "noise": 4, "noise_at": ["first", "body", "hr"],
+                  "eval_samples": 10}
+    for std in (1.0, 3.0):
+        for loss in ("0.005*adv", "0.005*adv+0.1*ms"):
+            tag = "ms" if "ms" in loss else "adv"
+            out.append({"name": f"noise-{tag}-std{std:g}", "after": "ref",
+                        "fields": noise | {"loss": loss, "noise_std": std}})
+    return out
+
+
 def command(job: dict, root: Path, device: str) -> list[str]:
     f = {"data": "Sun80", "test_data": ["Set5"], "holdout": 8, "val_data": "holdout",
          "val_crop": 192, "val_images": 8, "val_every": max(job["fields"]["iters"] // 8, 1),
@@ -92,8 +122,12 @@ def summarise(job: dict, root: Path, seconds: float) -> dict:
     row = {"run": job["name"], "seconds": round(seconds, 1)}
     if (d / "metrics.json").is_file():
         m = json.loads((d / "metrics.json").read_text())
-        row |= {k: m.get(k) for k in ("psnr_y", "lpips", "lr_psnr", "lr_psnr_inner",
-                                      "null_gain_db", "its_per_second")}
+        row |= {k: m.get(k) for k in ("psnr_y", "lpips", "lr_psnr", "lr_psnr_ntire",
+                                      "lr_psnr_inner", "its_per_second")}
+        first = next(iter((m.get("samples") or {}).values()), None)
+        if first:
+            row |= {k: first.get(k) for k in ("diversity", "diversity_floor", "sample_std",
+                                              "lr_psnr_ntire_mean", "lr_psnr_ntire_worst")}
     if (d / "validation.csv").is_file():
         v = pd.read_csv(d / "validation.csv")
         row |= {"val_psnr_y": v.psnr_y.iloc[-1], "val_null_corr": v.null_corr.iloc[-1]}
@@ -150,6 +184,8 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--iters", type=int, default=3000)
     ap.add_argument("--ft-iters", type=int, default=800)
+    ap.add_argument("--set", choices=("regime", "study"), default="regime",
+                    help="regime: the first sweep; study: the study's fine-tunes checked")
     ap.add_argument("--only", nargs="*", help="run only these names (and their sources)")
     ap.add_argument("--out", default="/tmp/sweep", help="the tables' folder")
     ap.add_argument("--runs", default=None, help="the run folders (default: OUT/runs)")
@@ -165,18 +201,20 @@ def main() -> int:
                         "PYTHONPATH": os.pathsep.join(
                             filter(None, [str(Path(__file__).resolve().parents[1]),
                                           os.environ.get("PYTHONPATH")]))}
-    todo = jobs(a.iters, a.ft_iters)
+    plan = jobs if a.set == "regime" else jobs_study
+    todo = plan(a.iters, a.ft_iters)
     if a.only:
         keep = set(a.only) | {j.get("after") for j in todo if j["name"] in a.only}
         todo = [j for j in todo if j["name"] in keep]
     rows = schedule(todo, runs_dir, a, env, out)
     curves, critic = [], []
-    for job in jobs(a.iters, a.ft_iters):
+    for job in plan(a.iters, a.ft_iters):
         d = runs_dir / job["name"]
         if (d / "validation.csv").is_file():
             curves.append(pd.read_csv(d / "validation.csv").assign(run=job["name"]))
         if (d / "losses.csv").is_file() and job.get("after"):
-            critic.append(pd.read_csv(d / "losses.csv")[["iter", "d_loss", "adv"]]
+            log = pd.read_csv(d / "losses.csv")
+            critic.append(log[[c for c in ("iter", "d_loss", "adv", "ms") if c in log]]
                           .assign(run=job["name"]))
     if curves:
         pd.concat(curves).to_csv(out / "validation.csv", index=False)

@@ -254,14 +254,14 @@ def summary(table: pd.DataFrame, data: str, scale: int, model: str) -> dict:
 def evaluate_sets(
     upscale: Upscaler, test_data: list[str], scale: int, out: Path,
     device: str | torch.device = "cpu", lpips_kind: str | None = None, model: str = "",
-    twins: list[str] | tuple[str, ...] = (),
+    twins: list[str] | tuple[str, ...] = (), with_lpips: bool = True,
 ) -> tuple[dict[str, dict], str, dict[str, dict[str, dict]]]:
     """Evaluate on each test set into ``out/eval/<set>/`` (per-image CSV and SR PNGs) and
     each post-hoc twin of ``twins`` (suffixes of ``runs.TWINS``) into
     ``out/<its folder>/eval/<set>/``; returns ``({set: summary}, lpips kind, {suffix: {set:
-    summary}})``. LPIPS: ``lpips_kind`` or the default."""
+    summary}})``. LPIPS: ``lpips_kind`` or the default; none with ``with_lpips`` False."""
     kind = lpips_kind or lpips.default_kind()
-    metric = lpips.load(kind, device)
+    metric = lpips.load(kind, device) if with_lpips else None
     per_set: dict[str, dict] = {}
     per_twin: dict[str, dict[str, dict]] = {t: {} for t in twins}
     for data in test_data:

@@ -544,7 +544,7 @@ def _check_hypotheses(grid: dict, where: Callable[..., str]) -> list[Hypothesis]
                                   test_sets(grid))
     problems = [f"{where('hypotheses')}: hypothesis '{h.id}': {why}" for h in hypotheses
                 if (why := _unequal_iters(h, grid) or _no_common_seed(h, grid)
-                    or _no_samples(h, grid))]
+                    or _no_samples(h, grid) or _no_lpips(h, grid))]
     if problems:
         raise ValueError("\n".join(problems))
     return hypotheses
@@ -575,6 +575,19 @@ def _unequal_iters(h: Hypothesis, grid: dict) -> str:
     return (f"a '{h.a}' is trained for {counts[0]} iterations and b '{h.b}' for "
             f"{counts[1]}: compare variants of equal training length, or mark the "
             "hypothesis 'unequal_iters_ok: true' (the report then says so)")
+
+
+def _no_lpips(h: Hypothesis, grid: dict) -> str:
+    """Why ``h`` reads LPIPS of a side whose runs do not compute it (``eval_lpips:
+    false``), or ''."""
+    if h.metric != "lpips":
+        return ""
+    off = [v for v in h.variants if not {**grid.get("defaults", {}),
+                                         **(grid["variants"][source_variant(grid, v)] or {})
+                                         }.get("eval_lpips", True)
+           and not baseline_of(grid["variants"][source_variant(grid, v)])]
+    return (f"metric lpips, but '{off[0]}' is evaluated without it (eval_lpips: false)"
+            if off else "")
 
 
 def _no_samples(h: Hypothesis, grid: dict) -> str:

@@ -215,8 +215,9 @@ def noise_floor(samples: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
     base = op.pinv(lr.double())
     floor = []
     for seed in sample_seeds(q.shape[0]):
+        # drawn on the CPU (the same z on every device), then moved to the samples' device
         z = torch.randn(sigma.shape, generator=torch.Generator().manual_seed(seed),
-                        dtype=torch.float64)
+                        dtype=torch.float64).to(sigma.device)
         floor.append(base + op.split(sigma * z)[1])
     score = diversity_score(torch.stack(floor).to(samples.dtype), hr, metric)["score"]
     return {"diversity_floor": score, "sample_std": 255.0 * sigma.mean().item()}

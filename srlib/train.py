@@ -135,6 +135,9 @@ class Config:
                                  "projection within [0, 1], saved with consistent rounding)",
                           ok=_is_twins, expected=f"a list of distinct twins from "
                                                   f"{', '.join(runs.TWINS)} (may be empty)")
+    eval_lpips: bool = _f(True, "measure LPIPS at evaluation (false: its column stays empty, "
+                                "for runs that no hypothesis or figure reads it of; it is "
+                                "most of the evaluation's time on a CPU)")
     eval_samples: int = _f(DEFAULT_K, "with noise: samples drawn per test image at evaluation "
                                       "(K >= 1, fixed seeds 0..K-1; the NTIRE 2021 challenge "
                                       "draws 10)", least=1,
@@ -747,6 +750,7 @@ def _finish(run: Session, session_seconds: float) -> dict:
     run.nets.g.eval()
     per_set, kind, twins = evaluate_sets(run.nets.g, c.test_data, c.scale, run.out, dev,
                                          model=f"{c.loss} / {c.upsampler}",
+                                         with_lpips=c.eval_lpips,
                                          # a generator consistent by construction: no twin
                                          twins=c.twins if c.consistency == "none" else [])
     samples = None

@@ -248,3 +248,23 @@ def test_the_result_folder_holds_the_critic_table(tmp_path):
     assert critic.healthy.iloc[0] == (0.1 <= critic.value.iloc[0] <= 0.65)
     rs.write(root, {**grid, "critic": None}, [0])
     assert rs.read_critic(root) is None
+
+
+def test_runs_without_lpips_leave_it_empty_and_no_hypothesis_may_read_it(tmp_path):
+    from conftest import write_small_sets
+
+    from srlib.train import Config, train
+
+    train_dir, test_dir = write_small_sets(tmp_path / "data", n_train=2, n_test=1)
+    m = train(Config(loss="pixel", iters=2, out=str(tmp_path / "r"), data=train_dir,
+                     test_data=[test_dir], batch=2, patch=16, nf=8, nb=1, gc=4, device="cpu",
+                     progress=False, eval_lpips=False))
+    assert "lpips" not in m and "psnr_y" in m and "+P" in m["twins"]
+    per_image = pd.read_csv(tmp_path / "r" / "eval" / "test" / "per_image.csv")
+    assert "lpips" not in per_image and "lpips" not in (m["twins"]["+P"]["test"])
+    path = _write(tmp_path, {"a": {"loss": "pixel", "eval_lpips": False}, "b": {"loss": "down"}},
+                  hypotheses=[{"id": "H", "statement": "s", "a": "a", "b": "b",
+                               "metric": "lpips", "direction": "less"}])
+    with pytest.raises(ValueError, match="hypothesis 'H': metric lpips, but 'a' is evaluated "
+                                         r"without it \(eval_lpips: false\)"):
+        load_grid(path)
