@@ -592,7 +592,9 @@ def axis_label(name: str) -> str:
     return m.label + (f", {m.better} is better" if m.better else "")
 
 
-VALIDATION_PANELS = {m: axis_label(m) for m in ("null_gain_db", "lr_psnr", "null_corr")}
+VALIDATION_PANELS = {**{m: axis_label(m) for m in ("null_gain_db", "lr_psnr")},
+                     # METRICS' words are a sentence's; an axis needs them short
+                     "null_corr": "null-space part: correlation\nwith the run's start"}
 
 
 def load_validation(runs: str | Path, variants: list[str], seeds: list[int],
