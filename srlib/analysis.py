@@ -489,12 +489,12 @@ def plot_perception_distortion(results: pd.DataFrame, dataset: str, lpips_kind: 
     kinds = variant_kinds(sub)
     fams = families or {}
     sources = [v for v in means.index if kinds.get(v) != "projected"]
-    twin_of = {v: t[0] for v in means.index if kinds.get(v) == "projected"
-               and (t := twin_source(v, sources)) and t[1] == PROJECTED_SUFFIX}
+    twins = {v: t for v in means.index if kinds.get(v) == "projected"
+             and (t := twin_source(v, sources))}
+    twin_of = {v: src for v, (src, suffix) in twins.items() if suffix == PROJECTED_SUFFIX}
     # other twins (+B) are points of their own, in their variant's column
-    fams = {**{v: fams.get(twin_source(v, sources)[0], "variants") for v in means.index
-               if kinds.get(v) == "projected" and v not in twin_of
-               and twin_source(v, sources)}, **fams}
+    fams = {**{v: fams.get(src, "variants") for v, (src, _) in twins.items()
+               if v not in twin_of}, **fams}
     own = [v for v in means.index if v not in twin_of]
     base = [v for v in own if kinds.get(v) == "baseline"]
     cols = [f for f in dict.fromkeys(fams.get(v, "variants") for v in own) if f]

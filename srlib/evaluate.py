@@ -135,8 +135,8 @@ def _image_row(name: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
     rounded when None."""
     out = quantize(sr if saved is None else saved)
     row = {"image": name, **image_metrics(sr if saved is None else out, hr, lr, op),
-           # the network's own output, before it was rounded (for saved: its rounding)
-           **raw_metrics(sr, lr, op),
+           # the network's own output, before the rounding that saved it
+           **(raw_metrics(sr, lr, op) if saved is not None else {}),
            # the challenge's LR-PSNR (srlib.ntire), beside ours (lr_psnr)
            "lr_psnr_ntire": lr_psnr_ntire_float(out.cpu(), hr.cpu(), op.scale)}
     if lpips_model is not None:
@@ -197,36 +197,39 @@ class Validation:
             rng, null = range_null_mse(pinv, hr, self.op)
             self.pinv.append((float(rng), float(null)))
 
-    def _null_parts(self, g: torch.nn.Module) -> list[torch.Tensor]:
-        """The null-space part of ``g``'s raw output (float64, unquantised) on each crop."""
-        return [self.op.split(g(lr[None])[0].double())[1] for _, lr in self.pairs]
+    def _outputs(self, g: torch.nn.Module) -> list[torch.Tensor]:
+        """``g``'s raw outputs (float32, unquantised) on the crops, in eval mode (a noise
+        generator: its sample 0)."""
+        was_training = g.training
+        g.eval()
+        out = [g(lr[None])[0].float() for _, lr in self.pairs]
+        g.train(was_training)
+        return out
+
+    def _null_part(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.op.split(raw.double())[1]
 
     @torch.no_grad()
     def set_reference(self, g: torch.nn.Module) -> None:
         """Keep the null-space parts of ``g``'s outputs now (at the run's start) as the
-        reference of ``null_corr``; in eval mode (a noise generator: its sample 0)."""
-        was_training = g.training
-        g.eval()
-        self.reference = [n.cpu() for n in self._null_parts(g)]
-        g.train(was_training)
+        reference of ``null_corr``."""
+        self.reference = [self._null_part(raw).cpu() for raw in self._outputs(g)]
 
     @torch.no_grad()
     def __call__(self, g: torch.nn.Module) -> dict[str, float]:
-        was_training = g.training
-        g.eval()
-        rows = []
-        for (hr, lr), (pinv_range, pinv_null) in zip(self.pairs, self.pinv, strict=True):
-            sr = quantize(g(lr[None])[0].float())
+        rows, corrs = [], []
+        for i, raw in enumerate(self._outputs(g)):
+            (hr, lr), (pinv_range, pinv_null) = self.pairs[i], self.pinv[i]
+            sr = quantize(raw)
             rng, null = range_null_mse(sr, hr, self.op)
             rows.append([float(psnr_y(sr, hr, crop=self.op.scale)),
                          float(lr_psnr(sr, lr, self.op)),
                          10 * math.log10(pinv_null / max(float(null), 1e-20)),
                          10 * math.log10(pinv_range / max(float(rng), 1e-20))])
-        corr = float("nan")
-        if self.reference is not None:
-            corr = float(np.mean([null_correlation(a.to(b.device), b) for a, b in
-                                  zip(self.reference, self._null_parts(g), strict=True)]))
-        g.train(was_training)
+            if self.reference is not None:
+                part = self._null_part(raw)
+                corrs.append(null_correlation(self.reference[i].to(part.device), part))
+        corr = float(np.mean(corrs)) if corrs else float("nan")
         means = np.mean(rows, axis=0)
         return dict(zip(("psnr_y", "lr_psnr", "null_gain_db", "range_gain_db"),
                         means.tolist(), strict=True)) | {"null_corr": corr}
@@ -328,6 +331,7 @@ def evaluate_samples(
     kind = lpips_kind or lpips.default_kind()
     metric = lpips.load(kind, device)
     op = BicubicDegradation(scale)
+    rounding = rounding_of(g)
     per_set = {}
     for data in test_data:
         name = dataset_name(data)
@@ -338,8 +342,8 @@ def evaluate_samples(
             check_eval_size(img, path, scale)
             hr, lr = eval_pair(img.to(device), op)
             samples = draw_samples(g, lr, k)
-            if rounding_of(g) == "consistent":  # each sample as it is saved
-                samples = torch.stack([save_u8(x, lr, op, "consistent") for x in samples])
+            if rounding == "consistent":  # each sample as it is saved
+                samples = torch.stack([save_u8(x, lr, op, rounding) for x in samples])
             rows.append(_sample_row(path.stem, samples, hr, lr, op, metric, where / runs.SAMPLES))
         table = pd.DataFrame(rows)
         runs.write_text(where / runs.SAMPLES_CSV, table.to_csv(index=False))

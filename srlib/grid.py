@@ -75,10 +75,17 @@ def twin_source(name: str, variants: Collection[str]) -> tuple[str, str] | None:
     return None
 
 
+def variant_spec(grid: dict, name: str) -> dict:
+    """The grid's fields of a variant, its ``defaults`` overridden by its own (for a
+    twin ``v+P``, those of ``v``)."""
+    own = grid["variants"][source_variant(grid, name)] or {}
+    return {**grid.get("defaults", {}), **own}
+
+
 def twins_of(grid: dict, variant: str) -> list[str]:
     """The twin suffixes a trained variant is evaluated with: its config's ``twins``
     (default ``["+P"]``), none for a baseline or a generator consistent by construction."""
-    spec = {**grid.get("defaults", {}), **(grid["variants"][variant] or {})}
+    spec = variant_spec(grid, variant)
     if baseline_of(grid["variants"][variant]) or \
             spec.get("consistency", "none") not in ("none", "", None):
         return []
@@ -104,7 +111,7 @@ def family(grid: dict, variant: str) -> str:
 
     if variant not in grid["variants"]:
         return "projected" if twin_source(variant, grid["variants"]) else "other"
-    spec = {**grid["defaults"], **grid["variants"][variant]}
+    spec = variant_spec(grid, variant)
     if baseline_of(grid["variants"][variant]):
         return "baselines"
     if spec.get("consistency", "none") not in ("none", "", None):
@@ -534,7 +541,7 @@ def _check_hypotheses(grid: dict, where: Callable[..., str]) -> list[Hypothesis]
                          f"{_kind(grid['hypotheses'])}")
     variants = grid["variants"]
     trained = [v for v, spec in variants.items() if not baseline_of(spec)]
-    twins = [projected_name(v, s) for v in trained for s in (twins_of(grid, v) or ["+P"])]
+    twins = [projected_name(v, s) for v in trained for s in twins_of(grid, v)]
     clash = [t for t in twins if t in variants]
     if clash:
         raise ValueError(f"{where('variants', clash[0])}: variant name {clash[0]!r} is taken "
@@ -582,10 +589,8 @@ def _no_lpips(h: Hypothesis, grid: dict) -> str:
     false``), or ''."""
     if h.metric != "lpips":
         return ""
-    off = [v for v in h.variants if not {**grid.get("defaults", {}),
-                                         **(grid["variants"][source_variant(grid, v)] or {})
-                                         }.get("eval_lpips", True)
-           and not baseline_of(grid["variants"][source_variant(grid, v)])]
+    off = [v for v in h.variants if not variant_spec(grid, v).get("eval_lpips", True)
+           and not baseline_of(variant_spec(grid, v))]
     return (f"metric lpips, but '{off[0]}' is evaluated without it (eval_lpips: false)"
             if off else "")
 
@@ -594,7 +599,7 @@ def _no_samples(h: Hypothesis, grid: dict) -> str:
     """Why ``h`` compares with the noise floor a variant that draws no samples, or ''."""
     if not h.floor:
         return ""
-    spec = {**grid.get("defaults", {}), **grid["variants"][source_variant(grid, h.a)]}
+    spec = variant_spec(grid, h.a)
     if spec.get("noise") and spec.get("eval_samples"):
         return ""
     return (f"b: {NOISE_FLOOR} compares the samples of a '{h.a}' with null-space noise, but "

@@ -41,6 +41,7 @@ from srlib.grid import (
     total_iters,
     twin_source,
     variant_seeds,
+    variant_spec,
 )
 from srlib.metrics import metrics_where
 from srlib.stats import GAIN_METRICS, KEYS, add_gains
@@ -207,9 +208,10 @@ def critic_statistic(run: Path, column: str, last: float) -> float:
     return float(tail.mean()) if tail.notna().any() else float("nan")
 
 
-def critic_table(root: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
-    """One row per done run with a discriminator (a loss with an ``adv`` term) under the
-    grid's criterion (``srlib.grid.check_critic``): ``variant``, ``seed``, ``value`` (its
+def critic_table(root: Path, grid: dict, results: pd.DataFrame) -> pd.DataFrame:
+    """One row per done trained run of ``results`` (``collect``'s table) with a
+    discriminator (a loss with an ``adv`` term) under the grid's criterion
+    (``srlib.grid.check_critic``): ``variant``, ``seed``, ``value`` (its
     ``critic_statistic``), ``low``, ``high``, ``healthy`` (within them), ``column``,
     ``last``."""
     from srlib.losses import parse_spec
@@ -219,19 +221,17 @@ def critic_table(root: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
     if not crit:
         return pd.DataFrame(columns=cols)
     low, high = crit["between"]
+    done = results[(results.status == "done") & (results.kind == "trained")]
     rows = []
-    for variant, spec in grid["variants"].items():
-        loss = (spec or {}).get("loss") or grid["defaults"].get("loss", "")
-        if baseline_of(spec) or "adv" not in {t.name for t in parse_spec(loss or "pixel")}:
+    for r in done.drop_duplicates(["variant", "seed"]).itertuples():
+        loss = str(variant_spec(grid, r.variant).get("loss", "pixel"))
+        if "adv" not in {t.name for t in parse_spec(loss)}:
             continue
-        for seed in variant_seeds(spec, seeds):
-            d = runs.run_dir(root, variant, seed)
-            if run_status(d)[0] != "done":
-                continue
-            value = critic_statistic(d, crit["column"], crit["last"])
-            rows.append({"variant": variant, "seed": seed, "value": value, "low": low,
-                         "high": high, "healthy": bool(low <= value <= high),
-                         "column": crit["column"], "last": crit["last"]})
+        value = critic_statistic(runs.run_dir(root, r.variant, int(r.seed)), crit["column"],
+                                 crit["last"])
+        rows.append({"variant": r.variant, "seed": int(r.seed), "value": value, "low": low,
+                     "high": high, "healthy": bool(low <= value <= high),
+                     "column": crit["column"], "last": crit["last"]})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -252,7 +252,7 @@ def write(out: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
     runs.write_text(out / PER_IMAGE, per_image.to_csv(index=False))
     runs.write_text(out / RESULTS, results.to_csv(index=False))
     if grid.get("critic"):
-        runs.write_text(out / CRITIC, critic_table(out, grid, seeds).to_csv(index=False))
+        runs.write_text(out / CRITIC, critic_table(out, grid, results).to_csv(index=False))
     else:
         (out / CRITIC).unlink(missing_ok=True)
     return results
