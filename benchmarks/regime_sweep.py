@@ -98,6 +98,31 @@ def jobs_study(iters: int, ft_iters: int) -> list[dict]:
     return out
 
 
+def jobs_noise(iters: int, ft_iters: int) -> list[dict]:
+    """``--set noise``: the stochastic generator retuned after the study's pilot (the ms term
+    at 0.01 drove samples 60 grey levels apart, outside the box): the mode-seeking term
+    smaller, and DSGAN's capped term (``ds``) at three weights, with the project-box
+    gradient that never pushes outside the box and the noise convs at a twentieth of
+    their default init; noise_std 1, and 3 for one of them."""
+    ref = jobs_study(iters, ft_iters)[0]
+    ft = ref["fields"] | {"iters": ft_iters, "learning_rate": 1e-4, "d_warmup": ft_iters // 5,
+                          "discriminator": "unet", "d_nf": 16, "consistency": "project-box",
+                          "noise": 4, "noise_at": ["first", "body", "hr"], "eval_samples": 10}
+    out = [ref]
+    for name, loss, std in (("adv", "0.001*adv", 1.0),
+                            ("ms0.001", "0.001*adv+0.001*ms", 1.0),
+                            ("ds0.01", "0.001*adv+0.01*ds", 1.0),
+                            ("ds0.1", "0.001*adv+0.1*ds", 1.0),
+                            ("ds1", "0.001*adv+1*ds", 1.0),
+                            ("ds0.1-std3", "0.001*adv+0.1*ds", 3.0)):
+        out.append({"name": f"noise-{name}", "after": "ref",
+                    "fields": ft | {"loss": loss, "noise_std": std}})
+    return out
+
+
+PLANS = {"regime": jobs, "study": jobs_study, "noise": jobs_noise}
+
+
 def command(job: dict, root: Path, device: str) -> list[str]:
     f = {"data": "Sun80", "test_data": ["Set5"], "holdout": 8, "val_data": "holdout",
          "val_crop": 192, "val_images": 8, "val_every": max(job["fields"]["iters"] // 8, 1),
@@ -184,8 +209,9 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--iters", type=int, default=3000)
     ap.add_argument("--ft-iters", type=int, default=800)
-    ap.add_argument("--set", choices=("regime", "study"), default="regime",
-                    help="regime: the first sweep; study: the study's fine-tunes checked")
+    ap.add_argument("--set", choices=tuple(PLANS), default="regime",
+                    help="regime: the first sweep; study: the study's fine-tunes checked; "
+                         "noise: the stochastic generator retuned")
     ap.add_argument("--only", nargs="*", help="run only these names (and their sources)")
     ap.add_argument("--out", default="/tmp/sweep", help="the tables' folder")
     ap.add_argument("--runs", default=None, help="the run folders (default: OUT/runs)")
@@ -201,7 +227,7 @@ def main() -> int:
                         "PYTHONPATH": os.pathsep.join(
                             filter(None, [str(Path(__file__).resolve().parents[1]),
                                           os.environ.get("PYTHONPATH")]))}
-    plan = jobs if a.set == "regime" else jobs_study
+    plan = PLANS[a.set]
     todo = plan(a.iters, a.ft_iters)
     if a.only:
         keep = set(a.only) | {j.get("after") for j in todo if j["name"] in a.only}

@@ -29,6 +29,8 @@ one entry in one of them, and a name missing from them is refused with the choic
     which; the run records it). Built only for specs that use it.
   - ``adv``: the generator's adversarial term;
     ``Loss.discriminator`` gives the matching discriminator loss.
+  - ``ms`` and ``ds``: diversity terms of a generator with noise, on two samples of one
+    input (Mao et al.'s mode seeking, unbounded; DSGAN's, capped at ``DS_CAP``).
 - ``LOSS_OPERATORS``: name -> ``f(scale)``, the operator ``D'`` that ``down`` applies to
   SR (an object with ``down(hr) -> lr``, ``(B, C, H, W)`` -> ``(B, C, H/s, W/s)``,
   differentiable), for the operator-mismatch study: the data and the evaluation keep
@@ -265,7 +267,7 @@ class Context:
     d_real: Tensor | None  # discriminator logits on HR (detached), or None without a D
     d_fake: Tensor | None  # ... and on SR
     # a second sample of the same LR with other noise, and the mean |z1 - z2| of the two
-    # noises (``ms``); None unless the spec has a term that needs it
+    # noises (``ms``, ``ds``); None unless the spec has a term that needs it
     pair: tuple[Tensor, Tensor] | None = None
 
 
@@ -318,12 +320,29 @@ def _ms(crit: str, sr: Tensor, hr: Tensor, lr: Tensor, ctx: Context) -> Tensor:
     return 1.0 / (_distance(crit, sr, other) / z_dist + 1e-5)
 
 
+# ds's cap on d(SR1, SR2) / mean|z1 - z2|. With l1 and Gaussian noise the ratio is about
+# the samples' per-pixel std: 0.03, about 8 grey levels (at 0.05 a sweep's samples ended
+# 13 levels apart, and 5 PSNR-Y dB below the start).
+DS_CAP = 0.03
+
+
+def _ds(crit: str, sr: Tensor, hr: Tensor, lr: Tensor, ctx: Context) -> Tensor:
+    """Diversity-sensitive (Yang et al., DSGAN, ICLR 2019): ``-min(d(SR1, SR2) / mean|z1 -
+    z2|, DS_CAP)``, in ``[-DS_CAP, 0]``. Bounded where ``ms`` is not: once two samples are
+    ``DS_CAP`` apart per unit of noise distance it stops pushing them apart."""
+    if ctx.pair is None:
+        raise ValueError("the ds term needs two samples: a generator with noise (noise > 0)")
+    other, z_dist = ctx.pair
+    return -torch.clamp(_distance(crit, sr, other) / z_dist, max=DS_CAP)
+
+
 TERMS: dict[str, TermSpec] = {
     "pixel": TermSpec(_pixel, "mse", CRITERIA),
     "down": TermSpec(_down, "mse", CRITERIA),
     "perc": TermSpec(_perc, "l1", CRITERIA, module=PerceptualFeatures),
     "adv": TermSpec(_adv, "ragan", ADVERSARIAL),
     "ms": TermSpec(_ms, "l1", CRITERIA),
+    "ds": TermSpec(_ds, "l1", CRITERIA),
 }
 
 # --- specs ------------------------------------------------------------------------------
@@ -401,8 +420,8 @@ class Loss(nn.Module):
 
     @property
     def needs_pair(self) -> bool:
-        """Whether a term compares two samples of one input (``ms``)."""
-        return any(t.name == "ms" for t in self.terms)
+        """Whether a term compares two samples of one input (``ms``, ``ds``)."""
+        return any(t.name in ("ms", "ds") for t in self.terms)
 
     @property
     def perc_backend(self) -> str | None:
@@ -419,7 +438,7 @@ class Loss(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """``sr``, ``hr``: ``(B, 3, H, W)``; ``lr``: ``(B, 3, H/s, W/s)``, all in [0, 1];
         ``d_real`` / ``d_fake``: discriminator logits on HR (detached) and on SR;
-        ``pair``: a second sample and the mean ``|z1 - z2|`` (``ms``).
+        ``pair``: a second sample and the mean ``|z1 - z2|`` (``ms``, ``ds``).
         Returns the weighted total and each unweighted term, detached (no device sync)."""
         values: dict[str, Tensor] = {}
         for t in self.terms:

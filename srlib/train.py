@@ -318,13 +318,14 @@ def _warn_about_loss(c: Config) -> None:
 
 
 def _warn_about_noise(c: Config) -> None:
-    """Refuse the ``ms`` term without a noise input (it needs two samples); warn when a
+    """Refuse the ``ms`` and ``ds`` terms without a noise input (it needs two samples); warn when a
     noise input is trained without an adversarial term (an MSE-type loss is lowest at the
     conditional mean: the generator learns to ignore z) and when
     ``eval_samples`` is set for a generator without noise (it is ignored)."""
-    if "ms" in {t.name for t in parse_spec(c.loss)} and not c.noise:
-        raise ValueError(f"loss {c.loss!r}: the ms term compares two samples of one input; "
-                         "it needs a generator with noise (noise > 0)")
+    paired = {t.name for t in parse_spec(c.loss)} & {"ms", "ds"}
+    if paired and not c.noise:
+        raise ValueError(f"loss {c.loss!r}: the {' and '.join(sorted(paired))} term compares "
+                         "two samples of one input; it needs a generator with noise (noise > 0)")
     if c.noise and "adv" not in {t.name for t in parse_spec(c.loss)}:
         warnings.warn(f"noise {c.noise} with loss {c.loss!r}: without an adv term, pixel, down "
                       "and perc losses are lowest when the generator ignores its noise, so "
@@ -366,7 +367,7 @@ def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
     pair = None
     with torch.set_grad_enabled(update_g):
         with autocast:
-            if loss.needs_pair:  # two noises for one batch (ms): z drawn here, not in g
+            if loss.needs_pair:  # two noises for one batch (ms, ds): z drawn here, not in g
                 z1, z2 = g.sample_noise(lr), g.sample_noise(lr)
                 sr, other = forward(lr, z1), forward(lr, z2)
                 pair = (other.float(), (z1 - z2).abs().mean())
@@ -814,8 +815,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     keys = ("psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse")
-    print(json.dumps({k: results[k] for k in keys} | {"lpips_kind": results["lpips_kind"],
-                                                      "out": str(config.out)}, indent=1))
+    # without eval_lpips, no lpips (nor lpips_kind) was measured: print what was
+    print(json.dumps({k: results[k] for k in (*keys, "lpips_kind") if k in results}
+                     | {"out": str(config.out)}, indent=1))
     return 0
 
 

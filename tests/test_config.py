@@ -135,6 +135,15 @@ def test_train_step_refuses_a_non_finite_loss_before_changing_weights():
     assert all(torch.equal(a, b) for a, b in zip(before, nets.g.parameters(), strict=True))
 
 
+def test_cli_without_lpips_prints_what_it_measured(tiny_sets, tmp_path, capsys):
+    """--no-eval-lpips: the CLI's closing summary leaves LPIPS out (it used to fail after
+    training, on the missing key) and prints the rest."""
+    assert main([*tiny_args(tiny_sets, tmp_path / "r"), "--no-eval-lpips"]) == 0
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.rindex("{\n"):])
+    assert "lpips" not in printed and "psnr_y" in printed and printed["out"].endswith("r")
+
+
 # ---- bad input: a clear message, before anything is written -------------------------------
 
 def test_cli_scale_zero(tiny_sets, tmp_path, capsys):

@@ -279,6 +279,29 @@ def test_project_box_generator_ends_in_the_box_and_consistent(scale, upsampler):
     assert grads and any(float(gr.abs().max()) > 0 for gr in grads)
 
 
+def test_project_box_gradient_never_pushes_outside_the_box():
+    """project-box's straight-through gradient is the projection's, except that no
+    component moves a value already outside [0, 1] further out (the plain projection's
+    gradient did, without limit: the pilot's runaway samples); components that move it
+    back toward the box pass."""
+    from srlib.models import project64, project_box64
+
+    op = BicubicDegradation(4)
+    lr = torch.rand(1, 3, 4, 4, dtype=torch.float64) * 0.8 + 0.1
+    sr = (torch.rand(1, 3, 16, 16) * 3 - 1).requires_grad_(True)  # a third inside [0, 1]
+    weights = torch.randn(1, 3, 16, 16)
+    out = project_box64(op, sr, lr)
+    (out * weights).sum().backward()
+    ours = sr.grad.clone()
+    sr.grad = None
+    (project64(op, sr, lr) * weights).sum().backward()
+    plain, x = sr.grad, sr.detach()
+    outward = ((x < 0) & (plain > 0)) | ((x > 1) & (plain < 0))
+    assert 0 < float(outward.double().mean()) < 0.5  # the check can fail both ways
+    assert float(ours[outward].abs().max()) == 0.0
+    torch.testing.assert_close(ours[~outward], plain[~outward])
+
+
 def _noisy_consistent(seed: int, side: int = 64, scale: int = 4):
     op = BicubicDegradation(scale)
     g = torch.Generator().manual_seed(seed)

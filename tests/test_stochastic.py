@@ -365,6 +365,28 @@ def test_the_mode_seeking_term_needs_noise_and_pushes_samples_apart(tiny_sets, t
     assert spread() > 2 * before
 
 
+def test_the_diversity_sensitive_term_is_capped_and_needs_noise(tiny_sets, tmp_path):
+    """ds (DSGAN, Yang et al. 2019) is refused without noise, before training; its value
+    is -min(d(SR1, SR2) / mean|z1 - z2|, DS_CAP): equal to the ratio below the cap and to
+    -DS_CAP above it, with no gradient there."""
+    from srlib.losses import DS_CAP
+
+    with pytest.raises(ValueError, match="the ds term compares two samples"):
+        train(Config(loss="pixel+0.1*ds", out=str(tmp_path / "r"), data=tiny_sets[0],
+                     test_data=[tiny_sets[1]], device="cpu", progress=False))
+    assert not (tmp_path / "r").exists()
+    loss = Loss("ds", BicubicDegradation(4))
+    assert loss.needs_pair
+    hr, lr = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 4, 4)
+    for gap, expect in ((0.01, -0.01 / 2), (0.5, -DS_CAP)):
+        sr = torch.full((1, 3, 16, 16), 0.4, requires_grad=True)
+        other = torch.full((1, 3, 16, 16), 0.4 + gap)
+        total, _ = loss(sr, hr, lr, pair=(other, torch.tensor(2.0)))
+        assert float(total) == pytest.approx(expect, rel=1e-5)
+        total.backward()
+        assert (float(sr.grad.abs().max()) > 0) == (gap / 2 < DS_CAP)
+
+
 def test_the_noise_amplitude_scales_z_and_is_checked():
     from srlib.models import RRDBNet
 
