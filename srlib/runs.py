@@ -19,7 +19,8 @@ module:
 ``projected/eval/``   the same for ``P(SR, LR)``, the post-hoc projection of the outputs
                       (twin ``+P``; ``projected-box/eval/``: twin ``+B``, ``TWINS``)
 ``error.txt``         a failed run: the error's last line; ``traceback.txt``: the whole text
-``.lock``             held (advisory ``flock``) by the process working in the folder
+``.lock``             held (advisory ``flock``) by the process working in the folder;
+                      ``.lock.owner`` names it (host, pid, start; ``locked``)
 ====================  ==================================================================
 
 Every file is written to a temporary name in the same folder and renamed into place, so
@@ -29,12 +30,14 @@ a reader (or a resumed run) never sees half a file, whatever kills the writer.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
 import json
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -362,18 +365,76 @@ def clear(run: str | Path, keep: tuple[str, ...] = ()) -> None:
 
 # ---- locks ------------------------------------------------------------------------------
 
+OWNER = LOCK + ".owner"  # the lock-file half of ``locked``: who holds the folder
+# flock's answers on file systems that do not lock (Lustre without flock, some FUSE and
+# NFS mounts): the owner file alone guards the folder there
+_NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL}
+
+
+def _owner_line() -> str:
+    return (f"host {socket.gethostname()} pid {os.getpid()} "
+            f"since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+
+
+def _is_stale(owner: str) -> bool:
+    """Whether an owner line names a process that is gone: on this host, a pid that no
+    longer runs. A line from another host is never called stale (its process cannot be
+    checked from here); neither is an unreadable one, which a writer may be writing."""
+    m = re.fullmatch(r"host (\S+) pid (\d+) since .*", owner)
+    if not m or m.group(1) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(m.group(2)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _take_owner_file(path: Path, what: str, folder: Path) -> None:
+    """Create ``path`` exclusively (``O_EXCL``, atomic on local file systems, NFS v3+ and
+    Lustre) with this process's owner line; a stale one (``_is_stale``) is replaced once."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = path.read_text().strip()
+            except FileNotFoundError:
+                continue  # released between the two calls: try again
+            if _is_stale(holder):
+                path.unlink(missing_ok=True)
+                continue
+            raise RunLocked(
+                f"{what} {folder} is in use by {holder or 'another process'} ({path}); wait "
+                "for it to finish, or stop it, then run again (if that process is gone, "
+                f"remove {path})") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(_owner_line())
+        return
+    raise RunLocked(f"{what} {folder}: its lock {path} keeps changing hands; run again")
+
+
 @contextlib.contextmanager
 def locked(folder: str | Path, what: str = "folder") -> Iterator[Path]:
-    """Hold an advisory lock on ``folder`` (created if needed) for the ``with`` block. A
-    second holder, in this process or another, gets ``RunLocked`` at once, naming the
-    process that holds it: two writers in one folder would corrupt each other's files."""
+    """Hold a lock on ``folder`` (created if needed) for the ``with`` block. A second
+    holder, in this process, another process or on another host, gets ``RunLocked`` at
+    once, naming the holder: two writers in one folder would corrupt each other's files.
+
+    Two halves. ``flock`` on ``.lock``, released by the kernel whatever ends the process.
+    And ``.lock.owner``, created with ``O_EXCL`` and holding ``host H pid P since T``,
+    removed at the end of the block: it guards where ``flock`` fails (``ENOSYS`` on
+    Lustre) or locks nothing across hosts (NFS mounted ``nolock``). A process killed
+    without cleanup leaves it behind; on the same host it is taken over once its pid no
+    longer runs, from another host the message says which file to remove."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"{what} {folder} cannot be created ({err.strerror})") from None
-    # The lock lives as long as the file is open: closing it (the end of the block, or the
-    # process dying) releases it.
+    # The flock lives as long as the file is open: closing it (the end of the block, or
+    # the process dying) releases it.
     with open(folder / LOCK, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -384,11 +445,19 @@ def locked(folder: str | Path, what: str = "folder") -> Iterator[Path]:
                 f"{what} {folder} is in use by {holder}; wait for it to finish, or stop it, "
                 "then run again"
             ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        f.flush()
-        yield folder
+        except OSError as err:
+            if err.errno not in _NO_FLOCK:
+                raise
+        owner = folder / OWNER
+        _take_owner_file(owner, what, folder)
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(_owner_line())
+            f.flush()
+            yield folder
+        finally:
+            owner.unlink(missing_ok=True)
 
 
 def check_writable_folder(out: str | Path, what: str = "--out") -> Path:

@@ -3,6 +3,8 @@
 import contextlib
 import dataclasses
 import json
+import os
+import socket
 from pathlib import Path
 
 import jupytext
@@ -231,7 +233,7 @@ def test_a_second_process_in_the_same_run_folder_is_refused(tiny_sets, tmp_path,
     out = tmp_path / "run"
     with runs.locked(out):  # as another training process would hold it
         assert main(tiny_args(tiny_sets, out)) == 2
-    assert "is in use by pid" in capsys.readouterr().err
+    assert f"is in use by host {socket.gethostname()} pid {os.getpid()}" in capsys.readouterr().err
 
 
 def test_validation_curves_are_logged_and_pinv_scores_zero_gain(tiny_sets, tmp_path):
