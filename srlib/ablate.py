@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import errno
 import os
+import queue
 import shlex
 import sys
 import threading
@@ -80,6 +81,7 @@ class Plan:
     out: Path
     jobs: int
     command: str = ""
+    gpus: list[str] = dataclasses.field(default_factory=list)  # one per trained run at a time
 
     @property
     def report_seeds(self) -> list[int]:
@@ -99,7 +101,7 @@ def same_config(d: Path, config: dict) -> bool:
 
 
 def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], Future],
-            stop: Stop) -> Outcome:
+            stop: Stop, gpus: queue.Queue | None = None) -> Outcome:
     """Skip, resume, rerun or refuse one run, as its folder and its source say."""
     d = runs.run_dir(plan.out, variant, seed)
     spec = plan.grid["variants"][variant]
@@ -138,9 +140,24 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
         elif runs.is_finished(d):
             _drop_runner_error(d)
             return Outcome("skipped", "finished earlier, skipped")
-    outcome = _attempt(d, stop, lambda: train_run(variant, seed, config, d))
-    outcome.text += note
+    with _one_gpu(gpus) as env:
+        outcome = _attempt(d, stop, lambda: train_run(variant, seed, config, d, env=env))
+    outcome.text += note + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if env else "")
     return outcome
+
+
+@contextlib.contextmanager
+def _one_gpu(gpus: queue.Queue | None) -> Iterator[dict[str, str] | None]:
+    """A GPU of the pool for one run alone (waiting for one to be free), as the kernel's
+    environment, back in the pool when the run ends; None without a pool (CPU)."""
+    if gpus is None:
+        yield None
+        return
+    gpu = gpus.get()
+    try:
+        yield {"CUDA_VISIBLE_DEVICES": gpu}
+    finally:
+        gpus.put(gpu)
 
 
 def _unusable_source(src_dir: Path, src: str, seed: int, outcome: Outcome) -> str:
@@ -231,12 +248,17 @@ def run_grid(plan: Plan, stop: Stop, t_start: float) -> dict[tuple[str, int], Ou
     jobs = [(v, s) for v in plan.names
             for s in gr.variant_seeds(plan.grid["variants"][v], plan.seeds)]
     lock, progress = threading.Lock(), {"done": 0, "spent": 0.0, "ran": 0}
+    gpus: queue.Queue | None = None
+    if plan.gpus:
+        gpus = queue.Queue()
+        for g in plan.gpus:
+            gpus.put(g)
 
     def one(variant: str, seed: int) -> Outcome:
         t0 = time.perf_counter()
         d = runs.run_dir(plan.out, variant, seed)
         try:
-            outcome = run_one(plan, variant, seed, futures, stop)
+            outcome = run_one(plan, variant, seed, futures, stop, gpus)
         except runs.RunLocked as err:  # someone trains in it: leave its files alone
             outcome = Outcome("not run", f"NOT RUN ({err})")
         except Exception as err:  # e.g. a config that does not validate
@@ -344,7 +366,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "for)")
     ap.add_argument("--out", default="reports", help="output folder (default: reports)")
     ap.add_argument("--jobs", type=int, default=None,
-                    help="runs at a time (default: 2 on a CPU machine, 1 with CUDA)")
+                    help="runs at a time (default: one per GPU of --gpus; without CUDA, 2)")
+    ap.add_argument("--gpus", default=None, metavar="0,2,3",
+                    help="the GPUs to train on, one run per GPU at a time, each run's kernel "
+                         "seeing only its own (CUDA_VISIBLE_DEVICES); default: every "
+                         "visible GPU")
     return ap.parse_args(argv)
 
 
@@ -372,11 +398,41 @@ def make_plan(a: argparse.Namespace, argv: list[str] = ()) -> Plan:
     forced = set(names) if a.force else set()  # not the sources ordered() adds
     if a.jobs is not None and a.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
+    gpus = check_gpus(a.gpus)
     out = runs.check_writable_folder(a.out).resolve()
-    jobs = a.jobs or (1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
+    jobs = a.jobs or (len(gpus) if gpus else min(2, os.cpu_count() or 1))
     return Plan(config=Path(a.config).resolve(), grid=grid, names=gr.ordered(names, grid),
                 seeds=seeds, forced=forced, out=out, jobs=jobs,
-                command=_resume_command(list(argv)))
+                command=_resume_command(list(argv)), gpus=gpus)
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` names them: its own
+    list where it is set (a job's allocation), else ``0 .. n-1``; [] without CUDA."""
+    if not torch.cuda.is_available():
+        return []
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None and env.strip():
+        return [g.strip() for g in env.split(",") if g.strip()][:torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def check_gpus(option: str | None) -> list[str]:
+    """``--gpus`` checked against the visible GPUs (default: all of them; none on a CPU
+    machine); ``ValueError`` naming the GPU that is not there."""
+    there = visible_gpus()
+    if option is None:
+        return there
+    asked = [g.strip() for g in option.split(",")]
+    if not there:
+        raise ValueError(f"--gpus {option}: this machine has no CUDA GPU (torch "
+                         f"{torch.__version__}); leave --gpus out to train on the CPU")
+    bad = [g for g in asked if g not in there]
+    if bad or not all(asked) or len(set(asked)) != len(asked):
+        got = ", ".join(bad) if bad else repr(option)
+        raise ValueError(f"--gpus {option}: expected distinct GPUs among {', '.join(there)} "
+                         f"(the visible ones), got {got}")
+    return asked
 
 
 def run(plan: Plan) -> int:

@@ -42,25 +42,31 @@ STAGE_OUTPUTS = {"01_manifold": (results.MANIFOLD,),
                                   "artifacts_spectra.png")}
 
 
-def train_run(variant: str, seed: int, config: dict, run: str | Path) -> None:
+def train_run(variant: str, seed: int, config: dict, run: str | Path,
+              env: dict[str, str] | None = None) -> None:
     """One trained run: ``02_train.py`` with papermill into ``run/train.ipynb`` (and
     ``train.html``), its parameters the variant's label and its ``Config`` fields
     (``srlib.grid.run_config``); ``seed`` is ``config['seed']``, named for the caller's
-    logs. A failure raises (the notebook's error, ``error_text`` words it)."""
+    logs; ``env``: variables set for its kernel only (``CUDA_VISIBLE_DEVICES``). A failure
+    raises (the notebook's error, ``error_text`` words it)."""
     if config.get("seed") != seed:
         raise ValueError(f"train_run: seed {seed} but config['seed'] = {config.get('seed')}")
     run = Path(run)
-    execute(TRAIN, run / "train.ipynb", {"variant": variant, "config": config})
+    execute(TRAIN, run / "train.ipynb", {"variant": variant, "config": config}, env=env)
 
 
-def execute(notebook: str, output: Path, params: dict) -> None:
+def execute(notebook: str, output: Path, params: dict,
+            env: dict[str, str] | None = None) -> None:
     """Run a jupytext notebook of ``notebooks/`` with papermill, then write its HTML beside
     it.
 
     The kernel starts in the caller's working directory: papermill's ``cwd=`` would change
     the caller's own directory for the duration, and runs executing in parallel threads
     would then restore each other's (a race that once left the runner in notebooks/).
-    Every path passed is absolute, so no notebook depends on its directory."""
+    Every path passed is absolute, so no notebook depends on its directory. ``env``: the
+    kernel's environment is the caller's with these set; the kernel is then started here
+    and handed to papermill (``os.environ`` is the whole process's, so parallel runs must
+    not change it)."""
     import jupytext
     import nbformat
     import papermill as pm
@@ -76,9 +82,15 @@ def execute(notebook: str, output: Path, params: dict) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     src = output.with_name(output.stem + ".input.ipynb")
     nbformat.write(nb, src)
+    km = None
     try:
+        if env:
+            from jupyter_client.manager import KernelManager
+
+            km = KernelManager(kernel_name="python3")
+            km.start_kernel(env=os.environ | env)
         pm.execute_notebook(str(src), str(output), parameters=params, progress_bar=False,
-                            kernel_name="python3")
+                            kernel_name="python3", **({"km": km} if km else {}))
     except BaseException:
         # the executed notebook shows where it failed; converting it must not replace
         # the notebook's own error with one of its own
@@ -88,6 +100,8 @@ def execute(notebook: str, output: Path, params: dict) -> None:
         raise
     finally:
         src.unlink(missing_ok=True)
+        if km is not None and km.has_kernel:  # papermill shuts down only kernels it started
+            km.shutdown_kernel(now=True)
     to_html(output, output.with_suffix(".html"), code=True)
 
 

@@ -324,12 +324,22 @@ def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str,
         "device": device,
         "resumed_from_iter": resumed_from_iter,
         "perc_backend": perc_backend,
+        "placement": placement(),
         "source": recorded_source(run),
         "torch": torch.__version__,
         "config": config,
     }
     write_json(Path(run) / METRICS, results)
     return results
+
+
+def placement() -> dict:
+    """Where this process runs: its host, the ``CUDA_VISIBLE_DEVICES`` it was given (the
+    runner pins each run to one GPU that way; None: not set) and the GPU it used, if CUDA
+    was started (no CUDA context is created to find out)."""
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_initialized() else None
+    return {"host": socket.gethostname(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "gpu": gpu}
 
 
 def write_error(run: str | Path, text: str) -> str:
