@@ -93,7 +93,8 @@ plot_losses({variant: curves}, terms + ["d_loss"], f"{variant}: loss terms (unwe
 
 # %%
 table = pd.DataFrame(results["datasets"]).T
-table[["psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse", "n_images"]].rename(
+shown = ["psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse", "n_images"]
+table[[c for c in shown if c in table]].rename(  # no lpips column with eval_lpips off
     columns={"lpips": f"lpips ({results['lpips_kind']})"})
 
 # %% [markdown]

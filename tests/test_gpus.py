@@ -10,7 +10,7 @@ import re
 import time
 
 import pytest
-from conftest import write_micro_grid
+from conftest import write_micro_grid, write_small_sets
 
 from srlib import ablate
 from srlib.notebooks import Stop
@@ -80,3 +80,20 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
     assert ablate.visible_gpus() == ["4", "6"]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert ablate.visible_gpus() == ["0", "1"]
+
+
+def test_a_run_without_lpips_trains_through_its_notebook(tmp_path):
+    """The training notebook of a run with eval_lpips off (most of the study's): its
+    table shows what was measured (it failed on the missing lpips column once, after
+    training, in the study)."""
+    from srlib.notebooks import train_run
+
+    train, test = write_small_sets(tmp_path, n_train=2, n_test=1)
+    config = {"loss": "pixel", "upsampler": "nearest", "iters": 2, "batch": 2, "patch": 16,
+              "nf": 8, "nb": 1, "gc": 4, "device": "cpu", "data": train, "test_data": [test],
+              "eval_lpips": False, "seed": 0, "out": str(tmp_path / "r"), "progress": False}
+    train_run("v", 0, config, tmp_path / "r", env={"CUDA_VISIBLE_DEVICES": "0"})
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert "lpips" not in m and m["placement"]["cuda_visible_devices"] == "0"
+    html = (tmp_path / "r" / "train.html").read_text()
+    assert "psnr_y" in html.split("Metrics on")[1][:4000]
