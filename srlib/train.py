@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from srlib import runs
+from srlib import distributed, runs
 from srlib.data import PatchSampler, dataset_name, list_images, load_image
 from srlib.evaluate import Validation, evaluate_samples, evaluate_sets
 from srlib.losses import LOSS_OPERATORS, Loss, loss_operator, parse_spec
@@ -347,6 +347,7 @@ class Nets:
     d: nn.Module | None = None
     opt_d: torch.optim.Optimizer | None = None
     forward_g: nn.Module | None = None
+    world: distributed.World = field(default_factory=distributed.World)  # torchrun's ranks
 
 
 def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
@@ -386,6 +387,7 @@ def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
     if update_g:
         nets.opt_g.zero_grad(set_to_none=True)
         total.backward()
+        distributed.average_gradients(g, nets.world)  # the whole batch's (one rank: no-op)
         nets.opt_g.step()
     if d is None:
         return total.detach(), terms, None
@@ -400,6 +402,7 @@ def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
         penalty = 0.5 * r1 * grad.float().pow(2).sum(dim=(1, 2, 3)).mean()
     nets.opt_d.zero_grad(set_to_none=True)
     (d_loss + penalty).backward()
+    distributed.average_gradients(d, nets.world)
     nets.opt_d.step()
     return total.detach(), terms, d_loss.detach()
 
@@ -552,8 +555,11 @@ def train(config: Config) -> dict:
     """Train (or resume, or return a finished run's results); returns ``metrics.json``."""
     c = config.resolved()
     check_inputs(c)
+    w = distributed.world()
+    distributed.check_batch(c.batch, w)
     out = Path(c.out)
-    with runs.locked(out, "run folder"):
+    # under torchrun rank 0 holds the folder; the other ranks only read its checkpoint
+    with runs.locked(out, "run folder") if w.main else contextlib.nullcontext():
         if (out / runs.CONFIG).exists():
             diff = config_differences(out, c)
             if diff:
@@ -566,7 +572,7 @@ def train(config: Config) -> dict:
             print(f"note: {out} is stale ({stale}): training it again")
             runs.clear(out)
         try:
-            return _run(c, out)
+            return _run(c, out, w)
         except OSError as err:
             if err.errno not in NO_SPACE:
                 raise
@@ -600,17 +606,28 @@ class Session:
     val: Validation | None = None
     source: dict | None = None  # a fine-tune's source.json, written with config.json
     recorded: bool = False  # whether this session wrote config.json (and source.json)
+    world: distributed.World = field(default_factory=distributed.World)
 
     @property
     def ckpt(self) -> Path:
         return self.out / runs.CHECKPOINT
 
 
-def _run(c: Config, out: Path) -> dict:
-    """Set up, resume, train and evaluate the validated config ``c`` in ``out``."""
+def _run(c: Config, out: Path, w: distributed.World) -> dict:
+    """Set up, resume, train and evaluate the validated config ``c`` in ``out``; under
+    torchrun, as rank ``w.rank`` of the run (``srlib.distributed``)."""
     state = runs.load_checkpoint(out / runs.CHECKPOINT) if (out / runs.CHECKPOINT).exists() \
         else None
-    dev = _device(c)
+    dev = distributed.device(w, _device(c))
+    distributed.start(w, dev)
+    try:
+        return _run_ranked(c, out, w, dev, state)
+    finally:
+        distributed.stop(w)
+
+
+def _run_ranked(c: Config, out: Path, w: distributed.World, dev: torch.device,
+                state: dict | None) -> dict:
     if dev.type == "cuda":
         # TF32 for the convolutions only: D, D^+ and the skips are matmuls, which stay in
         # full float32 (and the projection of consistency: project runs in float64).
@@ -622,29 +639,44 @@ def _run(c: Config, out: Path) -> dict:
     # The loss's operator D' (loss_operator); the sampler's D (MATLAB's) makes the LR.
     loss = Loss(c.loss, loss_operator(c.loss_operator, c.scale)).to(dev)
     nets, scheds = _build(c, loss, dev)
-    run = Session(c, out, dev, sampler, loss, nets, scheds)
-    if c.val_every:
+    nets.world = w
+    run = Session(c, out, dev, sampler, loss, nets, scheds, world=w)
+    if c.val_every and w.main:
         val_paths = held if c.val_data == HOLDOUT else \
             list_images(c.val_data or c.test_data[0], "test")
         run.val = Validation(val_paths[:c.val_images], c.scale, c.val_crop, dev)
     if state is not None:
         _restore(state, nets, scheds, sampler, run.ckpt)
         run.start, run.train_seconds = state["iter"], state["train_seconds"]
+    if w.on:  # rank 0's weights everywhere; each rank its own noise stream (z)
+        for net in (nets.g, nets.d):
+            if net is not None:
+                distributed.same_weights(net, w)
+        torch.manual_seed(c.seed + 7919 * w.rank + run.start)
     if run.val is not None:  # null_corr's reference: the outputs at the run's start
         if state is None:
             run.val.set_reference(nets.g)
         elif state.get("val_reference") is not None:
             run.val.reference = state["val_reference"]
     if c.init_from:
-        now = runs.generator_hash(c.init_from)
-        old = runs.recorded_source(out)
-        if state is not None and old is not None and old["generator_sha256"] != now:
-            raise ValueError(f"{out}: its source {c.init_from} was retrained since this run "
-                             f"started; delete {run.ckpt} to restart from the new source")
-        # relative to the run: a result folder moved or copied whole stays valid
-        run.source = {"run": os.path.relpath(c.init_from, out), "generator_sha256": now}
+        run.source = _source(c, out, resumed=state is not None)
     session_seconds = _loop(run)
+    if not w.main:  # rank 0 evaluates and writes the results
+        return {}
     return _finish(run, session_seconds)
+
+
+def _source(c: Config, out: Path, resumed: bool) -> dict:
+    """A fine-tune's ``source.json``: its source run, relative to ``out`` (a result folder
+    moved or copied whole stays valid), and the hash of its generator; a resumed run whose
+    source was retrained since it started is refused."""
+    now = runs.generator_hash(c.init_from)
+    old = runs.recorded_source(out)
+    if resumed and old is not None and old["generator_sha256"] != now:
+        raise ValueError(f"{out}: its source {c.init_from} was retrained since this run "
+                         f"started; delete {out / runs.CHECKPOINT} to restart from the new "
+                         "source")
+    return {"run": os.path.relpath(c.init_from, out), "generator_sha256": now}
 
 
 def _loop(run: Session) -> float:
@@ -654,18 +686,21 @@ def _loop(run: Session) -> float:
     log_path, val_path = run.out / runs.LOSSES, run.out / runs.VALIDATION
     columns = ["iter", "total", *[t.name for t in run.loss.terms], "d_loss", "learning_rate",
                "seconds"]
-    _start_log(log_path, columns, run.start)
+    w = run.world
+    if w.main:
+        _start_log(log_path, columns, run.start)
     if run.val is not None:
         _start_log(val_path, VAL_COLUMNS, run.start)
     stop: dict = {"signal": None}
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=cuda)
     bar = tqdm(range(run.start, c.iters), initial=run.start, total=c.iters,
-               disable=not c.progress, desc=f"{c.loss} / {c.upsampler}", unit="it")
+               disable=not (c.progress and w.main), desc=f"{c.loss} / {c.upsampler}",
+               unit="it")
     t0 = t_session = time.perf_counter()
     with _signals_to(stop), contextlib.closing(bar):
         nets.g.train()
         for it in bar:
-            hr, lr = run.sampler.sample()
+            hr, lr = (distributed.share(x, w) for x in run.sampler.sample())  # whole batch
             if cuda:
                 hr, lr = (x.contiguous(memory_format=torch.channels_last) for x in (hr, lr))
             total, terms, d_loss = _step(run, it, hr, lr, autocast)
@@ -673,20 +708,28 @@ def _loop(run: Session) -> float:
                 s.step()
             done = it + 1
             if done % c.log_every == 0 or done == c.iters:
-                _append_log(log_path, columns, {
-                    "iter": done, "total": total.item(),
-                    "learning_rate": run.scheds[0].get_last_lr()[0],
-                    "d_loss": d_loss.item() if d_loss is not None else "",
-                    "seconds": round(run.train_seconds + time.perf_counter() - t0, 3),
-                    **{k: float(v) for k, v in terms.items()}})
-                bar.set_postfix({k: f"{float(v):.4g}" for k, v in terms.items()})
+                # the whole batch's means (under torchrun, over the ranks); rank 0 writes
+                terms = distributed.mean({"total": total, **terms} | (
+                    {"d_loss": d_loss} if d_loss is not None else {}), w)
+                total, d_loss = terms.pop("total"), terms.pop("d_loss", None)
+                if w.main:
+                    _append_log(log_path, columns, {
+                        "iter": done, "total": total.item(),
+                        "learning_rate": run.scheds[0].get_last_lr()[0],
+                        "d_loss": d_loss.item() if d_loss is not None else "",
+                        "seconds": round(run.train_seconds + time.perf_counter() - t0, 3),
+                        **{k: float(v) for k, v in terms.items()}})
+                    bar.set_postfix({k: f"{float(v):.4g}" for k, v in terms.items()})
             if run.val is not None and (done % c.val_every == 0 or done == c.iters):
                 _append_log(val_path, VAL_COLUMNS, {"iter": done, **run.val(nets.g)})
-            if done % c.ckpt_every == 0 or done == c.iters or stop["signal"]:
+            stopping = distributed.any_rank(bool(stop["signal"]), w, run.dev)
+            if done % c.ckpt_every == 0 or done == c.iters or stopping:
                 run.train_seconds += time.perf_counter() - t0
-                _checkpoint(run, done)
+                if w.main:
+                    _checkpoint(run, done)
                 t0 = time.perf_counter()
-            if stop["signal"]:
+            if stopping:
+                stop["signal"] = stop["signal"] or "on another rank"
                 raise Interrupted(f"stopped by signal {stop['signal']} at iteration {done}; "
                                   f"checkpoint saved in {run.ckpt}: run the same command to "
                                   "resume")
@@ -814,6 +857,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FloatingPointError, runs.RunLocked, NoSpace) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not results:  # a torchrun rank other than 0: rank 0 prints the results
+        return 0
     keys = ("psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse")
     # without eval_lpips, no lpips (nor lpips_kind) was measured: print what was
     print(json.dumps({k: results[k] for k in (*keys, "lpips_kind") if k in results}

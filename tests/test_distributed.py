@@ -1,0 +1,119 @@
+"""One run on several processes under torchrun (gloo on the CPU): the ranks follow one
+process's trajectory, rank 0 alone writes, a bad world size is refused, a stopped run
+resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import write_small_sets
+
+from srlib import distributed
+
+
+def _args(sets, out: Path, **kw) -> list[str]:
+    f = {"loss": "pixel", "upsampler": "nearest", "iters": 6, "patch": 16, "batch": 8,
+         "nf": 8, "nb": 1, "gc": 4, "data": sets[0], "test_data": sets[1], "log_every": 1,
+         "val_every": 0, "device": "cpu", "out": str(out)} | kw
+    return [x for k, v in f.items() for x in ("--" + k.replace("_", "-"), str(v))] + \
+        ["--no-progress", "--no-eval-lpips"]
+
+
+def _train(args: list[str], ranks: int = 0, **popen) -> subprocess.Popen:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc-per-node={ranks}", "-m", "srlib.train"] if ranks else \
+        [sys.executable, "-m", "srlib.train"]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([*launcher, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **popen)
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    return write_small_sets(tmp_path_factory.mktemp("data"), n_train=3, n_test=1)
+
+
+def test_two_ranks_follow_one_process(sets, tmp_path):
+    """2 ranks at batch 16 (8 patches each) against one process at batch 16: the same
+    patches, the mean gradient, so the same losses and weights up to float sums
+    (measured: relative 1e-7 on the losses)."""
+    two = _train(_args(sets, tmp_path / "two", batch=16), ranks=2)
+    one = _train(_args(sets, tmp_path / "one", batch=16))
+    for p in (two, one):
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out
+    a, b = (pd.read_csv(tmp_path / r / "losses.csv") for r in ("two", "one"))
+    assert len(a) == len(b) == 6
+    diff = ((a.total - b.total).abs() / b.total).max()
+    print(f"largest relative difference of the loss over 6 iterations: {diff:.2e}")
+    assert diff < 1e-5
+    assert b.total.nunique() == 6  # the weights moved at every step: the check can fail
+    ga, gb = (torch.load(tmp_path / r / "generator.pt") for r in ("two", "one"))
+    for k in gb:
+        torch.testing.assert_close(ga[k], gb[k], rtol=1e-4, atol=1e-6)
+    m = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert m["iters"] == 6 and m["psnr_y"] > 0  # rank 0 evaluated and wrote
+
+
+def test_a_world_size_that_does_not_divide_the_batch_is_refused(sets, tmp_path):
+    p = _train(_args(sets, tmp_path / "r", batch=5), ranks=2)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode != 0
+    assert "batch 5 is not divisible by torchrun's world size 2" in out
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_stopped_run_resumes_on_every_rank(sets, tmp_path):
+    """SIGTERM to torchrun: every rank stops at the same iteration after rank 0's
+    checkpoint; the same command resumes from it."""
+    args = _args(sets, tmp_path / "r", iters=400, ckpt_every=5, batch=4)
+    p = _train(args, ranks=2, start_new_session=True)
+    ckpt = tmp_path / "r" / "checkpoint.pt"
+    t0 = time.time()
+    while not ckpt.exists() and time.time() - t0 < 120 and p.poll() is None:
+        time.sleep(0.2)
+    assert ckpt.exists(), "no checkpoint within 120 s"
+    os.kill(p.pid, signal.SIGTERM)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode != 0
+    assert out.count("stopped by signal") == 2, out  # both ranks, one message each
+    stopped = pd.read_csv(tmp_path / "r" / "losses.csv").iter.max()
+    assert 5 <= stopped < 400
+    again = _train(args, ranks=2)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["resumed_from_iter"] and 5 <= m["resumed_from_iter"] <= stopped
+    assert pd.read_csv(tmp_path / "r" / "losses.csv").iter.is_monotonic_increasing
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"WORLD_SIZE": "2", "RANK": "2"}, r"RANK 2 must lie in \[0, WORLD_SIZE 2\)"),
+    ({"WORLD_SIZE": "two"}, "must be integers"),
+])
+def test_bad_rank_variables_are_refused(monkeypatch, env, says):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match=says):
+        distributed.world()
+
+
+def test_one_process_is_unchanged(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    w = distributed.world()
+    assert not w.on and w.main
+    x = torch.arange(6.0).view(6, 1)
+    assert distributed.share(x, w) is x
+    assert distributed.share(x, distributed.World(1, 3)).flatten().tolist() == [2.0, 3.0]
