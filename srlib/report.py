@@ -338,7 +338,9 @@ def cell_text(row: pd.Series) -> str:
 def seed_means_text(row: pd.Series) -> str:
     """The per-seed means of a verdict row in its metric's format (``'11.22 / 9.10 /
     7.90'``), or '' for fewer than two seeds."""
-    if not row.n_seeds or row.n_seeds < 2 or not isinstance(row.seed_means, str):
+    # an "every" hypothesis has no per-seed means (it counts images): '' as well
+    if not row.n_seeds or row.n_seeds < 2 or not isinstance(row.seed_means, str) \
+            or not row.seed_means.strip():
         return ""
     fmt = metric(row.metric).fmt
     return " / ".join(fmt.format(float(x)) for x in row.seed_means.split(" / "))

@@ -511,3 +511,17 @@ def test_the_fronts_say_where_one_sweep_dominates_the_other():
     assert [txt.get_text() for txt in ax.get_legend().get_texts()] == list(fronts)
     assert {txt.get_text() for txt in ax.texts} == {"1e-3", "1e-2"}
     assert rp.front_comparison(t, {"only": fronts["down + w adv"]}) == []
+
+
+def test_seed_means_text_of_an_every_hypothesis_is_empty():
+    """An "every" hypothesis over 3 seeds has no per-seed means (it counts images): the
+    page's matrix said nothing there, instead of failing on the empty field (the
+    study's second edition, 04_report)."""
+    import pandas as pd
+
+    from srlib.report import seed_means_text
+
+    row = pd.Series({"n_seeds": 3, "seed_means": "", "metric": "lr_psnr_ntire"})
+    assert seed_means_text(row) == ""
+    row = pd.Series({"n_seeds": 3, "seed_means": "1.0 / 2.5 / 3.25", "metric": "psnr_y"})
+    assert seed_means_text(row) == "1.00 / 2.50 / 3.25"
