@@ -167,7 +167,7 @@ def test_bad_grids(tmp_path, capsys):
     assert "--only must be one of x, got 'y'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["quick", "full", "study", "study-next"])
+@pytest.mark.parametrize("name", ["quick", "full", "study"])
 def test_shipped_grids_load(name):
     grid = load_grid(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
     names = {"bicubic", "pinv", "pixel/pixelshuffle", "down/pixelshuffle", "down/nearest"}
