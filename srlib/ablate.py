@@ -141,8 +141,7 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
             _drop_runner_error(d)
             return Outcome("skipped", "finished earlier, skipped")
     with _one_gpu(gpus) as env:
-        pinned = {"env": env} if env else {}  # a CPU run's kernel: the caller's environment
-        outcome = _attempt(d, stop, lambda: train_run(variant, seed, config, d, **pinned))
+        outcome = _attempt(d, stop, lambda: train_run(variant, seed, config, d, env=env))
     outcome.text += note + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if env else "")
     return outcome
 

@@ -334,12 +334,11 @@ def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str,
 
 
 def placement() -> dict:
-    """Where this process runs: its host, the ``CUDA_VISIBLE_DEVICES`` it was given (the
-    runner pins each run to one GPU that way; None: not set) and the GPU it used, if CUDA
-    was started (no CUDA context is created to find out)."""
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_initialized() else None
+    """Where this process runs: its host and the ``CUDA_VISIBLE_DEVICES`` it was given
+    (the runner pins each run to one GPU that way; None: not set). The GPU's name is
+    ``metrics.json``'s ``device``."""
     return {"host": socket.gethostname(),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "gpu": gpu}
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def write_error(run: str | Path, text: str) -> str:

@@ -570,7 +570,8 @@ def train(config: Config) -> dict:
             if not stale:
                 return runs.read_metrics(out)
             print(f"note: {out} is stale ({stale}): training it again")
-            runs.clear(out)
+            if w.main:  # the other ranks train from scratch too: no checkpoint is left
+                runs.clear(out)
         try:
             return _run(c, out, w)
         except OSError as err:
@@ -606,7 +607,6 @@ class Session:
     val: Validation | None = None
     source: dict | None = None  # a fine-tune's source.json, written with config.json
     recorded: bool = False  # whether this session wrote config.json (and source.json)
-    world: distributed.World = field(default_factory=distributed.World)
 
     @property
     def ckpt(self) -> Path:
@@ -640,7 +640,7 @@ def _run_ranked(c: Config, out: Path, w: distributed.World, dev: torch.device,
     loss = Loss(c.loss, loss_operator(c.loss_operator, c.scale)).to(dev)
     nets, scheds = _build(c, loss, dev)
     nets.world = w
-    run = Session(c, out, dev, sampler, loss, nets, scheds, world=w)
+    run = Session(c, out, dev, sampler, loss, nets, scheds)
     if c.val_every and w.main:
         val_paths = held if c.val_data == HOLDOUT else \
             list_images(c.val_data or c.test_data[0], "test")
@@ -686,7 +686,7 @@ def _loop(run: Session) -> float:
     log_path, val_path = run.out / runs.LOSSES, run.out / runs.VALIDATION
     columns = ["iter", "total", *[t.name for t in run.loss.terms], "d_loss", "learning_rate",
                "seconds"]
-    w = run.world
+    w = nets.world
     if w.main:
         _start_log(log_path, columns, run.start)
     if run.val is not None:

@@ -41,7 +41,8 @@ def write_grid(path: Path, sets: tuple[str, str], variants: dict, **defaults) ->
     return path
 
 
-def _train_here(variant: str, seed: int, config: dict, run: Path) -> None:
+def _train_here(variant: str, seed: int, config: dict, run: Path,
+                env: dict | None = None) -> None:
     """``notebooks.train_run`` without a kernel: the same ``train()`` the notebook calls."""
     from srlib.train import Config, train
 

@@ -30,7 +30,7 @@ def test_each_run_gets_one_gpu_of_the_pool_and_records_it(tmp_path, monkeypatch,
         m = json.loads((tmp_path / "out" / "runs" / variant / f"seed{seed}" / "metrics.json")
                        .read_text())
         used[(variant, seed)] = m["placement"]["cuda_visible_devices"]
-        assert m["placement"]["host"] and m["placement"]["gpu"] is None  # no CUDA here
+        assert m["placement"]["host"] and m["device"] == "cpu"  # no CUDA here
     assert set(used.values()) == {"3", "5"}  # four runs over the two GPUs
     printed = capsys.readouterr().out
     assert printed.count(" on GPU 3") + printed.count(" on GPU 5") == 4
