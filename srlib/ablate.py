@@ -61,11 +61,13 @@ class Outcome:
 
     kind: str
     text: str
+    job: str | None = None  # --executor slurm: the run's SLURM job, while it is live
 
     @property
     def usable(self) -> bool:
-        """Whether a fine-tune may start from this run's generator."""
-        return self.kind in ("done", "skipped")
+        """Whether a fine-tune may start from this run's generator (on SLURM: a job that
+        will write it, which the fine-tune's job waits for)."""
+        return self.kind in ("done", "skipped") or self.job is not None
 
 
 @dataclasses.dataclass
@@ -82,6 +84,9 @@ class Plan:
     jobs: int
     command: str = ""
     gpus: list[str] = dataclasses.field(default_factory=list)  # one per trained run at a time
+    executor: str = "local"
+    slurm: dict = dataclasses.field(default_factory=dict)  # srlib.slurm.check_settings
+    wait: bool = False
 
     @property
     def report_seeds(self) -> list[int]:
@@ -100,10 +105,18 @@ def same_config(d: Path, config: dict) -> bool:
     return not config_differences(d, Config(**config).resolved())
 
 
+# how a run is started when it must be: (run folder, work, the source's outcome) -> outcome;
+# the work is srlib.slurm.RunJob's: ("train", variant, seed, config) or ("baseline", config)
+Submit = Callable[[Path, tuple, "Outcome | None"], Outcome]
+
+
 def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], Future],
-            stop: Stop, gpus: queue.Queue | None = None) -> Outcome:
-    """Skip, resume, rerun or refuse one run, as its folder and its source say."""
+            stop: Stop, gpus: queue.Queue | None = None, submit: Submit | None = None
+            ) -> Outcome:
+    """Skip, resume, rerun or refuse one run, as its folder and its source say; a run to
+    (re)start is trained here, or handed to ``submit`` (``--executor slurm``)."""
     d = runs.run_dir(plan.out, variant, seed)
+    start = submit or _here(stop, gpus)
     spec = plan.grid["variants"][variant]
     src = spec.get("init_from")
     src_outcome = sources[(src, seed)].result() if src else None  # submitted earlier
@@ -113,7 +126,7 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
         config = gr.baseline_config(plan.grid, variant, seed, plan.out)
         if variant not in plan.forced and baseline_done(d, config):
             return Outcome("skipped", "finished earlier, skipped")
-        return _attempt(d, stop, lambda: baseline_run(d, config))
+        return start(d, ("baseline", config), None)
     config = gr.run_config(plan.grid, variant, seed, plan.out)
     if src_outcome is not None:
         why = _unusable_source(runs.run_dir(plan.out, src, seed), src, seed, src_outcome)
@@ -140,10 +153,24 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
         elif runs.is_finished(d):
             _drop_runner_error(d)
             return Outcome("skipped", "finished earlier, skipped")
-    with _one_gpu(gpus) as env:
-        outcome = _attempt(d, stop, lambda: train_run(variant, seed, config, d, env=env))
-    outcome.text += note + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if env else "")
+    outcome = start(d, ("train", variant, seed, config), src_outcome)
+    outcome.text += note
     return outcome
+
+
+def _here(stop: Stop, gpus: queue.Queue | None) -> Submit:
+    """The local executor's way to run a run: in this process's kernels, now (trained on
+    a GPU of the pool, when there is one)."""
+
+    def start(d: Path, work: tuple, _src: Outcome | None) -> Outcome:
+        if work[0] == "baseline":
+            return _attempt(d, stop, lambda: baseline_run(d, work[1]))
+        with _one_gpu(gpus) as env:
+            outcome = _attempt(d, stop, lambda: train_run(*work[1:], d, env=env))
+        outcome.text += f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if env else ""
+        return outcome
+
+    return start
 
 
 @contextlib.contextmanager
@@ -166,7 +193,7 @@ def _unusable_source(src_dir: Path, src: str, seed: int, outcome: Outcome) -> st
         what = {"refused": "holds a run of another config",
                 "interrupted": "was interrupted"}.get(outcome.kind, outcome.kind)
         return f"its source {src} seed {seed} {what}"
-    if not (src_dir / runs.GENERATOR).is_file():
+    if outcome.job is None and not (src_dir / runs.GENERATOR).is_file():
         return (f"its source {src} seed {seed} has no {runs.GENERATOR}: rerun it with "
                 f"`--only {src} --force`, then this one")
     return ""
@@ -312,6 +339,129 @@ def _interrupted(plan: Plan, outcomes: dict[tuple[str, int], Outcome], stop: Sto
     return 130
 
 
+# ---- on SLURM ---------------------------------------------------------------------------------
+
+POLL_S = 15.0  # --wait: seconds between two looks at the jobs' states
+
+
+def run_slurm(plan: Plan) -> int:
+    """``--executor slurm``: one look at every run and its job, a job submitted for each run
+    that is not done and has none queued or running; then, once no job is live (at once,
+    or after ``--wait``), the report. 0 also while jobs are live (run the same command to
+    follow them); 130: stopped waiting (the jobs go on)."""
+    t_start = time.perf_counter()
+    print(f"{plan.grid['name']}: {len(plan.names)} variants x {len(plan.seeds)} seeds -> "
+          f"{plan.out} (SLURM jobs)", flush=True)
+    stop = Stop()
+    with signals_passed_on(stop):
+        outcomes = slurm_pass(plan, stop, submitting=True)
+        live = {o.job: k for k, o in outcomes.items() if o.job}
+        if live and not plan.wait:
+            print(f"{len(live)} job(s) queued or running: run the same command to follow them "
+                  "(it resubmits failed and preempted runs); the report is built once every "
+                  "job has ended (--wait: wait for them here, then build it)", flush=True)
+            return 0
+        if live:
+            _follow(live, stop)
+            if stop.signum is not None:
+                print(f"stopped waiting ({stop.name}); the jobs go on: run the same command "
+                      f"to follow them: {plan.command}", file=sys.stderr, flush=True)
+                return 130
+            slurm_pass(plan, stop, submitting=False)  # record how the jobs ended
+        return build_report(plan, {"runs": time.perf_counter() - t_start}, stop, t_start)
+
+
+def slurm_pass(plan: Plan, stop: Stop, submitting: bool) -> dict[tuple[str, int], Outcome]:
+    """Every run of the plan with its job's state (``sacct``, else ``squeue``); a job that
+    ended before its run finished is recorded as the run's failure. ``submitting``: a job
+    for each run that is not done and has no job live (sources before their fine-tunes,
+    which wait for them with ``afterok``); one line per run."""
+    from srlib import slurm
+
+    keys = [(v, s) for v in plan.names
+            for s in gr.variant_seeds(plan.grid["variants"][v], plan.seeds)]
+    jobs = {k: slurm.recorded_job(runs.run_dir(plan.out, *k)) for k in keys}
+    states, source = slurm.job_states([j for j in jobs.values() if j])
+    if jobs and any(jobs.values()):
+        print(f"job states from {source}", flush=True)
+    sources: dict[tuple[str, int], Future] = {}
+    for i, (v, s) in enumerate(keys, 1):
+        try:
+            outcome = _slurm_one(plan, v, s, jobs[(v, s)], states.get(jobs[(v, s)] or ""),
+                                 sources, stop, submitting)
+        except runs.RunLocked as err:
+            outcome = Outcome("not run", f"NOT RUN ({err})")
+        except Exception as err:  # sbatch refused it, or a config that does not validate
+            line = _record(runs.run_dir(plan.out, v, s), error_text(err))
+            outcome = Outcome("failed", f"FAILED ({_short(line)})")
+        sources[(v, s)] = Future()
+        sources[(v, s)].set_result(outcome)
+        print(f"[{i}/{len(keys)}] {v} seed {s}: {outcome.text}", flush=True)
+    return {k: f.result() for k, f in sources.items()}
+
+
+def _slurm_one(plan: Plan, variant: str, seed: int, job: str | None, state: str | None,
+               sources: dict[tuple[str, int], Future], stop: Stop, submitting: bool
+               ) -> Outcome:
+    """One run on SLURM: its live job, or how its last job ended and, when ``submitting``,
+    what ``run_one`` makes of it with a job as the way to run it."""
+    from srlib import slurm
+
+    d = runs.run_dir(plan.out, variant, seed)
+    if job and state in slurm.LIVE:
+        if variant in plan.forced:
+            return Outcome("refused", f"NOT RUN (--force: job {job} is {state}; `scancel "
+                                      f"{job}` first)")
+        return Outcome("running" if state == "RUNNING" else "queued", f"job {job} {state}",
+                       job=job)
+    before = ""
+    if job and not runs.is_finished(d):  # the job ended, the run did not finish
+        runs.release_ended_job(d, job)  # killed without cleanup: its lock file is stale
+        src = plan.grid["variants"][variant].get("init_from")
+        src_outcome = sources[(src, seed)].result() if src else None
+        if src_outcome is not None and not src_outcome.usable:
+            _record(d, f"{NOT_RUN}its source {src} seed {seed} {src_outcome.kind}")
+        elif not (d / runs.ERROR).is_file():  # killed from outside: the log says more
+            _record(d, f"{slurm.job_log(d, job)}\nslurm job {job} ended {state} before the "
+                       "run finished")
+        err = d / runs.ERROR
+        line = runs.last_line(err.read_text()) if err.is_file() else ""
+        before = f"job {job} {state} ({_short(line, 160)}); "
+        if not submitting:
+            return Outcome("failed", before.rstrip("; "))
+    if not submitting:
+        return Outcome("done", f"job {job} {state}" if job else "done")
+
+    def submit(d: Path, work: tuple, src: Outcome | None) -> Outcome:
+        after = src.job if src is not None else None
+        new = slurm.submit(d, work, plan.slurm, f"{variant}/seed{seed}", after)
+        return Outcome("submitted", f"submitted as job {new}"
+                       + (f" (after job {after})" if after else ""), job=new)
+
+    outcome = run_one(plan, variant, seed, sources, stop, submit=submit)
+    outcome.text = before + outcome.text
+    return outcome
+
+
+def _follow(live: dict[str, tuple[str, int]], stop: Stop) -> None:
+    """Print each job's state as it changes until none is live (or a signal comes)."""
+    from srlib import slurm
+
+    seen: dict[str, str] = {}
+    while stop.signum is None:
+        states, _ = slurm.job_states(list(live))
+        for job, state in states.items():
+            if seen.get(job) != state:
+                v, s = live[job]
+                print(f"job {job} ({v} seed {s}): {state}", flush=True)
+        seen = states
+        if not any(st in slurm.LIVE for st in states.values()):
+            return
+        t = time.monotonic()
+        while stop.signum is None and time.monotonic() - t < POLL_S:
+            time.sleep(0.2)
+
+
 # ---- the report -----------------------------------------------------------------------------
 
 def _other_grid(plan: Plan) -> str:
@@ -367,6 +517,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", default="reports", help="output folder (default: reports)")
     ap.add_argument("--jobs", type=int, default=None,
                     help="runs at a time (default: one per GPU of --gpus; without CUDA, 2)")
+    ap.add_argument("--executor", choices=("local", "slurm"), default="local",
+                    help="where runs train: here (default), or as SLURM jobs through "
+                         "submitit; run the same command again to follow the jobs")
+    ap.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                    help="a SLURM setting over the grid's slurm: section (partition, account, "
+                         "qos, time, gpus, cpus, mem, constraint, extra, setup); repeatable")
+    ap.add_argument("--wait", action="store_true",
+                    help="--executor slurm: wait until every job has ended, then build the "
+                         "report")
     ap.add_argument("--gpus", default=None, metavar="0,2,3",
                     help="the GPUs to train on, one run per GPU at a time, each run's kernel "
                          "seeing only its own (CUDA_VISIBLE_DEVICES); default: every "
@@ -398,12 +557,34 @@ def make_plan(a: argparse.Namespace, argv: list[str] = ()) -> Plan:
     forced = set(names) if a.force else set()  # not the sources ordered() adds
     if a.jobs is not None and a.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
-    gpus = check_gpus(a.gpus)
+    settings = _check_executor(a, grid)
+    gpus = check_gpus(a.gpus) if a.executor == "local" else []
     out = runs.check_writable_folder(a.out).resolve()
     jobs = a.jobs or (len(gpus) if gpus else min(2, os.cpu_count() or 1))
     return Plan(config=Path(a.config).resolve(), grid=grid, names=gr.ordered(names, grid),
                 seeds=seeds, forced=forced, out=out, jobs=jobs,
-                command=_resume_command(list(argv)), gpus=gpus)
+                command=_resume_command(list(argv)), gpus=gpus, executor=a.executor,
+                slurm=settings, wait=a.wait)
+
+
+def _check_executor(a: argparse.Namespace, grid: dict) -> dict:
+    """The options of ``--executor``; on SLURM, the job settings (the grid's ``slurm:``,
+    then ``--slurm``) checked against the cluster before anything is submitted."""
+    if a.executor == "local":
+        for given, name in ((a.slurm, "--slurm"), (a.wait, "--wait")):
+            if given:
+                raise ValueError(f"{name} applies to --executor slurm only")
+        return {}
+    from srlib import slurm
+
+    for given, name in ((a.jobs, "--jobs"), (a.gpus, "--gpus")):
+        if given is not None:
+            raise ValueError(f"{name} applies to --executor local only (on SLURM, each run is "
+                             "a job: set gpus and cpus per job in slurm: or with --slurm)")
+    settings = slurm.check_settings(grid["slurm"] | slurm.parse_options(a.slurm),
+                                    "slurm (the grid's slurm: and --slurm)")
+    slurm.check_cluster(settings)
+    return settings
 
 
 def visible_gpus() -> list[str]:
@@ -437,6 +618,8 @@ def check_gpus(option: str | None) -> list[str]:
 
 def run(plan: Plan) -> int:
     """The runs, then the report, with SIGTERM / SIGINT passed on to the kernels."""
+    if plan.executor == "slurm":
+        return run_slurm(plan)
     t_start = time.perf_counter()
     print(f"{plan.grid['name']}: {len(plan.names)} variants x {len(plan.seeds)} seeds -> "
           f"{plan.out} ({plan.jobs} at a time)", flush=True)

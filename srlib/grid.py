@@ -40,7 +40,7 @@ from srlib.metrics import METRICS
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TOP_LEVEL = ("name", "defaults", "seeds", "variants", "notebook_params", "hypotheses",
-             "critic")
+             "critic", "slurm")
 NOTEBOOK_STAGES = ("01_manifold", "03_artifacts", "04_report")
 # Config fields the runner sets for each run: a grid value would be silently overridden.
 RUNNER_SET = {"out": "the runner puts each run in <out>/runs/<variant>/seed<k>",
@@ -441,6 +441,11 @@ def load_grid(path: str | Path) -> dict:
     grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
     grid["hypotheses"] = _check_hypotheses(grid, where)
     grid["critic"] = check_critic(grid.get("critic"), where("critic"))
+    # the job settings of --executor slurm, checked here as given (defaults: at submission)
+    from srlib.slurm import check_settings
+
+    check_settings(grid.get("slurm"), f"{where('slurm')}: slurm")
+    grid["slurm"] = dict(grid.get("slurm") or {})
     return grid
 
 

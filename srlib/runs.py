@@ -381,23 +381,50 @@ _NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL}
 
 
 def _owner_line() -> str:
-    return (f"host {socket.gethostname()} pid {os.getpid()} "
+    job = os.environ.get("SLURM_JOB_ID")
+    incarnation = f" job {job}.{os.environ.get('SLURM_RESTART_COUNT', '0')}" if job else ""
+    return (f"host {socket.gethostname()} pid {os.getpid()}{incarnation} "
             f"since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+
+
+_OWNER_LINE = re.compile(r"host (\S+) pid (\d+)(?: job (\d+)\.(\d+))? since .*")
 
 
 def _is_stale(owner: str) -> bool:
     """Whether an owner line names a process that is gone: on this host, a pid that no
-    longer runs. A line from another host is never called stale (its process cannot be
-    checked from here); neither is an unreadable one, which a writer may be writing."""
-    m = re.fullmatch(r"host (\S+) pid (\d+) since .*", owner)
-    if not m or m.group(1) != socket.gethostname():
+    longer runs; in a SLURM job, the same job's earlier incarnation (SLURM ends a job
+    before it requeues it, perhaps onto another node). Otherwise a line from another host
+    is never called stale (its process cannot be checked from here); neither is an
+    unreadable one, which a writer may be writing."""
+    m = _OWNER_LINE.fullmatch(owner)
+    if not m:
+        return False
+    host, pid, job, restart = m.groups()
+    if job and job == os.environ.get("SLURM_JOB_ID") \
+            and restart != os.environ.get("SLURM_RESTART_COUNT", "0"):
+        return True
+    if host != socket.gethostname():
         return False
     try:
-        os.kill(int(m.group(2)), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, another user's
         return False
+    return False
+
+
+def release_ended_job(folder: str | Path, job_id: str) -> bool:
+    """Remove ``folder``'s owner file if it names SLURM job ``job_id``, which the caller
+    knows has ended (killed without cleanup, perhaps on another node); True if removed."""
+    path = Path(folder) / OWNER
+    try:
+        m = _OWNER_LINE.fullmatch(path.read_text().strip())
+    except FileNotFoundError:
+        return False
+    if m and m.group(3) == str(job_id):
+        path.unlink(missing_ok=True)
+        return True
     return False
 
 

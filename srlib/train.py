@@ -516,11 +516,16 @@ def _load_state(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) ->
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), sampler.device)
 
 
+_USR2 = (signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ()  # not on Windows
+
+
 @contextlib.contextmanager
 def _signals_to(flag: dict):
-    """Route SIGTERM / SIGINT to ``flag['signal']`` (main thread only) for the block."""
+    """Route SIGTERM / SIGINT / SIGUSR2 to ``flag['signal']`` (main thread only) for the
+    block. SIGUSR2 is the signal SLURM sends, through submitit, before a preemption or the
+    time limit (``srlib.slurm``); its default action would kill the kernel unsaved."""
     old = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, *_USR2):
         # ValueError: not the main thread (some notebook front ends): no handler then
         with contextlib.suppress(ValueError):
             old[sig] = signal.signal(sig, lambda signum, _frame: flag.update(signal=signum))

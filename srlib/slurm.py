@@ -1,0 +1,303 @@
+"""A grid's runs as SLURM jobs, through submitit: the settings, one job, its state.
+
+``python -m srlib.ablate GRID --executor slurm`` (``srlib.ablate``) submits each run that
+is not done as one SLURM job. The job runs the same unit of work as a local run (``RunJob``:
+``02_train.py`` through papermill into the run folder, or a closed-form baseline's
+evaluation), so its files and numbers are those of a local run. Per run folder:
+
+=================  ===========================================================================
+``slurm.json``     the run's last job: its id, when it was submitted, the job it waits for
+``slurm/``         submitit's folder: the batch script, the pickled call, the job's log
+                   (``<id>_0_log.out`` / ``.err``) and its result
+=================  ===========================================================================
+
+The settings (``slurm:`` in the grid, ``--slurm KEY=VALUE`` on the command line) are
+``KEYS``; each becomes an ``#SBATCH`` line through submitit's ``SlurmExecutor``.
+
+Preemption and time limits: submitit asks SLURM for SIGUSR2 90 s before the kill; its
+handler in the job calls ``RunJob.checkpoint``, which passes the signal on to the kernel
+(training saves a checkpoint and stops on SIGUSR2, SIGTERM or SIGINT) and waits for the
+checkpoint; submitit then requeues the job, which resumes from it. ``scontrol requeue``
+and ``scancel`` send SIGTERM, which the job passes on to its kernel the same way.
+
+Job states come from ``sacct`` (accounting through slurmdbd); where accounting is off,
+from ``squeue``, which lists only queued and running jobs: a job it no longer lists has
+ended, and the run folder says how (finished, or not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from srlib import runs
+
+JOB, JOBS = "slurm.json", "slurm"
+# the settings a grid's ``slurm:`` may give: key -> (what is expected, check)
+_TIME = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)")  # [D-][HH:]MM:SS, SLURM's format
+
+
+def _text(v: object) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def _lines(v: object) -> bool:
+    return isinstance(v, list) and all(_text(x) for x in v)
+
+
+KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "partition": ("a partition name", _text),
+    "account": ("an account name", _text),
+    "qos": ("a quality of service", _text),
+    "time": ("minutes (an integer > 0) or SLURM's [D-]HH:MM:SS",
+             lambda v: (isinstance(v, int) and not isinstance(v, bool) and v > 0)
+             or (isinstance(v, str) and _TIME.fullmatch(v.strip()) is not None)),
+    "gpus": ("GPUs per job (an integer >= 0)",
+             lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    "cpus": ("CPUs per job (an integer >= 1)",
+             lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+    "mem": ("memory per job as sbatch --mem takes it, e.g. 16G or 16000M",
+            lambda v: isinstance(v, str) and re.fullmatch(r"\d+[KMGT]?", v.strip()) is not None),
+    "constraint": ("a node feature expression", _text),
+    "extra": ("a list of sbatch options, each '--name=value' or '--flag'",
+              lambda v: _lines(v) and all(re.fullmatch(r"--[a-z][a-z0-9-]*(=.+)?", x.strip())
+                                          for x in v)),
+    "setup": ("a list of shell lines run before the job's command (module load ...)", _lines),
+}
+DEFAULTS = {"time": 60, "cpus": 1, "gpus": 0}
+# job states in which a job still holds its run (it will, or may yet, train)
+LIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
+        "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
+CHECKPOINT_WAIT_S = 60.0  # how long a preempted job waits for its kernel's checkpoint
+
+
+def check_settings(spec: object, where: str = "slurm") -> dict:
+    """A ``slurm:`` mapping checked against ``KEYS`` (``ValueError`` names the key, the
+    value and what was expected), with ``DEFAULTS`` for what it leaves out."""
+    from srlib.grid import unknown
+
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where}: expected a mapping of {', '.join(KEYS)}, got {spec!r}")
+    for key, value in spec.items():
+        if key not in KEYS:
+            raise ValueError(f"{where}: {unknown(key, KEYS, 'key')}")
+        expected, ok = KEYS[key]
+        if not ok(value):
+            raise ValueError(f"{where}: {key}: expected {expected}, got {value!r}")
+    return DEFAULTS | dict(spec)
+
+
+def parse_options(items: list[str]) -> dict:
+    """``--slurm KEY=VALUE`` options as a mapping (values read as YAML: ``time=120`` is a
+    number, ``extra=[--exclusive]`` a list), checked by ``check_settings`` later."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--slurm {item}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(KEYS)}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def minutes(time_limit: int | str) -> int:
+    """A time limit (minutes, or ``[D-][HH:]MM:SS``) in whole minutes, rounded up."""
+    if isinstance(time_limit, int):
+        return time_limit
+    d, h, m, s = (int(x or 0) for x in _TIME.fullmatch(time_limit.strip()).groups())
+    return max(1, ((d * 24 + h) * 60 + m) + (1 if s else 0))
+
+
+def check_cluster(settings: dict, gpus_needed: int = 0) -> None:
+    """Before anything is submitted: submitit imports, ``sbatch`` is on the PATH, the
+    partition exists and has nodes with the GPUs a job asks for (``sinfo``).
+    ``ValueError`` says which and what was expected."""
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise ValueError("--executor slurm: the Python package submitit is not installed "
+                         "(pip install submitit, or `pip install -e .[slurm]`)") from None
+    for tool in ("sbatch", "sinfo"):
+        if shutil.which(tool) is None:
+            raise ValueError(f"--executor slurm: `{tool}` is not found on the PATH: run from "
+                             "a machine that can submit SLURM jobs (a login node)")
+    part = settings.get("partition")
+    cmd = ["sinfo", "-h", "-o", "%P|%G"] + (["-p", part] if part else [])
+    rows = [r.split("|") for r in _call(cmd).splitlines() if "|" in r]
+    if part and not rows:
+        raise ValueError(f"slurm: partition: {part!r} is not a partition of this cluster "
+                         f"(sinfo -p {part} lists nothing)")
+    if not part:  # the default partition is the one sinfo marks with '*'
+        rows = [r for r in rows if r[0].endswith("*")] or rows
+    want = max(int(settings.get("gpus") or 0), gpus_needed)
+    have = max((_gpus(g) for _, g in rows), default=0)
+    if want > have:
+        where = f"partition {part}" if part else "the default partition"
+        raise ValueError(f"slurm: gpus: a job asks for {want} GPU(s) but the nodes of {where} "
+                         f"have at most {have} (sinfo's GRES)")
+
+
+def _gpus(gres: str) -> int:
+    """GPUs per node in sinfo's GRES column: ``gpu:8``, ``gpu:a100:4(S:0-1)``; 0: none."""
+    total = 0
+    for part in gres.split(","):
+        m = re.match(r"gpu(?::[^:(]+)?:(\d+)", part.strip())
+        if m:
+            total += int(m.group(1))
+    return total
+
+
+def _call(cmd: list[str]) -> str:
+    """A SLURM command's stdout; ``ValueError`` with its message when it fails."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ValueError(f"`{' '.join(cmd)}` failed: {err}") from None
+    if p.returncode != 0:
+        raise ValueError(f"`{' '.join(cmd)}` failed: {runs.last_line(p.stderr) or p.returncode}")
+    return p.stdout
+
+
+# ---- one job --------------------------------------------------------------------------------
+
+def submit(run: Path, work: tuple, settings: dict, name: str,
+           after: str | None = None) -> str:
+    """Submit ``RunJob()(work, run)`` as one job (``after``: the job id it waits for, with
+    ``afterok``; if that job fails, SLURM cancels this one); records it in ``slurm.json``
+    and returns its id."""
+    import submitit
+
+    ex = submitit.SlurmExecutor(folder=run / JOBS)
+    extra = {"kill_on_invalid_dep": "yes"} | ({"dependency": f"afterok:{after}"} if after else {})
+    for opt in settings.get("extra") or []:
+        key, _, value = opt.strip()[2:].partition("=")
+        extra[key] = value or True
+    gpus = settings["gpus"] if work[0] == "train" else 0  # a baseline is evaluated on the CPU
+    ex.update_parameters(
+        job_name=name, time=minutes(settings["time"]), cpus_per_task=settings["cpus"],
+        ntasks_per_node=1, additional_parameters=extra,
+        **({"gpus_per_node": gpus} if gpus else {}),
+        **{k: settings[k] for k in ("partition", "account", "qos", "constraint", "setup", "mem")
+           if settings.get(k)})
+    job = ex.submit(RunJob(), work, str(run))
+    runs.write_json(run / JOB, {"job_id": str(job.job_id), "after": after,
+                                "submitted": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return str(job.job_id)
+
+
+def recorded_job(run: Path) -> str | None:
+    """The id of the run's last job (``slurm.json``), or None."""
+    try:
+        return str(runs.read_json(run / JOB)["job_id"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def job_log(run: Path, job_id: str) -> str:
+    """The job's log (submitit's stdout and stderr files), for a failure's record."""
+    parts = []
+    for suffix in ("out", "err"):
+        p = run / JOBS / f"{job_id}_0_log.{suffix}"
+        if p.is_file():
+            parts.append(f"---- {p} ----\n{p.read_text(errors='replace')}")
+    return "\n".join(parts)
+
+
+class RunJob:
+    """One run's unit of work inside a SLURM job: ``work`` is ``("train", variant, seed,
+    config)`` (``notebooks.train_run``) or ``("baseline", config)``
+    (``evaluate.baseline_run``), into the run folder ``run``. A failure is recorded in the
+    run folder as a local one is (``error.txt``, ``traceback.txt``) and raised, so the job
+    ends FAILED. SIGTERM (``scancel``, ``scontrol requeue``) is passed on to the kernel,
+    which saves a checkpoint; submitit's SIGUSR2 calls ``checkpoint``."""
+
+    def __call__(self, work: tuple, run: str) -> None:
+        import torch
+
+        from srlib.evaluate import baseline_run
+        from srlib.notebooks import Stop, error_text, interrupted, signals_passed_on, train_run
+
+        d = Path(run)
+        for name in (runs.ERROR, runs.TRACEBACK):  # a resubmitted run starts without them
+            (d / name).unlink(missing_ok=True)
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+        if cpus:  # the kernel inherits it: as many threads as the job has CPUs
+            os.environ.update(OMP_NUM_THREADS=cpus, MKL_NUM_THREADS=cpus)
+            torch.set_num_threads(int(cpus))
+        stop = Stop()
+        try:
+            with signals_passed_on(stop):
+                if work[0] == "baseline":
+                    baseline_run(d, work[1])
+                else:
+                    train_run(*work[1:], d)
+        except Exception as err:
+            if stop.signum is None and not interrupted(err):
+                runs.write_error(d, error_text(err))
+            raise
+
+    def checkpoint(self, work: tuple, run: str):
+        """Preempted or at the time limit (submitit's SIGUSR2): pass the signal on to the
+        kernel, wait (``CHECKPOINT_WAIT_S`` at most) until its checkpoint is written or it
+        is gone, then return the same call for submitit to requeue."""
+        import submitit
+
+        from srlib.notebooks import child_pids
+
+        ckpt = Path(run) / runs.CHECKPOINT
+        t0 = time.time()
+        kids = child_pids()
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGUSR2)
+        while time.time() - t0 < CHECKPOINT_WAIT_S and work[0] == "train":
+            if ckpt.is_file() and ckpt.stat().st_mtime >= t0:
+                break
+            if not any(Path(f"/proc/{p}").exists() for p in kids):
+                break
+            time.sleep(0.2)
+        return submitit.helpers.DelayedSubmission(self, work, run)
+
+
+# ---- job states -------------------------------------------------------------------------------
+
+def job_states(ids: list[str]) -> tuple[dict[str, str], str]:
+    """Each job's state (``PENDING``, ``RUNNING``, ``COMPLETED``, ``FAILED``,
+    ``CANCELLED``, ``TIMEOUT``, ``PREEMPTED``, ...; ``ENDED``: gone from ``squeue`` where
+    ``sacct`` cannot say), and where the states came from."""
+    ids = [i for i in dict.fromkeys(ids) if i]
+    if not ids:
+        return {}, "no jobs"
+    states, source = {}, "sacct"
+    try:
+        out = _call(["sacct", "-X", "-n", "-P", "-o", "JobIDRaw,State", "-j", ",".join(ids)])
+        for row in out.splitlines():
+            jid, _, state = row.partition("|")
+            if jid in ids and state:
+                states[jid] = state.split()[0]  # "CANCELLED by 0" -> CANCELLED
+    except ValueError:
+        source = "squeue (sacct failed: no accounting?)"
+    missing = [i for i in ids if i not in states]
+    if missing:  # not yet in the accounting database, or no accounting at all
+        queued = {}
+        with contextlib.suppress(ValueError):
+            for row in _call(["squeue", "-h", "-a", "-o", "%i|%T"]).splitlines():
+                jid, _, state = row.partition("|")
+                queued[jid.strip()] = state.strip()
+        for i in missing:
+            states[i] = queued.get(i, "ENDED")
+    return states, source
