@@ -38,6 +38,9 @@ variant = "example"  # the label of this run in the report's tables
 # defaults as `python -m srlib.train --help`.
 config = {"loss": "down", "upsampler": "pixelshuffle", "iters": 200,
           "out": "../reports/runs/example/seed0"}
+# GPUs (ranks) to train on: more than 1 trains under torchrun, one rank per visible GPU
+# (a grid variant's `gpus`; srlib.train.train_on)
+gpus = 1
 
 # %%
 import inspect
@@ -49,7 +52,7 @@ from srlib.analysis import plot_losses, show_images
 from srlib.data import dataset_name, load_dataset
 from srlib.report import plain
 from srlib.runs import load_sr
-from srlib.train import Config, train, train_step
+from srlib.train import Config, train_on, train_step
 
 cfg = Config(**config).resolved()
 pd.Series({k: v for k, v in vars(cfg).items()}, name=variant).to_frame()
@@ -65,7 +68,7 @@ pd.Series({k: v for k, v in vars(cfg).items()}, name=variant).to_frame()
 display(Markdown(f"```python\n{inspect.getsource(train_step)}```"))
 
 # %%
-results = train(cfg)
+results = train_on(cfg, gpus)
 display(Markdown(
     f"**{plain(variant)}**, seed {cfg.seed}: {results['iters']} iterations in "
     f"{results['train_seconds']:.0f} s on {results['device']}"

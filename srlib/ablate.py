@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import errno
 import os
-import queue
 import shlex
 import sys
 import threading
@@ -111,7 +110,7 @@ Submit = Callable[[Path, tuple, "Outcome | None"], Outcome]
 
 
 def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], Future],
-            stop: Stop, gpus: queue.Queue | None = None, submit: Submit | None = None
+            stop: Stop, gpus: GpuPool | None = None, submit: Submit | None = None
             ) -> Outcome:
     """Skip, resume, rerun or refuse one run, as its folder and its source say; a run to
     (re)start is trained here, or handed to ``submit`` (``--executor slurm``)."""
@@ -153,38 +152,60 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
         elif runs.is_finished(d):
             _drop_runner_error(d)
             return Outcome("skipped", "finished earlier, skipped")
-    outcome = start(d, ("train", variant, seed, config), src_outcome)
+    outcome = start(d, ("train", variant, seed, config, gr.variant_gpus(spec)), src_outcome)
     outcome.text += note
     return outcome
 
 
-def _here(stop: Stop, gpus: queue.Queue | None) -> Submit:
+def _here(stop: Stop, gpus: GpuPool | None) -> Submit:
     """The local executor's way to run a run: in this process's kernels, now (trained on
-    a GPU of the pool, when there is one)."""
+    as many GPUs of the pool as its variant's ``gpus``, when there is a pool)."""
 
     def start(d: Path, work: tuple, _src: Outcome | None) -> Outcome:
         if work[0] == "baseline":
             return _attempt(d, stop, lambda: baseline_run(d, work[1]))
-        with _one_gpu(gpus) as env:
-            outcome = _attempt(d, stop, lambda: train_run(*work[1:], d, env=env))
-        outcome.text += f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if env else ""
+        _, variant, seed, config, n = work
+        with _gpus_of(gpus, n) as env:
+            outcome = _attempt(d, stop, lambda: train_run(variant, seed, config, d, env=env,
+                                                          gpus=n))
+        if env:
+            many = "," in env["CUDA_VISIBLE_DEVICES"]
+            outcome.text += f" on GPU{'s' if many else ''} {env['CUDA_VISIBLE_DEVICES']}"
         return outcome
 
     return start
 
 
+class GpuPool:
+    """The GPUs of ``--gpus``, lent to runs ``n`` at a time (``n``: a variant's ``gpus``)."""
+
+    def __init__(self, gpus: list[str]) -> None:
+        self.free = list(gpus)
+        self.changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def take(self, n: int) -> Iterator[list[str]]:
+        """``n`` GPUs for one run alone (waiting until they are free), back when it ends."""
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.free) >= n)
+            got, self.free = self.free[:n], self.free[n:]
+        try:
+            yield got
+        finally:
+            with self.changed:
+                self.free += got
+                self.changed.notify_all()
+
+
 @contextlib.contextmanager
-def _one_gpu(gpus: queue.Queue | None) -> Iterator[dict[str, str] | None]:
-    """A GPU of the pool for one run alone (waiting for one to be free), as the kernel's
-    environment, back in the pool when the run ends; None without a pool (CPU)."""
-    if gpus is None:
+def _gpus_of(pool: GpuPool | None, n: int) -> Iterator[dict[str, str] | None]:
+    """``n`` GPUs of the pool as the kernel's environment (``CUDA_VISIBLE_DEVICES``);
+    None without a pool (CPU)."""
+    if pool is None:
         yield None
         return
-    gpu = gpus.get()
-    try:
-        yield {"CUDA_VISIBLE_DEVICES": gpu}
-    finally:
-        gpus.put(gpu)
+    with pool.take(n) as got:
+        yield {"CUDA_VISIBLE_DEVICES": ",".join(got)}
 
 
 def _unusable_source(src_dir: Path, src: str, seed: int, outcome: Outcome) -> str:
@@ -275,11 +296,7 @@ def run_grid(plan: Plan, stop: Stop, t_start: float) -> dict[tuple[str, int], Ou
     jobs = [(v, s) for v in plan.names
             for s in gr.variant_seeds(plan.grid["variants"][v], plan.seeds)]
     lock, progress = threading.Lock(), {"done": 0, "spent": 0.0, "ran": 0}
-    gpus: queue.Queue | None = None
-    if plan.gpus:
-        gpus = queue.Queue()
-        for g in plan.gpus:
-            gpus.put(g)
+    gpus = GpuPool(plan.gpus) if plan.gpus else None
 
     def one(variant: str, seed: int) -> Outcome:
         t0 = time.perf_counter()
@@ -557,8 +574,9 @@ def make_plan(a: argparse.Namespace, argv: list[str] = ()) -> Plan:
     forced = set(names) if a.force else set()  # not the sources ordered() adds
     if a.jobs is not None and a.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
-    settings = _check_executor(a, grid)
+    settings = _check_executor(a, grid, gr.ordered(names, grid))
     gpus = check_gpus(a.gpus) if a.executor == "local" else []
+    _check_run_gpus(grid, gr.ordered(names, grid), gpus, a.executor)
     out = runs.check_writable_folder(a.out).resolve()
     jobs = a.jobs or (len(gpus) if gpus else min(2, os.cpu_count() or 1))
     return Plan(config=Path(a.config).resolve(), grid=grid, names=gr.ordered(names, grid),
@@ -567,7 +585,20 @@ def make_plan(a: argparse.Namespace, argv: list[str] = ()) -> Plan:
                 slurm=settings, wait=a.wait)
 
 
-def _check_executor(a: argparse.Namespace, grid: dict) -> dict:
+def _check_run_gpus(grid: dict, names: list[str], gpus: list[str], executor: str) -> None:
+    """A variant's ``gpus: N`` needs N GPUs here (on SLURM, ``check_cluster`` checks)."""
+    if executor != "local":
+        return
+    for v in names:
+        n = gr.variant_gpus(grid["variants"][v])
+        if n > max(1, len(gpus)):
+            have = f"{len(gpus)} GPU(s) to train on ({', '.join(gpus)})" if gpus else \
+                "no CUDA GPU"
+            raise ValueError(f"variant {v!r}: gpus: {n} but this machine has {have}; "
+                             "lower it, or run it where there are more (--gpus picks them)")
+
+
+def _check_executor(a: argparse.Namespace, grid: dict, names: list[str]) -> dict:
     """The options of ``--executor``; on SLURM, the job settings (the grid's ``slurm:``,
     then ``--slurm``) checked against the cluster before anything is submitted."""
     if a.executor == "local":
@@ -583,7 +614,7 @@ def _check_executor(a: argparse.Namespace, grid: dict) -> dict:
                              "a job: set gpus and cpus per job in slurm: or with --slurm)")
     settings = slurm.check_settings(grid["slurm"] | slurm.parse_options(a.slurm),
                                     "slurm (the grid's slurm: and --slurm)")
-    slurm.check_cluster(settings)
+    slurm.check_cluster(settings, max(gr.variant_gpus(grid["variants"][v]) for v in names))
     return settings
 
 

@@ -120,6 +120,11 @@ def family(grid: dict, variant: str) -> str:
     return "adversarial" if "adv" in terms else "down" if "down" in terms else "pixel"
 
 
+def variant_gpus(spec: dict | None) -> int:
+    """How many GPUs (torchrun ranks) one run of a variant trains on: its ``gpus``, else 1."""
+    return int((spec or {}).get("gpus", 1))
+
+
 def variant_seeds(spec: dict | None, seeds: list[int]) -> list[int]:
     """The seeds a variant runs with, of ``seeds``: a closed-form baseline does not depend
     on the seed (evaluated once, with the first); a variant's own ``seeds`` keeps those of
@@ -180,7 +185,7 @@ def run_config(grid: dict, variant: str, seed: int, out: Path) -> dict:
     runner's): its folder ``<out>/runs/<variant>/seed<k>``, its source's folder."""
     fields = config_fields()
     spec = {k: v for k, v in {**grid["defaults"], **grid["variants"][variant]}.items()
-            if k in fields}  # not the runner's own keys (baseline, seeds)
+            if k in fields}  # not the runner's own keys (baseline, seeds, gpus)
     if spec.get("init_from"):
         spec["init_from"] = str(runs.run_dir(out, spec["init_from"], seed).resolve())
     spec.update(seed=seed, out=str(runs.run_dir(out, variant, seed).resolve()), progress=False)
@@ -665,11 +670,18 @@ def _check_variants(variants, where) -> dict:
         raw = variants[name]
         base = raw.pop("baseline", None) if isinstance(raw, dict) else None
         own_seeds = raw.pop("seeds", None) if isinstance(raw, dict) else None
+        gpus = raw.pop("gpus", None) if isinstance(raw, dict) else None
         spec = variants[name] = _check_fields(raw, f"variant {name!r}", where,
                                               ("variants", name))
         if own_seeds is not None:
             spec["seeds"] = check_seeds(own_seeds, f"{where('variants', name, 'seeds')}: "
                                                    f"variant {name!r}: seeds")
+        if gpus is not None:
+            if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
+                raise ValueError(f"{where('variants', name, 'gpus')}: variant {name!r}: gpus: "
+                                 f"expected the number of GPUs (ranks) of one run, an integer "
+                                 f">= 1, got {gpus!r}")
+            spec["gpus"] = gpus
         if base is not None:
             _check_baseline(base, name, spec, where)
             spec["baseline"] = base
@@ -695,7 +707,7 @@ def _check_baseline(base: object, name: str, spec: dict, where: Callable[..., st
     if base not in BASELINES:
         raise ValueError(f"{where('variants', name, 'baseline')}: variant {name!r}: "
                          f"{unknown(base, tuple(BASELINES), 'baseline')}")
-    trained = sorted(set(spec) & {"loss", "upsampler", "init_from", "iters"})
+    trained = sorted(set(spec) & {"loss", "upsampler", "init_from", "iters", "gpus"})
     if trained:
         raise ValueError(f"{where('variants', name)}: variant {name!r} is the closed-form "
                          f"baseline {base!r}: it trains nothing, so {trained} do not apply")

@@ -43,16 +43,18 @@ STAGE_OUTPUTS = {"01_manifold": (results.MANIFOLD,),
 
 
 def train_run(variant: str, seed: int, config: dict, run: str | Path,
-              env: dict[str, str] | None = None) -> None:
+              env: dict[str, str] | None = None, gpus: int = 1) -> None:
     """One trained run: ``02_train.py`` with papermill into ``run/train.ipynb`` (and
-    ``train.html``), its parameters the variant's label and its ``Config`` fields
-    (``srlib.grid.run_config``); ``seed`` is ``config['seed']``, named for the caller's
+    ``train.html``), its parameters the variant's label, its ``Config`` fields
+    (``srlib.grid.run_config``) and its ``gpus`` (more than 1: torchrun ranks,
+    ``srlib.train.train_on``); ``seed`` is ``config['seed']``, named for the caller's
     logs; ``env``: variables set for its kernel only (``CUDA_VISIBLE_DEVICES``). A failure
     raises (the notebook's error, ``error_text`` words it)."""
     if config.get("seed") != seed:
         raise ValueError(f"train_run: seed {seed} but config['seed'] = {config.get('seed')}")
     run = Path(run)
-    execute(TRAIN, run / "train.ipynb", {"variant": variant, "config": config}, env=env)
+    execute(TRAIN, run / "train.ipynb", {"variant": variant, "config": config, "gpus": gpus},
+            env=env)
 
 
 def execute(notebook: str, output: Path, params: dict,

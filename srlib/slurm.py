@@ -186,7 +186,8 @@ def submit(run: Path, work: tuple, settings: dict, name: str,
     for opt in settings.get("extra") or []:
         key, _, value = opt.strip()[2:].partition("=")
         extra[key] = value or True
-    gpus = settings["gpus"] if work[0] == "train" else 0  # a baseline is evaluated on the CPU
+    # a variant's gpus (torchrun ranks) over the settings'; a baseline is evaluated on the CPU
+    gpus = max(settings["gpus"], work[4]) if work[0] == "train" else 0
     ex.update_parameters(
         job_name=name, time=minutes(settings["time"]), cpus_per_task=settings["cpus"],
         ntasks_per_node=1, additional_parameters=extra,
@@ -219,11 +220,12 @@ def job_log(run: Path, job_id: str) -> str:
 
 class RunJob:
     """One run's unit of work inside a SLURM job: ``work`` is ``("train", variant, seed,
-    config)`` (``notebooks.train_run``) or ``("baseline", config)``
-    (``evaluate.baseline_run``), into the run folder ``run``. A failure is recorded in the
-    run folder as a local one is (``error.txt``, ``traceback.txt``) and raised, so the job
-    ends FAILED. SIGTERM (``scancel``, ``scontrol requeue``) is passed on to the kernel,
-    which saves a checkpoint; submitit's SIGUSR2 calls ``checkpoint``."""
+    config, gpus)`` (``notebooks.train_run``; ``gpus`` > 1: torchrun ranks in the job) or
+    ``("baseline", config)`` (``evaluate.baseline_run``), into the run folder ``run``. A
+    failure is recorded in the run folder as a local one is (``error.txt``,
+    ``traceback.txt``) and raised, so the job ends FAILED. SIGTERM (``scancel``,
+    ``scontrol requeue``) is passed on to the kernel, which saves a checkpoint; submitit's
+    SIGUSR2 calls ``checkpoint``."""
 
     def __call__(self, work: tuple, run: str) -> None:
         import torch
@@ -244,7 +246,8 @@ class RunJob:
                 if work[0] == "baseline":
                     baseline_run(d, work[1])
                 else:
-                    train_run(*work[1:], d)
+                    _, variant, seed, config, gpus = work
+                    train_run(variant, seed, config, d, gpus=gpus)
         except Exception as err:
             if stop.signum is None and not interrupted(err):
                 runs.write_error(d, error_text(err))

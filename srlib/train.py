@@ -585,6 +585,60 @@ def train(config: Config) -> dict:
             raise NoSpace(_no_space(out, err)) from None
 
 
+def train_on(config: Config, ranks: int = 1) -> dict:
+    """``train`` on ``ranks`` processes of this machine (a grid variant's ``gpus``): one
+    is ``train`` here; N is torchrun's engine (``python -m torch.distributed.run
+    --standalone --nproc-per-node N -m srlib.train``), one rank per visible GPU (gloo on
+    the CPU). Its output goes to ``<out>/torchrun.log``; SIGTERM, SIGINT and SIGUSR2 are
+    passed on as SIGTERM (torchrun relays it to the ranks, which checkpoint and stop:
+    ``Interrupted`` here). Returns rank 0's ``metrics.json``."""
+    if ranks == 1:
+        return train(config)
+    c = config.resolved()
+    check_inputs(c)
+    distributed.check_batch(c.batch, distributed.World(size=ranks))
+    out = Path(c.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={ranks}", "-m", "srlib.train", *cli_args(c)]
+    import subprocess
+
+    flag: dict = {"signal": None}
+    with open(out / "torchrun.log", "ab") as log, _signals_to(flag):
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        told = None
+        while proc.poll() is None:
+            if flag["signal"] and told != flag["signal"]:
+                told = flag["signal"]
+                proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+    if proc.returncode == 0 and runs.is_finished(out):
+        return runs.read_metrics(out)
+    tail = (out / "torchrun.log").read_text(errors="replace").strip().splitlines()[-15:]
+    if flag["signal"] or any("Interrupted" in ln or "stopped by signal" in ln for ln in tail):
+        raise Interrupted(f"stopped by signal {flag['signal'] or 'SIGTERM'}; checkpoint in "
+                          f"{out / runs.CHECKPOINT}: run the same command to resume")
+    raise RuntimeError(f"torchrun with {ranks} ranks exited with {proc.returncode}; the end "
+                       f"of {out / 'torchrun.log'}:\n" + "\n".join(tail))
+
+
+def cli_args(c: Config) -> list[str]:
+    """``python -m srlib.train``'s arguments for ``c`` (``argument_parser`` reads them back
+    to the same ``Config``)."""
+    args = []
+    for f in dataclasses.fields(Config):
+        v, flag = getattr(c, f.name), "--" + f.name.replace("_", "-")
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            args.append(flag if v else "--no-" + flag[2:])
+        elif isinstance(v, list):
+            args += [flag, *map(str, v)]
+        else:
+            args += [flag, str(v)]
+    return args
+
+
 def _no_space(out: Path, err: OSError) -> str:
     """What to do when a write of the run in ``out`` found its disk (or quota) full."""
     where = out  # the run's own files; another's (a cache, say) is named by its folder
@@ -828,7 +882,7 @@ def _arg_type(name: str):
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = args[0]
     if typing.get_origin(hint) is list:
-        return typing.get_args(hint)[0], "+"
+        return typing.get_args(hint)[0], "*"  # "--twins" alone: none
     return hint, None
 
 

@@ -15,6 +15,13 @@ import pytest
 from srlib import runs
 
 
+@pytest.fixture(autouse=True)
+def outside_slurm(monkeypatch):
+    """Owner lines as outside a SLURM job (the tests may run inside one)."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+
+
 @pytest.fixture
 def no_flock(monkeypatch):
     """flock as Lustre answers it without the flock mount option."""
@@ -71,6 +78,27 @@ def test_an_owner_on_another_host_is_never_taken_over(no_flock, tmp_path):
                        r"process is gone, remove .*\.lock\.owner"), runs.locked(tmp_path / "run"):
         pass
     assert (tmp_path / "run" / runs.OWNER).read_text() == other  # left as it was
+
+
+def test_a_requeued_job_takes_over_its_earlier_incarnation(no_flock, tmp_path, monkeypatch):
+    """SLURM ends a job before it requeues it, perhaps onto another node: the owner file
+    of the same job id with another restart count is stale; another job's is not."""
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    (run / runs.OWNER).write_text("host node-017 pid 4242 job 77.0 since 2026-01-01 00:00:00")
+    with runs.locked(run):
+        assert (run / runs.OWNER).read_text().startswith(
+            f"host {socket.gethostname()} pid {os.getpid()} job 77.1 since ")
+    (run / runs.OWNER).write_text("host node-017 pid 4242 job 78.0 since 2026-01-01 00:00:00")
+    with pytest.raises(runs.RunLocked, match="job 78.0"), runs.locked(run):
+        pass
+    # the runner, which knows job 78 has ended, releases it; a live holder's line stays
+    assert not runs.release_ended_job(run, "79")
+    assert runs.release_ended_job(run, "78") and not (run / runs.OWNER).exists()
+    with runs.locked(run):
+        pass
 
 
 def test_another_process_is_kept_out_with_flock_failing(no_flock, tmp_path):

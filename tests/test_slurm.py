@@ -223,6 +223,12 @@ def test_gpus_beyond_the_partition_are_refused(cluster, tmp_path, capsys):
         assert ablate.main([str(cfg), "--out", str(tmp_path / "o"), "--executor", "slurm",
                             "--slurm", option]) == 2
         assert says in capsys.readouterr().err
+    grid = yaml.safe_load(cfg.read_text())  # a variant's gpus: N asks N of one job
+    grid["variants"]["down/pixelshuffle"]["gpus"] = 2
+    cfg.write_text(yaml.safe_dump(grid))
+    assert ablate.main([str(cfg), "--out", str(tmp_path / "o"), "--executor", "slurm"]) == 2
+    assert "a job asks for 2 GPU(s) but the nodes of the default partition have at most 0" \
+        in capsys.readouterr().err
     assert not (tmp_path / "o" / "runs").exists()
 
 
