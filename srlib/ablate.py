@@ -1,6 +1,7 @@
 """The ablation runner: a grid of variants x seeds, then the report.
 
     python -m srlib.ablate configs/quick.yaml [--only VARIANT ...] [--seeds 0 1] [--force]
+    python -m srlib.ablate GRID --executor slurm [--slurm KEY=VALUE ...] [--wait]
 
 The grid file and what a variant is: ``srlib.grid``. Each trained run is one call of
 ``srlib.notebooks.train_run`` (``notebooks/02_train.py`` through papermill) into
@@ -13,7 +14,9 @@ output folder (``<out>/.lock``). SIGTERM / SIGINT are passed on to the running t
 which save a checkpoint; the runner exits 130 and says the command that resumes. Then the
 result folder is written (``srlib.results``) and ``01_manifold``, ``03_artifacts`` and
 ``04_report`` run; the report becomes ``<out>/index.html`` (no code cells, figures
-embedded). Nothing but ``__main__`` and the tests imports this module.
+embedded). With ``--executor slurm`` each run that is not done is a SLURM job instead
+(``srlib.slurm``), and the report is built once no job is queued or running. Nothing but
+``__main__`` and the tests imports this module.
 """
 
 from __future__ import annotations
@@ -614,7 +617,8 @@ def _check_executor(a: argparse.Namespace, grid: dict, names: list[str]) -> dict
                              "a job: set gpus and cpus per job in slurm: or with --slurm)")
     settings = slurm.check_settings(grid["slurm"] | slurm.parse_options(a.slurm),
                                     "slurm (the grid's slurm: and --slurm)")
-    slurm.check_cluster(settings, max(gr.variant_gpus(grid["variants"][v]) for v in names))
+    ranks = max(gr.variant_gpus(grid["variants"][v]) for v in names)  # gpus: N, N > 1
+    slurm.check_cluster(settings, ranks if ranks > 1 else 0)
     return settings
 
 

@@ -20,7 +20,10 @@ module:
                       (twin ``+P``; ``projected-box/eval/``: twin ``+B``, ``TWINS``)
 ``error.txt``         a failed run: the error's last line; ``traceback.txt``: the whole text
 ``.lock``             held (advisory ``flock``) by the process working in the folder;
-                      ``.lock.owner`` names it (host, pid, start; ``locked``)
+                      ``.lock.owner`` names it (host, pid, SLURM job, start; ``locked``)
+``torchrun.log``      a run on several GPUs (a variant's ``gpus``): torchrun's output
+``slurm.json``        ``--executor slurm``: the run's last job; ``slurm/``: submitit's files
+                      and the job's log (``srlib.slurm``)
 ====================  ==================================================================
 
 Every file is written to a temporary name in the same folder and renamed into place, so

@@ -187,7 +187,8 @@ def submit(run: Path, work: tuple, settings: dict, name: str,
         key, _, value = opt.strip()[2:].partition("=")
         extra[key] = value or True
     # a variant's gpus (torchrun ranks) over the settings'; a baseline is evaluated on the CPU
-    gpus = max(settings["gpus"], work[4]) if work[0] == "train" else 0
+    gpus = (max(settings["gpus"], work[4]) if work[4] > 1 else settings["gpus"]) \
+        if work[0] == "train" else 0
     ex.update_parameters(
         job_name=name, time=minutes(settings["time"]), cpus_per_task=settings["cpus"],
         ntasks_per_node=1, additional_parameters=extra,

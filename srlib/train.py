@@ -5,7 +5,7 @@
 
 Every field of ``Config`` is a flag (``python -m srlib.train --help``), with the same
 default. The run folder's layout is ``srlib.runs``'s. Running the same command again
-resumes from the checkpoint (SIGTERM / SIGINT save one); a finished run returns its
+resumes from the checkpoint (SIGTERM / SIGINT / SIGUSR2 save one); a finished run returns its
 metrics; a different config in the same folder is refused with the differences.
 
 The file reads top to bottom: ``Config`` (what a run depends on), ``train_step`` (one
@@ -410,7 +410,7 @@ def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
 # ---- the run: set-up, resume, loop, evaluation -----------------------------------------
 
 class Interrupted(Exception):
-    """Training stopped by SIGTERM / SIGINT after saving a checkpoint."""
+    """Training stopped by SIGTERM / SIGINT / SIGUSR2 after saving a checkpoint."""
 
 
 class NoSpace(OSError):

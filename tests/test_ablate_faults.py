@@ -42,12 +42,13 @@ def write_grid(path: Path, sets: tuple[str, str], variants: dict, **defaults) ->
 
 
 def _train_here(variant: str, seed: int, config: dict, run: Path,
-                env: dict | None = None) -> None:
-    """``notebooks.train_run`` without a kernel: the same ``train()`` the notebook calls."""
-    from srlib.train import Config, train
+                env: dict | None = None, gpus: int = 1) -> None:
+    """``notebooks.train_run`` without a kernel: the same ``train_on()`` the notebook
+    calls."""
+    from srlib.train import Config, train_on
 
     assert config["seed"] == seed and variant
-    train(Config(**config))
+    train_on(Config(**config), gpus)
 
 
 def _results_only(plan, stages, stop, t_start) -> int:

@@ -117,3 +117,34 @@ def test_one_process_is_unchanged(monkeypatch):
     x = torch.arange(6.0).view(6, 1)
     assert distributed.share(x, w) is x
     assert distributed.share(x, distributed.World(1, 3)).flatten().tolist() == [2.0, 3.0]
+
+
+def test_train_on_two_ranks_passes_a_stop_on_and_resumes(sets, tmp_path):
+    """``train_on(config, 2)``, what a grid variant's ``gpus: 2`` runs in its kernel:
+    SIGUSR2 to the caller (SLURM's warning before a preemption) reaches the ranks through
+    torchrun, which checkpoint and stop; the same call resumes and finishes."""
+    out = tmp_path / "run"
+    code = ("import sys\n"
+            "from srlib.train import Config, train_on, Interrupted\n"
+            f"c = Config(loss='pixel', upsampler='nearest', iters=1000, patch=16, batch=8, "
+            f"nf=8, nb=1, gc=4, data={sets[0]!r}, test_data=[{sets[1]!r}], log_every=5, "
+            f"device='cpu', out={str(out)!r}, eval_lpips=False, progress=False)\n"
+            "try:\n    print(train_on(c, 2)['resumed_from_iter'])\n"
+            "except Interrupted as e:\n    print('INTERRUPTED', e); sys.exit(130)\n")
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    log = out / "losses.csv"
+    t0 = time.monotonic()
+    while not (log.is_file() and len(log.read_text().splitlines()) > 2):
+        assert p.poll() is None and time.monotonic() - t0 < 180, p.communicate()[0]
+        time.sleep(0.2)
+    os.kill(p.pid, signal.SIGUSR2)
+    text = p.communicate(timeout=180)[0]
+    assert p.returncode == 130 and "INTERRUPTED" in text, text
+    stopped = torch.load(out / "checkpoint.pt", weights_only=False)["iter"]
+    assert 0 < stopped < 1000
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert int(done.stdout.split()[-1]) == stopped

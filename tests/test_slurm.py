@@ -295,3 +295,16 @@ def test_settings_and_time_limits():
     assert slurm.parse_options(["time=120", "extra=[--exclusive, --begin=now]"]) == \
         {"time": 120, "extra": ["--exclusive", "--begin=now"]}
     assert slurm._gpus("gpu:a100:4(S:0-1),gpu:2") == 6 and slurm._gpus("(null)") == 0
+
+
+def test_without_accounting_states_come_from_squeue(monkeypatch):
+    """sacct failing (accounting off): squeue's states for queued and running jobs, ENDED
+    for a job it does not list."""
+    def call(cmd):
+        if cmd[0] == "sacct":
+            raise ValueError("`sacct` failed: Slurm accounting storage is disabled")
+        return "11|RUNNING\n12|PENDING\n"
+    monkeypatch.setattr(slurm, "_call", call)
+    states, source = slurm.job_states(["11", "12", "13"])
+    assert states == {"11": "RUNNING", "12": "PENDING", "13": "ENDED"}
+    assert source.startswith("squeue")
