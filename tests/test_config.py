@@ -87,7 +87,9 @@ def test_notebook_parameters_are_a_config_mapping():
     scope: dict = {}
     exec(cell.source, scope)
     names = {k for k in scope if not k.startswith("__")}
-    assert names == {"variant", "config"}, "only a label and one Config mapping"
+    assert names == {"variant", "config", "gpus"}, \
+        "only a label, one Config mapping and the number of GPUs (ranks)"
+    assert scope["gpus"] == 1  # one process, unless a grid variant asks for more
     fields = {f.name for f in dataclasses.fields(Config)}
     assert set(scope["config"]) <= fields
     Config(**scope["config"]).resolved()  # a valid config as it stands
