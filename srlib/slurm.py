@@ -182,7 +182,10 @@ def submit(run: Path, work: tuple, settings: dict, name: str,
     import submitit
 
     ex = submitit.SlurmExecutor(folder=run / JOBS)
-    extra = {"kill_on_invalid_dep": "yes"} | ({"dependency": f"afterok:{after}"} if after else {})
+    # requeue: eligible for requeueing (a preempted job, submitit's requeue) where the
+    # cluster's default (JobRequeue) says otherwise
+    extra = {"kill_on_invalid_dep": "yes", "requeue": True} \
+        | ({"dependency": f"afterok:{after}"} if after else {})
     for opt in settings.get("extra") or []:
         key, _, value = opt.strip()[2:].partition("=")
         extra[key] = value or True

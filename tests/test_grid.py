@@ -141,7 +141,7 @@ def test_every_text_from_a_grid_reaches_the_page_escaped():
 
 
 def test_one_run_is_one_plain_picklable_call(tmp_path):
-    """The unit of work a cluster job can call tomorrow: ``train_run`` and its arguments
+    """The unit of work a SLURM job calls (``srlib.slurm.RunJob``): ``train_run`` and its arguments
     survive pickling (plain data, a module-level function)."""
     import functools
     import pickle
