@@ -431,7 +431,7 @@ def _slurm_one(plan: Plan, variant: str, seed: int, job: str | None, state: str 
     if job and state in slurm.LIVE:
         if variant in plan.forced:
             return Outcome("refused", f"NOT RUN (--force: job {job} is {state}; `scancel "
-                                      f"{job}` first)")
+                                      f"{job}` first)", job=job)  # still live
         return Outcome("running" if state == "RUNNING" else "queued", f"job {job} {state}",
                        job=job)
     before = ""

@@ -164,6 +164,7 @@ def test_a_second_invocation_submits_nothing_while_jobs_are_queued(cluster, tmp_
         assert ablate.main([*cmd, "--force"]) == 0
         assert f"NOT RUN (--force: job {job} is PENDING; `scancel {job}` first)" in \
             capsys.readouterr().out
+        assert not (tmp_path / "out" / "index.html").exists()  # no report while one is live
     finally:
         subprocess.run(["scancel", job], check=True)
 
