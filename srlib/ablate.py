@@ -169,6 +169,8 @@ def _here(stop: Stop, gpus: GpuPool | None) -> Submit:
             return _attempt(d, stop, lambda: baseline_run(d, work[1]))
         _, variant, seed, config, n = work
         with _gpus_of(gpus, n) as env:
+            if stop.signum is not None:  # stopped while it waited for its GPUs
+                return Outcome("not started", "not started (stopping)")
             outcome = _attempt(d, stop, lambda: train_run(variant, seed, config, d, env=env,
                                                           gpus=n))
         if env:
@@ -362,6 +364,9 @@ def _interrupted(plan: Plan, outcomes: dict[tuple[str, int], Outcome], stop: Sto
 # ---- on SLURM ---------------------------------------------------------------------------------
 
 POLL_S = 15.0  # --wait: seconds between two looks at the jobs' states
+# a run whose jobs ended this many times in a row before it finished is not resubmitted
+# (a deterministic failure would otherwise keep a job live, and the report unbuilt)
+MAX_FAILURES = 3
 
 
 def run_slurm(plan: Plan) -> int:
@@ -374,11 +379,16 @@ def run_slurm(plan: Plan) -> int:
           f"{plan.out} (SLURM jobs)", flush=True)
     stop = Stop()
     with signals_passed_on(stop):
-        outcomes = slurm_pass(plan, stop, submitting=True)
+        try:
+            outcomes = slurm_pass(plan, stop, submitting=True)
+        except ValueError as err:  # neither sacct nor squeue answered
+            print(f"error: the jobs' states cannot be read ({err}); nothing was submitted: "
+                  "run the same command again when SLURM answers", file=sys.stderr)
+            return 2
         live = {o.job: k for k, o in outcomes.items() if o.job}
         if live and not plan.wait:
-            print(f"{len(live)} job(s) queued or running: run the same command to follow them "
-                  "(it resubmits failed and preempted runs); the report is built once every "
+            print(f"{len(live)} job(s) queued or running: to follow them (and resubmit failed "
+                  f"and preempted runs), run: {plan.command}\nThe report is built once every "
                   "job has ended (--wait: wait for them here, then build it)", flush=True)
             return 0
         if live:
@@ -401,7 +411,7 @@ def slurm_pass(plan: Plan, stop: Stop, submitting: bool) -> dict[tuple[str, int]
     keys = [(v, s) for v in plan.names
             for s in gr.variant_seeds(plan.grid["variants"][v], plan.seeds)]
     jobs = {k: slurm.recorded_job(runs.run_dir(plan.out, *k)) for k in keys}
-    states, source = slurm.job_states([j for j in jobs.values() if j])
+    states, source = slurm.job_states([j for j in jobs.values() if j])  # ValueError: unread
     if jobs and any(jobs.values()):
         print(f"job states from {source}", flush=True)
     sources: dict[tuple[str, int], Future] = {}
@@ -447,14 +457,22 @@ def _slurm_one(plan: Plan, variant: str, seed: int, job: str | None, state: str 
         err = d / runs.ERROR
         line = runs.last_line(err.read_text()) if err.is_file() else ""
         before = f"job {job} {state} ({_short(line, 160)}); "
+        failures = slurm.recorded_failures(d) + 1
         if not submitting:
             return Outcome("failed", before.rstrip("; "))
+        if failures >= MAX_FAILURES and variant not in plan.forced:
+            return Outcome("failed", f"{before}not resubmitted: its last {failures} jobs "
+                                     "ended before it finished; fix the cause, then run with "
+                                     f"--only {variant} --force")
+    else:
+        failures = 0
     if not submitting:
         return Outcome("done", f"job {job} {state}" if job else "done")
 
     def submit(d: Path, work: tuple, src: Outcome | None) -> Outcome:
         after = src.job if src is not None else None
-        new = slurm.submit(d, work, plan.slurm, f"{variant}/seed{seed}", after)
+        new = slurm.submit(d, work, plan.slurm, f"{variant}/seed{seed}", after,
+                           failures=0 if variant in plan.forced else failures)
         return Outcome("submitted", f"submitted as job {new}"
                        + (f" (after job {after})" if after else ""), job=new)
 
@@ -469,7 +487,12 @@ def _follow(live: dict[str, tuple[str, int]], stop: Stop) -> None:
 
     seen: dict[str, str] = {}
     while stop.signum is None:
-        states, _ = slurm.job_states(list(live))
+        try:
+            states, _ = slurm.job_states(list(live))
+        except ValueError as err:  # a controller that does not answer now: look again
+            print(f"warning: the jobs' states cannot be read ({err}); trying again",
+                  file=sys.stderr, flush=True)
+            states = seen
         for job, state in states.items():
             if seen.get(job) != state:
                 v, s = live[job]

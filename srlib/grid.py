@@ -449,9 +449,23 @@ def load_grid(path: str | Path) -> dict:
     # the job settings of --executor slurm, checked here as given (defaults: at submission)
     from srlib.slurm import check_settings
 
+    if isinstance(grid.get("slurm"), dict) and "time" in grid["slurm"]:
+        grid["slurm"]["time"] = _as_written(node, ("slurm", "time"), grid["slurm"]["time"])
     check_settings(grid.get("slurm"), f"{where('slurm')}: slurm")
     grid["slurm"] = dict(grid.get("slurm") or {})
     return grid
+
+
+def _as_written(node: yaml.Node, keys: tuple[str, ...], value: object) -> object:
+    """A scalar as the file spells it where YAML made a number of a time: ``12:00:00``
+    is base-60 to YAML 1.1 (43200), but sbatch's H:M:S to a SLURM user."""
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return value
+        node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+    if isinstance(node, yaml.ScalarNode) and ":" in node.value and isinstance(value, int):
+        return node.value
+    return value
 
 
 # ---- the critic's health criterion ----------------------------------------------------------

@@ -41,7 +41,8 @@ from srlib import runs
 
 JOB, JOBS = "slurm.json", "slurm"
 # the settings a grid's ``slurm:`` may give: key -> (what is expected, check)
-_TIME = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)")  # [D-][HH:]MM:SS, SLURM's format
+# sbatch --time's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S
+_TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 
 
 def _text(v: object) -> bool:
@@ -56,7 +57,8 @@ KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "partition": ("a partition name", _text),
     "account": ("an account name", _text),
     "qos": ("a quality of service", _text),
-    "time": ("minutes (an integer > 0) or SLURM's [D-]HH:MM:SS",
+    "time": ("minutes (an integer > 0) or a string in sbatch --time's format (M:S, H:M:S, "
+             "D-H, D-H:M, D-H:M:S)",
              lambda v: (isinstance(v, int) and not isinstance(v, bool) and v > 0)
              or (isinstance(v, str) and _TIME.fullmatch(v.strip()) is not None)),
     "gpus": ("GPUs per job (an integer >= 0)",
@@ -71,6 +73,7 @@ KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
                                           for x in v)),
     "setup": ("a list of shell lines run before the job's command (module load ...)", _lines),
 }
+# gpus 0: CPU jobs unless the grid or --slurm asks for GPUs (a variant's gpus: N > 1 does)
 DEFAULTS = {"time": 60, "cpus": 1, "gpus": 0}
 # job states in which a job still holds its run (it will, or may yet, train)
 LIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
@@ -107,19 +110,35 @@ def parse_options(items: list[str]) -> dict:
         if not sep or not key:
             raise ValueError(f"--slurm {item}: expected KEY=VALUE with KEY one of "
                              f"{', '.join(KEYS)}")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
+        value = value.strip()
+        # only numbers and lists are read: YAML would read 12:00:00 as the integer 43200
+        if value.isdigit():
+            out[key.strip()] = int(value)
+        elif value.startswith("["):
+            try:
+                out[key.strip()] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                out[key.strip()] = value
+        else:
             out[key.strip()] = value
     return out
 
 
 def minutes(time_limit: int | str) -> int:
-    """A time limit (minutes, or ``[D-][HH:]MM:SS``) in whole minutes, rounded up."""
+    """A time limit (minutes, or a string as ``sbatch --time`` reads it) in whole
+    minutes, rounded up."""
     if isinstance(time_limit, int):
         return time_limit
-    d, h, m, s = (int(x or 0) for x in _TIME.fullmatch(time_limit.strip()).groups())
-    return max(1, ((d * 24 + h) * 60 + m) + (1 if s else 0))
+    days, a, b, c = _TIME.fullmatch(time_limit.strip()).groups()
+    parts = [int(x) for x in (a, b, c) if x is not None]
+    if days is not None:  # D-H[:M[:S]]
+        h, m, sec = (parts + [0, 0])[:3]
+        total = (int(days) * 24 + h) * 60 * 60 + m * 60 + sec
+    else:  # M, M:S, H:M:S
+        h, m, sec = ([0] * (3 - len(parts)) + parts) if len(parts) == 3 else \
+            (0, parts[0], parts[1] if len(parts) == 2 else 0)
+        total = h * 3600 + m * 60 + sec
+    return max(1, -(-total // 60))
 
 
 def check_cluster(settings: dict, gpus_needed: int = 0) -> None:
@@ -175,10 +194,11 @@ def _call(cmd: list[str]) -> str:
 # ---- one job --------------------------------------------------------------------------------
 
 def submit(run: Path, work: tuple, settings: dict, name: str,
-           after: str | None = None) -> str:
+           after: str | None = None, failures: int = 0) -> str:
     """Submit ``RunJob()(work, run)`` as one job (``after``: the job id it waits for, with
     ``afterok``; if that job fails, SLURM cancels this one); records it in ``slurm.json``
-    and returns its id."""
+    with ``failures``, how many of the run's jobs in a row ended before it finished, and
+    returns its id."""
     import submitit
 
     ex = submitit.SlurmExecutor(folder=run / JOBS)
@@ -200,6 +220,7 @@ def submit(run: Path, work: tuple, settings: dict, name: str,
            if settings.get(k)})
     job = ex.submit(RunJob(), work, str(run))
     runs.write_json(run / JOB, {"job_id": str(job.job_id), "after": after,
+                                "failures": failures,
                                 "submitted": time.strftime("%Y-%m-%d %H:%M:%S")})
     return str(job.job_id)
 
@@ -210,6 +231,15 @@ def recorded_job(run: Path) -> str | None:
         return str(runs.read_json(run / JOB)["job_id"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
+
+
+def recorded_failures(run: Path) -> int:
+    """How many of the run's jobs in a row had ended before it finished, when its last
+    job was submitted (``slurm.json``)."""
+    try:
+        return int(runs.read_json(run / JOB).get("failures", 0))
+    except (FileNotFoundError, ValueError, TypeError, AttributeError):
+        return 0
 
 
 def job_log(run: Path, job_id: str) -> str:
@@ -266,13 +296,21 @@ class RunJob:
         from srlib.notebooks import child_pids
 
         ckpt = Path(run) / runs.CHECKPOINT
-        t0 = time.time()
+
+        def stamp() -> tuple | None:  # a new checkpoint is a new file (renamed into place)
+            with contextlib.suppress(OSError):
+                st = ckpt.stat()
+                return st.st_ino, st.st_mtime_ns, st.st_size
+            return None
+
+        before, t0 = stamp(), time.monotonic()
         kids = child_pids()
         for pid in kids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGUSR2)
-        while time.time() - t0 < CHECKPOINT_WAIT_S and work[0] == "train":
-            if ckpt.is_file() and ckpt.stat().st_mtime >= t0:
+        while time.monotonic() - t0 < CHECKPOINT_WAIT_S and work[0] == "train":
+            now = stamp()
+            if now is not None and now != before:
                 break
             if not any(Path(f"/proc/{p}").exists() for p in kids):
                 break
@@ -285,12 +323,13 @@ class RunJob:
 def job_states(ids: list[str]) -> tuple[dict[str, str], str]:
     """Each job's state (``PENDING``, ``RUNNING``, ``COMPLETED``, ``FAILED``,
     ``CANCELLED``, ``TIMEOUT``, ``PREEMPTED``, ...; ``ENDED``: gone from ``squeue`` where
-    ``sacct`` cannot say), and where the states came from."""
+    ``sacct`` cannot say), and where the states came from. ``ValueError`` when neither
+    command answers (a job's state is then unknown, not ended)."""
     ids = [i for i in dict.fromkeys(ids) if i]
     if not ids:
         return {}, "no jobs"
     states, source = {}, "sacct"
-    try:
+    try:  # -X: the allocation, not its steps; the latest record of a requeued job
         out = _call(["sacct", "-X", "-n", "-P", "-o", "JobIDRaw,State", "-j", ",".join(ids)])
         for row in out.splitlines():
             jid, _, state = row.partition("|")
@@ -300,11 +339,10 @@ def job_states(ids: list[str]) -> tuple[dict[str, str], str]:
         source = "squeue (sacct failed: no accounting?)"
     missing = [i for i in ids if i not in states]
     if missing:  # not yet in the accounting database, or no accounting at all
-        queued = {}
-        with contextlib.suppress(ValueError):
-            for row in _call(["squeue", "-h", "-a", "-o", "%i|%T"]).splitlines():
-                jid, _, state = row.partition("|")
-                queued[jid.strip()] = state.strip()
+        queued = {}  # squeue failing raises: a job it cannot see is not known to have ended
+        for row in _call(["squeue", "-h", "-a", "-o", "%i|%T"]).splitlines():
+            jid, _, state = row.partition("|")
+            queued[jid.strip()] = state.strip()
         for i in missing:
             states[i] = queued.get(i, "ENDED")
     return states, source

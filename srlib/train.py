@@ -603,18 +603,32 @@ def train_on(config: Config, ranks: int = 1) -> dict:
            f"--nproc-per-node={ranks}", "-m", "srlib.train", *cli_args(c)]
     import subprocess
 
+    # each rank's share of this process's threads (a job's CPUs, a CPU run's cores)
+    threads = int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads())
+    env = os.environ | {"OMP_NUM_THREADS": str(max(1, threads // ranks))}
     flag: dict = {"signal": None}
-    with open(out / "torchrun.log", "ab") as log, _signals_to(flag):
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        told = None
+    log_path = out / "torchrun.log"
+    start = log_path.stat().st_size if log_path.exists() else 0  # this attempt's lines only
+
+    def usr2_ignored() -> None:
+        # torchrun has no SIGUSR2 handler (SLURM sends it to the whole job): ignored there
+        # and inherited so by the ranks, which set their own (_signals_to)
+        if _USR2:
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+    with open(log_path, "ab") as log, _signals_to(flag):
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=usr2_ignored)
         while proc.poll() is None:
-            if flag["signal"] and told != flag["signal"]:
-                told = flag["signal"]
+            if flag["signal"] and flag.get("told") is None:  # once: torchrun relays it
+                flag["told"] = True
                 proc.send_signal(signal.SIGTERM)
             time.sleep(0.2)
     if proc.returncode == 0 and runs.is_finished(out):
         return runs.read_metrics(out)
-    tail = (out / "torchrun.log").read_text(errors="replace").strip().splitlines()[-15:]
+    with open(log_path, "rb") as f:
+        f.seek(start)
+        tail = f.read().decode(errors="replace").strip().splitlines()[-15:]
     if flag["signal"] or any("Interrupted" in ln or "stopped by signal" in ln for ln in tail):
         raise Interrupted(f"stopped by signal {flag['signal'] or 'SIGTERM'}; checkpoint in "
                           f"{out / runs.CHECKPOINT}: run the same command to resume")

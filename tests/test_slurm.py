@@ -109,6 +109,8 @@ def test_micro_grid_on_slurm_gives_the_local_numbers(cluster, fast_poll, tmp_pat
     grid = yaml.safe_load(cfg.read_text())
     grid["variants"]["ft"] = {"loss": "down", "upsampler": "pixelshuffle", "iters": 2,
                               "init_from": "pixel/pixelshuffle"}
+    grid["variants"]["ft-broken"] = {"loss": "down", "upsampler": "pixelshuffle",
+                                     "iters": 2, "init_from": "broken"}
     cfg.write_text(yaml.safe_dump(grid))
     assert ablate.main([str(cfg), "--out", str(tmp_path / "local")]) == 0
     assert ablate.main([str(cfg), "--out", str(tmp_path / "slurm"), "--executor", "slurm",
@@ -130,6 +132,9 @@ def test_micro_grid_on_slurm_gives_the_local_numbers(cluster, fast_poll, tmp_pat
     assert on_slurm.loc["broken"].status.iloc[0] == "failed"
     assert on_slurm.loc["broken"].error.iloc[0] == local.loc["broken"].error.iloc[0]
     assert "no-such-upsampler" in (broken / runs.TRACEBACK).read_text()
+    # a fine-tune of a failed source: SLURM cancelled its job; the row says why, as locally
+    for table in (local, on_slurm):
+        assert table.loc["ft-broken"].error.iloc[0] == "not run: its source broken seed 0 failed"
     # the fine-tune waited for its source: afterok, and started after it ended
     src_job = slurm.recorded_job(runs.run_dir(tmp_path / "slurm", "pixel/pixelshuffle", 0))
     ft = runs.run_dir(tmp_path / "slurm", "ft", 0)
@@ -189,6 +194,31 @@ def test_scancel_then_the_same_command_reports_and_resubmits(cluster, tmp_path, 
         assert states(new)[new] in slurm.LIVE
     finally:
         subprocess.run(["scancel", new], check=True)
+
+
+def test_a_run_that_keeps_failing_is_resubmitted_then_given_up(cluster, tmp_path, capsys,
+                                                               monkeypatch):
+    monkeypatch.setattr(ablate, "MAX_FAILURES", 2)
+    cfg = long_grid(tmp_path, [0], 4)
+    grid = yaml.safe_load(cfg.read_text())
+    grid["variants"]["down/ps"]["upsampler"] = "no-such-upsampler"
+    cfg.write_text(yaml.safe_dump(grid))
+    cmd = [str(cfg), "--out", str(tmp_path / "out"), "--executor", "slurm"]
+    d = runs.run_dir(tmp_path / "out", "down/ps", 0)
+    assert ablate.main(cmd) == 0
+    first = slurm.recorded_job(d)
+    wait_for(lambda: states(first)[first] == "FAILED")
+    assert ablate.main(cmd) == 0  # failed once: resubmitted
+    second = slurm.recorded_job(d)
+    assert re.search(rf"job {first} FAILED \(ValueError: upsampler must be .*\); submitted "
+                     rf"as job {second}", capsys.readouterr().out)
+    wait_for(lambda: states(second)[second] == "FAILED")
+    assert ablate.main(cmd) == 0  # twice in a row: given up, and the report is built
+    assert f"job {second} FAILED" in (out := capsys.readouterr().out)
+    assert "not resubmitted: its last 2 jobs ended before it finished" in out
+    assert slurm.recorded_job(d) == second and (tmp_path / "out" / "index.html").is_file()
+    row = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False).iloc[0]
+    assert row.status == "failed" and "no-such-upsampler" in row.error
 
 
 def test_requeue_and_preemption_resume_from_their_checkpoints(cluster, tmp_path, capsys):
@@ -289,12 +319,20 @@ def test_options_of_the_other_executor_are_refused(tmp_path, capsys, args, says)
     assert says in refused(tmp_path, capsys, args)
 
 
-def test_settings_and_time_limits():
+def test_settings_and_time_limits(tmp_path):
     s = slurm.check_settings({"time": "1-02:03:04", "gpus": 2, "extra": ["--exclusive"]})
     assert s["cpus"] == 1 and slurm.minutes(s["time"]) == (26 * 60 + 3) + 1
-    assert slurm.minutes("30:00") == 30 and slurm.minutes(90) == 90
-    assert slurm.parse_options(["time=120", "extra=[--exclusive, --begin=now]"]) == \
-        {"time": 120, "extra": ["--exclusive", "--begin=now"]}
+    # sbatch --time's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S
+    assert [slurm.minutes(t) for t in ("30", "30:00", "90:30", "12:00:00", "1-12",
+                                       "1-12:30", 90)] == [30, 30, 91, 720, 2160, 2190, 90]
+    assert slurm.parse_options(["time=120", "extra=[--exclusive, --begin=now]",
+                                "time=12:00:00"]) == \
+        {"time": "12:00:00", "extra": ["--exclusive", "--begin=now"]}
+    # unquoted in a grid, YAML 1.1 reads 12:00:00 as 43200 (base 60): kept as written
+    from srlib.grid import load_grid
+
+    (tmp_path / "g.yaml").write_text("variants:\n  a: {loss: down}\nslurm:\n  time: 12:00:00\n")
+    assert load_grid(tmp_path / "g.yaml")["slurm"]["time"] == "12:00:00"
     assert slurm._gpus("gpu:a100:4(S:0-1),gpu:2") == 6 and slurm._gpus("(null)") == 0
 
 
