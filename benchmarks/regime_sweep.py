@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from srlib.train import cli_args
+
 PATCH = 96
 FT = {"iters": 800, "learning_rate": 1e-4, "d_warmup": 160}
 REGIMES = {  # critic regime -> extra fields of the fine-tune
@@ -130,16 +132,7 @@ def command(job: dict, root: Path, device: str) -> list[str]:
          "out": str(root / job["name"])} | job["fields"]
     if job.get("after"):
         f["init_from"] = str(root / job["after"])
-    args = [sys.executable, "-m", "srlib.train"]
-    for k, v in f.items():
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            args.append(flag if v else "--no-" + flag[2:])
-        elif isinstance(v, list):
-            args += [flag, *map(str, v)]
-        else:
-            args += [flag, str(v)]
-    return args
+    return [sys.executable, "-m", "srlib.train", *cli_args(f)]
 
 
 def summarise(job: dict, root: Path, seconds: float) -> dict:

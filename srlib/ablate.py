@@ -108,7 +108,8 @@ def same_config(d: Path, config: dict) -> bool:
 
 
 # how a run is started when it must be: (run folder, work, the source's outcome) -> outcome;
-# the work is srlib.slurm.RunJob's: ("train", variant, seed, config) or ("baseline", config)
+# the work is srlib.slurm.RunJob's: ("train", variant, seed, config, gpus) or
+# ("baseline", config)
 Submit = Callable[[Path, tuple, "Outcome | None"], Outcome]
 
 
@@ -295,11 +296,16 @@ def _threads_per_run(jobs: int) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _runs(plan: Plan) -> list[tuple[str, int]]:
+    """The plan's runs (variant, seed), sources before their fine-tunes."""
+    return [(v, s) for v in plan.names
+            for s in gr.variant_seeds(plan.grid["variants"][v], plan.seeds)]
+
+
 def run_grid(plan: Plan, stop: Stop, t_start: float) -> dict[tuple[str, int], Outcome]:
     """Every run of the plan, ``plan.jobs`` at a time, sources before their fine-tunes;
     prints one progress line per run."""
-    jobs = [(v, s) for v in plan.names
-            for s in gr.variant_seeds(plan.grid["variants"][v], plan.seeds)]
+    jobs = _runs(plan)
     lock, progress = threading.Lock(), {"done": 0, "spent": 0.0, "ran": 0}
     gpus = GpuPool(plan.gpus) if plan.gpus else None
 
@@ -408,8 +414,7 @@ def slurm_pass(plan: Plan, stop: Stop, submitting: bool) -> dict[tuple[str, int]
     which wait for them with ``afterok``); one line per run."""
     from srlib import slurm
 
-    keys = [(v, s) for v in plan.names
-            for s in gr.variant_seeds(plan.grid["variants"][v], plan.seeds)]
+    keys = _runs(plan)
     jobs = {k: slurm.recorded_job(runs.run_dir(plan.out, *k)) for k in keys}
     states, source = slurm.job_states([j for j in jobs.values() if j])  # ValueError: unread
     if jobs and any(jobs.values()):
@@ -600,21 +605,22 @@ def make_plan(a: argparse.Namespace, argv: list[str] = ()) -> Plan:
     forced = set(names) if a.force else set()  # not the sources ordered() adds
     if a.jobs is not None and a.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
-    settings = _check_executor(a, grid, gr.ordered(names, grid))
-    gpus = check_gpus(a.gpus) if a.executor == "local" else []
-    _check_run_gpus(grid, gr.ordered(names, grid), gpus, a.executor)
+    names = gr.ordered(names, grid)  # with the sources of fine-tunes
+    settings = _check_executor(a, grid, names)
+    gpus = []
+    if a.executor == "local":
+        gpus = check_gpus(a.gpus)
+        _check_run_gpus(grid, names, gpus)
     out = runs.check_writable_folder(a.out).resolve()
     jobs = a.jobs or (len(gpus) if gpus else min(2, os.cpu_count() or 1))
-    return Plan(config=Path(a.config).resolve(), grid=grid, names=gr.ordered(names, grid),
+    return Plan(config=Path(a.config).resolve(), grid=grid, names=names,
                 seeds=seeds, forced=forced, out=out, jobs=jobs,
                 command=_resume_command(list(argv)), gpus=gpus, executor=a.executor,
                 slurm=settings, wait=a.wait)
 
 
-def _check_run_gpus(grid: dict, names: list[str], gpus: list[str], executor: str) -> None:
+def _check_run_gpus(grid: dict, names: list[str], gpus: list[str]) -> None:
     """A variant's ``gpus: N`` needs N GPUs here (on SLURM, ``check_cluster`` checks)."""
-    if executor != "local":
-        return
     for v in names:
         n = gr.variant_gpus(grid["variants"][v])
         if n > max(1, len(gpus)):

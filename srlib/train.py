@@ -24,6 +24,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import types
@@ -600,9 +601,8 @@ def train_on(config: Config, ranks: int = 1) -> dict:
     out = Path(c.out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={ranks}", "-m", "srlib.train", *cli_args(c)]
-    import subprocess
-
+           f"--nproc-per-node={ranks}", "-m", "srlib.train",
+           *cli_args(dataclasses.asdict(c))]
     # each rank's share of this process's threads (a job's CPUs, a CPU run's cores)
     threads = int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads())
     env = os.environ | {"OMP_NUM_THREADS": str(max(1, threads // ranks))}
@@ -619,9 +619,10 @@ def train_on(config: Config, ranks: int = 1) -> dict:
     with open(log_path, "ab") as log, _signals_to(flag):
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 preexec_fn=usr2_ignored)
+        told = False
         while proc.poll() is None:
-            if flag["signal"] and flag.get("told") is None:  # once: torchrun relays it
-                flag["told"] = True
+            if flag["signal"] and not told:  # once: torchrun relays it to the ranks
+                told = True
                 proc.send_signal(signal.SIGTERM)
             time.sleep(0.2)
     if proc.returncode == 0 and runs.is_finished(out):
@@ -636,12 +637,13 @@ def train_on(config: Config, ranks: int = 1) -> dict:
                        f"of {out / 'torchrun.log'}:\n" + "\n".join(tail))
 
 
-def cli_args(c: Config) -> list[str]:
-    """``python -m srlib.train``'s arguments for ``c`` (``argument_parser`` reads them back
-    to the same ``Config``)."""
+def cli_args(fields: dict) -> list[str]:
+    """``python -m srlib.train``'s arguments for a mapping of ``Config`` fields (e.g.
+    ``dataclasses.asdict(config)``; ``argument_parser`` reads them back to the same
+    values). A field that is None is left out: its default."""
     args = []
-    for f in dataclasses.fields(Config):
-        v, flag = getattr(c, f.name), "--" + f.name.replace("_", "-")
+    for name, v in fields.items():
+        flag = "--" + name.replace("_", "-")
         if v is None:
             continue
         if isinstance(v, bool):
