@@ -122,7 +122,31 @@ def jobs_noise(iters: int, ft_iters: int) -> list[dict]:
     return out
 
 
-PLANS = {"regime": jobs, "study": jobs_study, "noise": jobs_noise}
+def jobs_cpu(iters: int, _ft_iters: int) -> list[dict]:
+    """``--set cpu``: a regime in which the networks learn on the 2-core CPU, batch 8 of
+    96 px HR patches (the regime issue's probe, 24 000 patches in 3000 iterations). Phase 1
+    (what the code had): the global skip (pinv, bicubic, none), batch against patch at
+    equal HR pixels per iteration, the learning rate, the length (2x), and the ``down``
+    networks with and without the skip."""
+    base = {"loss": "pixel", "upsampler": "nearest", "skip": "pinv", "patch": PATCH,
+            "batch": 8, "learning_rate": 5e-4, "iters": iters}
+    down = base | {"loss": "down"}
+    return [
+        {"name": "px-pinv", "fields": base},
+        {"name": "px-pinv-x2", "fields": base | {"iters": 2 * iters}},
+        {"name": "px-none", "fields": base | {"skip": "none"}},
+        {"name": "px-bicubic", "fields": base | {"skip": "bicubic"}},
+        {"name": "px-pinv-b32p48", "fields": base | {"batch": 32, "patch": 48}},
+        {"name": "px-pinv-lr1e-3", "fields": base | {"learning_rate": 1e-3}},
+        {"name": "down-ps-none", "fields": down | {"upsampler": "pixelshuffle",
+                                                   "skip": "none"}},
+        {"name": "down-ps-pinv", "fields": down | {"upsampler": "pixelshuffle"}},
+        {"name": "down-nearest-pinv", "fields": down},
+        {"name": "down-nearest-none", "fields": down | {"skip": "none"}},
+    ]
+
+
+PLANS = {"regime": jobs, "study": jobs_study, "noise": jobs_noise, "cpu": jobs_cpu}
 
 
 def command(job: dict, root: Path, device: str) -> list[str]:
@@ -204,7 +228,8 @@ def main() -> int:
     ap.add_argument("--ft-iters", type=int, default=800)
     ap.add_argument("--set", choices=tuple(PLANS), default="regime",
                     help="regime: the first sweep; study: the study's fine-tunes checked; "
-                         "noise: the stochastic generator retuned")
+                         "noise: the stochastic generator retuned; cpu: a regime that "
+                         "learns on the 2-core CPU")
     ap.add_argument("--only", nargs="*", help="run only these names (and their sources)")
     ap.add_argument("--out", default="/tmp/sweep", help="the tables' folder")
     ap.add_argument("--runs", default=None, help="the run folders (default: OUT/runs)")
