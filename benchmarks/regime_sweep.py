@@ -146,7 +146,32 @@ def jobs_cpu(iters: int, _ft_iters: int) -> list[dict]:
     ]
 
 
-PLANS = {"regime": jobs, "study": jobs_study, "noise": jobs_noise, "cpu": jobs_cpu}
+def jobs_preset(iters: int, _ft_iters: int) -> list[dict]:
+    """``--set preset``: phase 2 of the CPU regime, on the ``study`` preset (pinv skip,
+    batch 8 of 96 px, cosine schedule, EMA 0.999, bf16 autocast where the CPU has it), one
+    change per run: bf16 against float32 on two seeds, without the EMA, the step schedule,
+    a higher learning rate, the length, a deeper body, a larger batch; and every ``down``
+    network of the study on it (with the skip, and pixel shuffle without)."""
+    base = {"preset": "study", "loss": "pixel", "upsampler": "nearest", "iters": iters,
+            "test_data": ["Set5", "BSD68"], "eval_lpips": True, "twins": []}
+    down = base | {"loss": "down", "test_data": ["Set5"], "eval_lpips": False}
+    out = [{"name": "s-px", "fields": base},
+           {"name": "s-px-seed1", "fields": base | {"seed": 1}},
+           {"name": "s-px-fp32", "fields": base | {"precision": "fp32"}},
+           {"name": "s-px-fp32-seed1", "fields": base | {"precision": "fp32", "seed": 1}}]
+    for name, f in (("noema", {"ema_decay": 0.0}), ("step", {"schedule": "step"}),
+                    ("lr1e-3", {"learning_rate": 1e-3}), ("x2", {"iters": 2 * iters}),
+                    ("nb3", {"nb": 3}), ("b16", {"batch": 16})):
+        out.append({"name": f"s-px-{name}", "fields": base | {"test_data": ["Set5"]} | f})
+    for ups in ("pixelshuffle", "pixelshuffle-icnr", "nearest", "deconv", "pre"):
+        out.append({"name": f"s-down-{ups}", "fields": down | {"upsampler": ups}})
+    out.append({"name": "s-down-pixelshuffle-none", "fields": down | {
+        "upsampler": "pixelshuffle", "skip": "none"}})
+    return out
+
+
+PLANS = {"regime": jobs, "study": jobs_study, "noise": jobs_noise, "cpu": jobs_cpu,
+         "preset": jobs_preset}
 
 
 def command(job: dict, root: Path, device: str) -> list[str]:
@@ -164,8 +189,12 @@ def summarise(job: dict, root: Path, seconds: float) -> dict:
     row = {"run": job["name"], "seconds": round(seconds, 1)}
     if (d / "metrics.json").is_file():
         m = json.loads((d / "metrics.json").read_text())
-        row |= {k: m.get(k) for k in ("psnr_y", "lpips", "lr_psnr", "lr_psnr_ntire",
-                                      "lr_psnr_inner", "its_per_second")}
+        row |= {k: m.get(k) for k in ("psnr_y", "lpips", "lr_psnr", "lr_psnr_raw",
+                                      "lr_psnr_ntire", "lr_psnr_inner", "its_per_second",
+                                      "train_seconds", "precision")}
+        for name, per in (m.get("datasets") or {}).items():
+            if name != "Set5":
+                row[f"psnr_y_{name}"] = per.get("psnr_y")
         first = next(iter((m.get("samples") or {}).values()), None)
         if first:
             row |= {k: first.get(k) for k in ("diversity", "diversity_floor", "sample_std",
@@ -228,8 +257,8 @@ def main() -> int:
     ap.add_argument("--ft-iters", type=int, default=800)
     ap.add_argument("--set", choices=tuple(PLANS), default="regime",
                     help="regime: the first sweep; study: the study's fine-tunes checked; "
-                         "noise: the stochastic generator retuned; cpu: a regime that "
-                         "learns on the 2-core CPU")
+                         "noise: the stochastic generator retuned; cpu, preset: a regime "
+                         "that learns on the 2-core CPU (phases 1 and 2)")
     ap.add_argument("--only", nargs="*", help="run only these names (and their sources)")
     ap.add_argument("--out", default="/tmp/sweep", help="the tables' folder")
     ap.add_argument("--runs", default=None, help="the run folders (default: OUT/runs)")

@@ -140,12 +140,12 @@ def variant_seeds(spec: dict | None, seeds: list[int]) -> list[int]:
 def total_iters(grid: dict, variant: str) -> int:
     """Iterations behind a variant's generator: its own, plus its sources' for a fine-tune;
     0 for a baseline."""
-    from srlib.train import Config
+    from srlib.train import preset_value
 
     spec = grid["variants"][variant] or {}
     if baseline_of(spec):
         return 0
-    own = int(spec.get("iters", grid["defaults"].get("iters", Config().iters)))
+    own = int(preset_value(grid["defaults"] | spec, "iters"))
     src = spec.get("init_from")
     return own + (total_iters(grid, src) if src else 0)
 

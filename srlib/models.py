@@ -83,14 +83,22 @@ from srlib.tables import unknown
 
 SCALES = (2, 3, 4)
 
-# Generator sizes. `esrgan` is the paper's; `quick` is sized so the report's whole grid
-# trains on a 2-core CPU in its budget (see benchmarks/train_throughput.py).
-# d_nf: discriminator width.
+# Regimes: the generator's size and how it is trained, each a field of srlib.train.Config
+# (a flag or a grid's field overrides it). `quick` is sized so the report's whole grid
+# trains on a 2-core CPU in its budget (benchmarks/train_throughput.py); `study` is the
+# regime in which the networks learn on that CPU (benchmarks/README.md, "A regime that
+# learns on the CPU"); `esrgan` is the paper's generator. d_nf: discriminator width;
+# skip None: the upsampler's own (default_skip); ema_decay 0: no moving average.
 PRESETS: dict[str, dict] = {
     "quick": {"nf": 32, "nb": 1, "gc": 16, "patch": 32, "batch": 16,
-              "learning_rate": 1e-3, "d_nf": 32},
+              "learning_rate": 1e-3, "schedule": "step", "iters": 1000, "ema_decay": 0.0,
+              "d_nf": 32},
+    "study": {"nf": 32, "nb": 1, "gc": 16, "patch": 96, "batch": 8,
+              "learning_rate": 5e-4, "schedule": "cosine", "iters": 3000, "ema_decay": 0.999,
+              "skip": "pinv", "d_nf": 16},
     "esrgan": {"nf": 64, "nb": 23, "gc": 32, "patch": 128, "batch": 16,
-               "learning_rate": 2e-4, "d_nf": 64},
+               "learning_rate": 2e-4, "schedule": "step", "iters": 1000, "ema_decay": 0.0,
+               "d_nf": 64},
 }
 
 
@@ -605,7 +613,7 @@ class UNetDiscriminator(nn.Module):
 
 def build_generator(preset: str, scale: int = 4, upsampler: str = "nearest",
                     **fields) -> RRDBNet:
-    """The generator of a preset (``quick`` or ``esrgan``): ``scale``, ``upsampler`` and
+    """The generator of a preset (``PRESETS``): ``scale``, ``upsampler`` and
     the other ``GENERATOR_FIELDS`` by name (``skip``, ``consistency``, ``noise``, ``nf``,
     ``nb``, ``gc``, ...), each at its table default when not given; None sizes are the
     preset's, a None skip the upsampler's own. Each is checked by its table entry."""

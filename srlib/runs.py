@@ -6,7 +6,7 @@ module:
 
 ====================  ==================================================================
 ``config.json``       the resolved ``Config`` (written with the run's first checkpoint)
-``checkpoint.pt``     while training: weights, optimisers, schedules, sampler RNG, iteration
+``checkpoint.pt``     while training: weights (and their EMA), optimisers, sampler RNG, iteration
                       (and torch's RNG state, for a generator with a noise input)
 ``losses.csv``        each loss term every ``log_every`` iterations
 ``validation.csv``    with ``val_every``: metrics of fixed validation crops during training
@@ -307,14 +307,16 @@ def is_stale(run: str | Path) -> str | None:
 def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str, config: dict,
                   first_set: str, iters: int, train_seconds: float = 0.0,
                   its_per_second: float | None = None, device: str = "cpu",
-                  resumed_from_iter: int | None = None, perc_backend: str | None = None,
+                  precision: str | None = None, resumed_from_iter: int | None = None,
+                  perc_backend: str | None = None,
                   twins: dict[str, dict[str, dict]] | None = None,
                   samples: dict[str, dict] | None = None) -> dict:
     """Write ``metrics.json``: the first test set's means at the top level (what tables
     read), every set under ``datasets``, and how the numbers were made. ``twins``: per
     twin suffix (``TWINS``), the post-hoc consistent outputs' means per set; ``samples``:
     a stochastic generator's K-sample statistics per set
-    (``srlib.evaluate.evaluate_samples``); None otherwise."""
+    (``srlib.evaluate.evaluate_samples``); None otherwise. ``precision``: the autocast
+    training ran under (``bf16`` or ``fp32``; None for a baseline)."""
     results = {
         **per_set[first_set],
         "lpips_kind": lpips_kind,
@@ -325,6 +327,7 @@ def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str,
         "train_seconds": train_seconds,
         "its_per_second": its_per_second,
         "device": device,
+        "precision": precision,
         "resumed_from_iter": resumed_from_iter,
         "perc_backend": perc_backend,
         "placement": placement(),

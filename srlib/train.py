@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import dataclasses
 import errno
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -30,7 +32,6 @@ import time
 import types
 import typing
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +69,8 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 VAL_COLUMNS = ["iter", *metrics_where(validation=True)]  # validation.csv
 HOLDOUT = "holdout"  # val_data: the training images held out (Config.holdout)
 SEED_MAX = 2**64 - 1  # the largest seed torch.manual_seed accepts
+SCHEDULES = ("step", "cosine")  # learning_rate_at
+PRECISIONS = ("auto", "bf16", "fp32")  # autocast of the networks in training (precision_of)
 
 
 def _f(default, help: str, **check):  # noqa: A002 - argparse's word
@@ -96,6 +99,10 @@ def _is_device(v) -> bool:
 
 def _is_rate(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
+
+
+def _is_decay(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1
 
 
 def _is_weight(v) -> bool:
@@ -143,9 +150,11 @@ class Config:
                                       "(K >= 1, fixed seeds 0..K-1; the NTIRE 2021 challenge "
                                       "draws 10)", least=1,
                            expected="a positive integer (K >= 1 samples per test image)")
-    preset: str = _f("quick", f"model and batch sizes: one of {', '.join(PRESETS)}",
-                     choices=PRESETS)
-    iters: int = _f(1000, "training iterations (generator steps)", least=1)
+    preset: str = _f("quick", "the regime: model and batch sizes, learning rate and its "
+                              "schedule, iterations, EMA, skip; one of "
+                              f"{', '.join(PRESETS)} (srlib.models.PRESETS); each of its "
+                              "fields stays a flag of its own", choices=PRESETS)
+    iters: int | None = _f(None, "training iterations (generator steps) (preset's)", least=1)
     seed: int = _f(0, "random seed: weights, batches, discriminator", least=0, most=SEED_MAX)
     out: str = _f("runs/example", "run folder (created; resumed if it holds this config)")
     scale: int = _g("scale")
@@ -157,9 +166,23 @@ class Config:
     batch: int | None = _f(None, "patches per batch (default: the preset's)", least=1)
     patch: int | None = _f(None, "HR patch side in px, a multiple of scale (preset's)",
                            least=1)
-    learning_rate: float | None = _f(None, "Adam learning rate, halved at 50%% and 75%% of "
-                                           "the iterations (preset's)", ok=_is_rate,
+    learning_rate: float | None = _f(None, "Adam learning rate at the start of the schedule "
+                                           "(preset's)", ok=_is_rate,
                                      expected="a number in (0, 1)")
+    schedule: str | None = _f(None, "learning-rate schedule: step (halved at 50%% and 75%% of "
+                                    "the iterations) or cosine (from learning_rate down to 0 "
+                                    "at the last iteration) (preset's)", choices=SCHEDULES)
+    ema_decay: float | None = _f(None, "decay of an exponential moving average of the "
+                                       "generator's weights (BasicSR's ema_decay, e.g. 0.999), "
+                                       "warmed up as (1+n)/(10+n) over the first updates; the "
+                                       "average is what is validated, saved and evaluated; "
+                                       "0: none (preset's)", ok=_is_decay,
+                                 expected="a number in [0, 1) (0: no EMA)")
+    precision: str = _f("auto", "autocast of the networks in training: auto (bfloat16 where "
+                                "the device supports it: CUDA, or a CPU with AVX512-BF16 or "
+                                "AMX; float32 elsewhere), bf16 (refused where unsupported) or "
+                                "fp32; losses, D, the skips and evaluation stay float32",
+                        choices=PRECISIONS)
     nf: int | None = _g("nf")
     nb: int | None = _g("nb")
     gc: int | None = _g("gc")
@@ -220,6 +243,54 @@ class Config:
         return c
 
 
+def preset_value(fields: dict, name: str):
+    """The value of the Config field ``name`` for a run given ``fields`` (a grid's defaults
+    and a variant's, say): given, else the preset's, else Config's default."""
+    if fields.get(name) is not None:
+        return fields[name]
+    preset = fields.get("preset") or _knob("preset").default
+    if name in PRESETS.get(preset, {}):
+        return PRESETS[preset][name]
+    return _knob(name).default
+
+
+def learning_rate_at(c: Config, it: int, peak: float) -> float:
+    """The learning rate of iteration ``it`` (0-based) of the resolved config ``c`` whose
+    schedule starts at ``peak``: ``step`` halves it at 50% and 75% of ``c.iters``
+    (ESRGAN's milestones, scaled); ``cosine`` follows half a cosine from ``peak`` at 0 to 0
+    at ``c.iters`` (SGDR without restarts, as BasicSR's CosineAnnealingRestartLR)."""
+    if c.schedule == "step":
+        return peak * 0.5 ** ((it >= c.iters // 2) + (it >= c.iters * 3 // 4))
+    return peak * 0.5 * (1 + math.cos(math.pi * it / c.iters))
+
+
+def bf16_supported(dev: torch.device) -> bool:
+    """Whether bfloat16 autocast runs natively on ``dev``: a CUDA GPU with bf16, or a CPU
+    with AVX512-BF16 or AMX (oneDNN's check; elsewhere the CPU would emulate it, slower
+    than float32)."""
+    if dev.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return dev.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def precision_of(c: Config, dev: torch.device) -> str:
+    """``bf16`` or ``fp32``: what ``c.precision`` means on ``dev``; ``ValueError`` for
+    bf16 where it is not supported."""
+    if c.precision == "fp32":
+        return "fp32"
+    if bf16_supported(dev):
+        return "bf16"
+    if c.precision == "bf16":
+        where = "this CPU has neither AVX512-BF16 nor AMX" if dev.type == "cpu" else \
+            f"{dev} has no bfloat16 support"
+        raise ValueError(f"precision 'bf16': {where}; use precision auto (float32 here) or "
+                         "fp32")
+    return "fp32"
+
+
 def _knob(name: str) -> Knob:
     """What the Config field ``name`` accepts."""
     return next(f.metadata["knob"] for f in dataclasses.fields(Config) if f.name == name)
@@ -268,6 +339,7 @@ def check_inputs(c: Config) -> None:
     """Everything a run reads, checked before anything is written: the run folder, every
     data set, the run it starts from. Warns when no loss term ties SR to its input."""
     runs.check_writable_folder(c.out)
+    precision_of(c, _device(c))
     split_holdout(list_images(c.data, "train"), c.holdout)
     for d in [*c.test_data, *([c.val_data] if c.val_data not in (None, HOLDOUT) else [])]:
         list_images(d, "test")
@@ -341,7 +413,8 @@ def _warn_about_noise(c: Config) -> None:
 @dataclass
 class Nets:
     """The networks of a run and their optimisers (``d``, ``opt_d`` are ``None`` when the
-    loss has no adversarial term). ``forward_g`` is ``g`` or its compiled version."""
+    loss has no adversarial term). ``forward_g`` is ``g`` or its compiled version; ``ema``
+    the moving average of ``g``'s weights (``ema_decay`` > 0), else ``None``."""
 
     g: nn.Module
     opt_g: torch.optim.Optimizer
@@ -349,6 +422,25 @@ class Nets:
     opt_d: torch.optim.Optimizer | None = None
     forward_g: nn.Module | None = None
     world: distributed.World = field(default_factory=distributed.World)  # torchrun's ranks
+    ema: nn.Module | None = None
+
+    @property
+    def result(self) -> nn.Module:
+        """The generator a run validates, saves and evaluates: the EMA where there is one."""
+        return self.g if self.ema is None else self.ema
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, g: nn.Module, decay: float, updates: int) -> None:
+    """One step of the moving average, ``ema = d * ema + (1 - d) * g`` for every weight,
+    with ``d = min(decay, (1 + n) / (10 + n))`` after ``n = updates`` earlier updates (the
+    warm-up of TensorFlow's ExponentialMovingAverage: a short run's average is not held
+    at its random start); buffers are copied."""
+    d = min(decay, (1 + updates) / (10 + updates))
+    for e, p in zip(ema.parameters(), g.parameters(), strict=True):
+        e.lerp_(p.detach(), 1 - d)
+    for e, b in zip(ema.buffers(), g.buffers(), strict=True):
+        e.copy_(b)
 
 
 def train_step(nets: Nets, loss: Loss, hr: torch.Tensor, lr: torch.Tensor,
@@ -425,8 +517,9 @@ def _device(c: Config) -> torch.device:
     return torch.device(c.device)
 
 
-def _build(c: Config, loss: Loss, dev: torch.device) -> tuple[Nets, list]:
-    """Seeded networks, optimisers and learning-rate schedules of a run."""
+def _build(c: Config, loss: Loss, dev: torch.device) -> Nets:
+    """Seeded networks and optimisers of a run (channels-last: faster convolutions on the
+    GPU and, under oneDNN, the CPU)."""
     torch.manual_seed(c.seed)
     g = build_generator(c.preset, **{k: getattr(c, k) for k in GENERATOR_FIELDS}).to(dev)
     if c.init_from:
@@ -439,26 +532,31 @@ def _build(c: Config, loss: Loss, dev: torch.device) -> tuple[Nets, list]:
     d = None
     if loss.needs_discriminator:
         d = DISCRIMINATORS[c.discriminator](c.patch, c.d_nf).to(dev)
-    cuda = dev.type == "cuda"
-    if cuda:
-        g = g.to(memory_format=torch.channels_last)
-        d = d.to(memory_format=torch.channels_last) if d is not None else None
-    adam = {"betas": (0.9, 0.99), "fused": cuda}
-    nets = Nets(g, torch.optim.Adam(g.parameters(), lr=c.learning_rate, **adam), d,
+    g = g.to(memory_format=torch.channels_last)
+    d = d.to(memory_format=torch.channels_last) if d is not None else None
+    adam = {"betas": (0.9, 0.99), "fused": dev.type == "cuda"}
+    ema = copy.deepcopy(g).requires_grad_(False) if c.ema_decay else None
+    return Nets(g, torch.optim.Adam(g.parameters(), lr=c.learning_rate, **adam), d,
                 torch.optim.Adam(d.parameters(), lr=c.d_learning_rate, **adam) if d else None,
-                torch.compile(g) if c.compile else g)
-    milestones = [c.iters // 2, c.iters * 3 // 4]  # halve the learning rate twice
-    scheds = [torch.optim.lr_scheduler.MultiStepLR(o, milestones, 0.5)
-              for o in (nets.opt_g, nets.opt_d) if o is not None]
-    return nets, scheds
+                torch.compile(g) if c.compile else g, ema=ema)
 
 
-def _state(it: int, seconds: float, nets: Nets, scheds: list, sampler: PatchSampler) -> dict:
+def _set_learning_rates(c: Config, nets: Nets, it: int) -> float:
+    """Set both optimisers' learning rates for iteration ``it``; returns the generator's."""
+    for opt, peak in ((nets.opt_g, c.learning_rate), (nets.opt_d, c.d_learning_rate)):
+        if opt is not None:
+            for group in opt.param_groups:
+                group["lr"] = learning_rate_at(c, it, peak)
+    return nets.opt_g.param_groups[0]["lr"]
+
+
+def _state(it: int, seconds: float, nets: Nets, sampler: PatchSampler) -> dict:
+    """A checkpoint: the learning rate is a function of ``iter`` (``learning_rate_at``)."""
     state = {"iter": it, "train_seconds": seconds, "g": nets.g.state_dict(),
              "opt_g": nets.opt_g.state_dict(),
              "d": nets.d.state_dict() if nets.d is not None else None,
              "opt_d": nets.opt_d.state_dict() if nets.opt_d is not None else None,
-             "sched": [_plain(s.state_dict()) for s in scheds],
+             "g_ema": nets.ema.state_dict() if nets.ema is not None else None,
              "sampler_rng": sampler.gen.get_state()}
     if getattr(nets.g, "noise", 0):  # z is drawn from torch's global generator in training
         state["torch_rng"] = torch.get_rng_state()
@@ -467,19 +565,13 @@ def _state(it: int, seconds: float, nets: Nets, scheds: list, sampler: PatchSamp
     return state
 
 
-def _plain(sched: dict) -> dict:
-    """A ``MultiStepLR`` state as plain data (its milestones a dict, not a ``Counter``), so
-    that the checkpoint loads with ``weights_only`` on every torch version."""
-    return sched | {"milestones": dict(sched["milestones"])}
-
-
-def _restore(state: dict, nets: Nets, scheds: list, sampler: PatchSampler, path: Path) -> None:
+def _restore(state: dict, nets: Nets, sampler: PatchSampler, path: Path) -> None:
     """Continue from the checkpoint ``state`` (read from ``path``); one of another model
     (another size, keys missing, ...) raises ``ValueError`` naming ``path``."""
     why = _misfit(state, nets)
     if why is None:
         try:
-            _load_state(state, nets, scheds, sampler)
+            _load_state(state, nets, sampler)
         except (KeyError, ValueError, RuntimeError, TypeError) as err:
             why = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
     if why:
@@ -494,21 +586,25 @@ def _misfit(state: dict, nets: Nets) -> str | None:
     if (nets.d is None) != (state.get("d") is None):
         return f"a discriminator in the file: {'no' if state.get('d') is None else 'yes'}, " \
                f"in this config: {'no' if nets.d is None else 'yes'}"
-    for name, net in (("generator", nets.g), ("discriminator", nets.d)):
-        why = runs.state_mismatch(net, state["g" if net is nets.g else "d"]) if net else None
+    if (nets.ema is None) != (state.get("g_ema") is None):
+        return f"an EMA generator in the file: {'no' if state.get('g_ema') is None else 'yes'}" \
+               f", in this config: {'no' if nets.ema is None else 'yes'}"
+    for name, net, key in (("generator", nets.g, "g"), ("discriminator", nets.d, "d"),
+                           ("EMA generator", nets.ema, "g_ema")):
+        why = runs.state_mismatch(net, state[key]) if net else None
         if why:
             return f"{name}: {why}"
     return None
 
 
-def _load_state(state: dict, nets: Nets, scheds: list, sampler: PatchSampler) -> None:
+def _load_state(state: dict, nets: Nets, sampler: PatchSampler) -> None:
     nets.g.load_state_dict(state["g"])
     nets.opt_g.load_state_dict(state["opt_g"])
     if nets.d is not None:
         nets.d.load_state_dict(state["d"])
         nets.opt_d.load_state_dict(state["opt_d"])
-    for s, st in zip(scheds, state["sched"], strict=True):
-        s.load_state_dict(st | {"milestones": Counter(st["milestones"])})
+    if nets.ema is not None:
+        nets.ema.load_state_dict(state["g_ema"])
     sampler.gen.set_state(state["sampler_rng"].to(sampler.gen.get_state().device))
     # Checkpoints without them (noise 0, or older) drew nothing from torch's generator.
     if "torch_rng" in state:
@@ -676,7 +772,7 @@ class Session:
     sampler: PatchSampler
     loss: Loss
     nets: Nets
-    scheds: list
+    precision: str = "fp32"  # what c.precision means on dev (precision_of)
     start: int = 0
     train_seconds: float = 0.0
     val: Validation | None = None
@@ -713,18 +809,18 @@ def _run_ranked(c: Config, out: Path, w: distributed.World, dev: torch.device,
                            c.seed, names=[str(p) for p in paths])
     # The loss's operator D' (loss_operator); the sampler's D (MATLAB's) makes the LR.
     loss = Loss(c.loss, loss_operator(c.loss_operator, c.scale)).to(dev)
-    nets, scheds = _build(c, loss, dev)
+    nets = _build(c, loss, dev)
     nets.world = w
-    run = Session(c, out, dev, sampler, loss, nets, scheds)
+    run = Session(c, out, dev, sampler, loss, nets, precision_of(c, dev))
     if c.val_every and w.main:
         val_paths = held if c.val_data == HOLDOUT else \
             list_images(c.val_data or c.test_data[0], "test")
         run.val = Validation(val_paths[:c.val_images], c.scale, c.val_crop, dev)
     if state is not None:
-        _restore(state, nets, scheds, sampler, run.ckpt)
+        _restore(state, nets, sampler, run.ckpt)
         run.start, run.train_seconds = state["iter"], state["train_seconds"]
     if w.on:  # rank 0's weights everywhere; each rank its own noise stream (z)
-        for net in (nets.g, nets.d):
+        for net in (nets.g, nets.d, nets.ema):
             if net is not None:
                 distributed.same_weights(net, w)
         torch.manual_seed(c.seed + 7919 * w.rank + run.start)
@@ -757,7 +853,7 @@ def _source(c: Config, out: Path, resumed: bool) -> dict:
 def _loop(run: Session) -> float:
     """Train from ``run.start`` to ``c.iters``: log, validate, checkpoint, stop on a signal.
     Returns the seconds this session trained."""
-    c, nets, cuda = run.c, run.nets, run.dev.type == "cuda"
+    c, nets = run.c, run.nets
     log_path, val_path = run.out / runs.LOSSES, run.out / runs.VALIDATION
     columns = ["iter", "total", *[t.name for t in run.loss.terms], "d_loss", "learning_rate",
                "seconds"]
@@ -767,7 +863,7 @@ def _loop(run: Session) -> float:
     if run.val is not None:
         _start_log(val_path, VAL_COLUMNS, run.start)
     stop: dict = {"signal": None}
-    autocast = torch.autocast("cuda", torch.bfloat16, enabled=cuda)
+    autocast = torch.autocast(run.dev.type, torch.bfloat16, enabled=run.precision == "bf16")
     bar = tqdm(range(run.start, c.iters), initial=run.start, total=c.iters,
                disable=not (c.progress and w.main), desc=f"{c.loss} / {c.upsampler}",
                unit="it")
@@ -776,11 +872,11 @@ def _loop(run: Session) -> float:
         nets.g.train()
         for it in bar:
             hr, lr = (distributed.share(x, w) for x in run.sampler.sample())  # whole batch
-            if cuda:
-                hr, lr = (x.contiguous(memory_format=torch.channels_last) for x in (hr, lr))
+            hr, lr = (x.contiguous(memory_format=torch.channels_last) for x in (hr, lr))
+            learning_rate = _set_learning_rates(c, nets, it)
             total, terms, d_loss = _step(run, it, hr, lr, autocast)
-            for s in run.scheds:
-                s.step()
+            if nets.ema is not None and it >= c.d_warmup:  # the generator stepped
+                update_ema(nets.ema, nets.g, c.ema_decay, it - c.d_warmup)
             done = it + 1
             if done % c.log_every == 0 or done == c.iters:
                 # the whole batch's means (under torchrun, over the ranks); rank 0 writes
@@ -790,13 +886,13 @@ def _loop(run: Session) -> float:
                 if w.main:
                     _append_log(log_path, columns, {
                         "iter": done, "total": total.item(),
-                        "learning_rate": run.scheds[0].get_last_lr()[0],
+                        "learning_rate": learning_rate,
                         "d_loss": d_loss.item() if d_loss is not None else "",
                         "seconds": round(run.train_seconds + time.perf_counter() - t0, 3),
                         **{k: float(v) for k, v in terms.items()}})
                     bar.set_postfix({k: f"{float(v):.4g}" for k, v in terms.items()})
             if run.val is not None and (done % c.val_every == 0 or done == c.iters):
-                _append_log(val_path, VAL_COLUMNS, {"iter": done, **run.val(nets.g)})
+                _append_log(val_path, VAL_COLUMNS, {"iter": done, **run.val(nets.result)})
             stopping = distributed.any_rank(bool(stop["signal"]), w, run.dev)
             if done % c.ckpt_every == 0 or done == c.iters or stopping:
                 run.train_seconds += time.perf_counter() - t0
@@ -830,8 +926,7 @@ def _checkpoint(run: Session, done: int) -> None:
     if first:
         _record(run)
     try:
-        runs.write_torch(run.ckpt, _state(done, run.train_seconds, run.nets, run.scheds,
-                                          run.sampler) | {
+        runs.write_torch(run.ckpt, _state(done, run.train_seconds, run.nets, run.sampler) | {
             "val_reference": run.val.reference if run.val is not None else None})
     except BaseException:
         if first and not run.ckpt.exists():
@@ -865,16 +960,17 @@ def _finish(run: Session, session_seconds: float) -> dict:
     c, dev = run.c, run.dev
     if not run.recorded:  # resumed at its last iteration: no checkpoint written this session
         _record(run)
-    runs.write_torch(run.out / runs.GENERATOR, run.nets.g.state_dict())
-    run.nets.g.eval()
-    per_set, kind, twins = evaluate_sets(run.nets.g, c.test_data, c.scale, run.out, dev,
+    g = run.nets.result  # the EMA generator where there is one
+    runs.write_torch(run.out / runs.GENERATOR, g.state_dict())
+    g.eval()
+    per_set, kind, twins = evaluate_sets(g, c.test_data, c.scale, run.out, dev,
                                          model=f"{c.loss} / {c.upsampler}",
                                          with_lpips=c.eval_lpips,
                                          # a generator consistent by construction: no twin
                                          twins=c.twins if c.consistency == "none" else [])
     samples = None
     if c.noise:  # K samples per image, fixed seeds; sample 0 is the output evaluated above
-        samples = evaluate_samples(run.nets.g, c.test_data, c.scale, run.out, c.eval_samples,
+        samples = evaluate_samples(g, c.test_data, c.scale, run.out, c.eval_samples,
                                    dev, lpips_kind=kind, model=f"{c.loss} / {c.upsampler}")
     session_iters = c.iters - run.start
     results = runs.write_metrics(
@@ -883,6 +979,7 @@ def _finish(run: Session, session_seconds: float) -> dict:
         train_seconds=run.train_seconds,
         its_per_second=session_iters / session_seconds if session_iters else None,
         device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        precision=run.precision,
         resumed_from_iter=run.start or None, perc_backend=run.loss.perc_backend,
         twins=twins, samples=samples)
     run.ckpt.unlink(missing_ok=True)  # generator.pt holds the result; optimiser state is done
