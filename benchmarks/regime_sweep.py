@@ -150,8 +150,9 @@ def jobs_preset(iters: int, _ft_iters: int) -> list[dict]:
     """``--set preset``: phase 2 of the CPU regime, on the ``study`` preset (pinv skip,
     batch 8 of 96 px, cosine schedule, EMA 0.999, bf16 autocast where the CPU has it), one
     change per run: bf16 against float32 on two seeds, without the EMA, the step schedule,
-    a higher learning rate, the length, a deeper body, a larger batch; and every ``down``
-    network of the study on it (with the skip, and pixel shuffle without)."""
+    a higher learning rate, a deeper body, smaller patches at equal HR pixels per
+    iteration; and every ``down`` network of the study on it (with the skip, and pixel
+    shuffle without)."""
     base = {"preset": "study", "loss": "pixel", "upsampler": "nearest", "iters": iters,
             "test_data": ["Set5", "BSD68"], "eval_lpips": True, "twins": []}
     down = base | {"loss": "down", "test_data": ["Set5"], "eval_lpips": False}
@@ -160,8 +161,8 @@ def jobs_preset(iters: int, _ft_iters: int) -> list[dict]:
            {"name": "s-px-fp32", "fields": base | {"precision": "fp32"}},
            {"name": "s-px-fp32-seed1", "fields": base | {"precision": "fp32", "seed": 1}}]
     for name, f in (("noema", {"ema_decay": 0.0}), ("step", {"schedule": "step"}),
-                    ("lr1e-3", {"learning_rate": 1e-3}), ("x2", {"iters": 2 * iters}),
-                    ("nb3", {"nb": 3}), ("b16", {"batch": 16})):
+                    ("lr1e-3", {"learning_rate": 1e-3}), ("nb3", {"nb": 3}),
+                    ("b32p48", {"batch": 32, "patch": 48})):
         out.append({"name": f"s-px-{name}", "fields": base | {"test_data": ["Set5"]} | f})
     for ups in ("pixelshuffle", "pixelshuffle-icnr", "nearest", "deconv", "pre"):
         out.append({"name": f"s-down-{ups}", "fields": down | {"upsampler": ups}})

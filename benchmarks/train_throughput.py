@@ -1,7 +1,7 @@
 """Training throughput of the generator step, against the machine's matmul peak.
 
-    python benchmarks/train_throughput.py [--presets quick esrgan] [--loss pixel]
-        [--upsampler nearest] [--iters N] [--device cpu|cuda]
+    python benchmarks/train_throughput.py [--presets quick study esrgan] [--loss pixel]
+        [--upsampler nearest] [--precision fp32 bf16] [--iters N] [--device cpu|cuda]
 
 Per preset: HR patches per second of ``srlib.train.train`` itself (its measured
 ``its_per_second``: sample a batch on the device, forward, loss, backward, Adam step,
@@ -9,7 +9,10 @@ logging; evaluation excluded), on a throw-away run; the FLOPs of one iteration
 counted from the layer shapes (multiply-adds x 2 of every convolution, forward; a
 training iteration counted as 3 x forward, the usual backward = 2 x forward), the
 achieved FLOP/s, and its share of a measured matmul peak of the same device (float32
-on the CPU; bf16 on a GPU, where the step runs under bf16 autocast as in training).
+on the CPU; bf16 on a GPU, where the step runs under bf16 autocast as in training), once
+per ``--precision`` (``srlib.train``'s field: ``auto``, ``bf16`` or ``fp32``). ``HR
+share``: the part of the FLOPs in convolutions whose output is at HR size (the tail after
+the upsampler; all of ``pre``), against those at LR and intermediate sizes.
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ from srlib.models import PRESETS, build_generator
 from srlib.train import Config, train
 
 
-def conv_flops(model: nn.Module, lr: torch.Tensor) -> int:
-    """Forward FLOPs (2 x multiply-adds) of every (transposed) convolution for input ``lr``."""
+def conv_flops(model: nn.Module, lr: torch.Tensor, hr_only: bool = False) -> int:
+    """Forward FLOPs (2 x multiply-adds) of every (transposed) convolution for input ``lr``;
+    ``hr_only``: of those whose output is at HR size only."""
     total = 0
+    hr_side = lr.shape[-1] * model.scale
 
     def hook(m: nn.Module, inp, out) -> None:
         nonlocal total
+        if hr_only and out.shape[-1] != hr_side:
+            return
         k = m.weight[0].numel()  # (Cin / groups) x kh x kw for Conv2d
         if isinstance(m, nn.ConvTranspose2d):  # each input pixel scatters Cout x kh x kw
             total += 2 * inp[0].numel() * m.weight[0].numel()
@@ -71,7 +78,10 @@ def main() -> None:
     ap.add_argument("--loss", default="pixel")
     ap.add_argument("--upsampler", default="nearest")
     ap.add_argument("--scale", type=int, default=4)
-    ap.add_argument("--iters", type=int, help="iterations (default: 30 quick, 3 esrgan on CPU)")
+    ap.add_argument("--precision", nargs="+", default=["auto"],
+                    help="srlib.train's precision, one row each: auto, bf16, fp32")
+    ap.add_argument("--iters", type=int,
+                    help="iterations (default: 30 quick and study, 3 esrgan on the CPU)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     dev = torch.device(args.device)
@@ -81,8 +91,9 @@ def main() -> None:
     name = torch.cuda.get_device_name(dev) if cuda else "cpu"
     print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{peak_dtype} matmul peak {peak / 1e12:.3f} TFLOP/s")
-    print(f"{'preset':8s} {'batch':>5s} {'patch':>5s} {'it/s':>8s} {'patches/s':>10s} "
-          f"{'GFLOP/it':>9s} {'TFLOP/s':>8s} {'of peak':>8s}")
+    print(f"{'preset':8s} {'prec':>5s} {'batch':>5s} {'patch':>5s} {'it/s':>8s} "
+          f"{'patches/s':>10s} {'GFLOP/it':>9s} {'HR share':>8s} {'TFLOP/s':>8s} "
+          f"{'of peak':>8s}")
     with tempfile.TemporaryDirectory() as tmp:
         test = Path(tmp) / "test"  # one small image: evaluation is not what is measured
         test.mkdir()
@@ -90,18 +101,21 @@ def main() -> None:
         Image.fromarray(img).save(test / "crop.png")
         for preset in args.presets:
             p = PRESETS[preset]
-            iters = args.iters or (30 if preset == "quick" or cuda else 3)
-            r = train(Config(loss=args.loss, upsampler=args.upsampler, preset=preset,
-                             iters=iters, scale=args.scale, out=f"{tmp}/{preset}",
-                             test_data=[str(test)], device=args.device, progress=False,
-                             ckpt_every=10**9))
+            iters = args.iters or (3 if preset == "esrgan" and not cuda else 30)
             g = build_generator(preset, args.scale, args.upsampler)
             lr = torch.rand(p["batch"], 3, p["patch"] // args.scale, p["patch"] // args.scale)
             flops = 3 * conv_flops(g, lr)
-            its = r["its_per_second"]
-            print(f"{preset:8s} {p['batch']:5d} {p['patch']:5d} {its:8.2f} "
-                  f"{its * p['batch']:10.1f} {flops / 1e9:9.1f} {flops * its / 1e12:8.3f} "
-                  f"{flops * its / peak:8.1%}")
+            hr_share = conv_flops(g, lr, hr_only=True) / conv_flops(g, lr)
+            for precision in args.precision:
+                r = train(Config(loss=args.loss, upsampler=args.upsampler, preset=preset,
+                                 iters=iters, scale=args.scale, precision=precision,
+                                 out=f"{tmp}/{preset}-{precision}", test_data=[str(test)],
+                                 device=args.device, progress=False, ckpt_every=10**9,
+                                 eval_lpips=False, twins=[], val_every=0))
+                its = r["its_per_second"]
+                print(f"{preset:8s} {r['precision']:>5s} {p['batch']:5d} {p['patch']:5d} "
+                      f"{its:8.2f} {its * p['batch']:10.1f} {flops / 1e9:9.1f} "
+                      f"{hr_share:8.0%} {flops * its / 1e12:8.3f} {flops * its / peak:8.1%}")
 
 
 if __name__ == "__main__":

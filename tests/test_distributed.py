@@ -23,7 +23,10 @@ from srlib import distributed
 def _args(sets, out: Path, **kw) -> list[str]:
     f = {"loss": "pixel", "upsampler": "nearest", "iters": 6, "patch": 16, "batch": 8,
          "nf": 8, "nb": 1, "gc": 4, "data": sets[0], "test_data": sets[1], "log_every": 1,
-         "val_every": 0, "device": "cpu", "out": str(out)} | kw
+         "val_every": 0, "device": "cpu", "out": str(out),
+         # float32: the ranks' sums must agree to float rounding (bf16 autocast rounds each
+         # half batch's convolutions to 8 bits of mantissa)
+         "precision": "fp32"} | kw
     return [x for k, v in f.items() for x in ("--" + k.replace("_", "-"), str(v))] + \
         ["--no-progress", "--no-eval-lpips"]
 
