@@ -306,7 +306,8 @@ def is_stale(run: str | Path) -> str | None:
 
 def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str, config: dict,
                   first_set: str, iters: int, train_seconds: float = 0.0,
-                  its_per_second: float | None = None, device: str = "cpu",
+                  its_per_second: float | None = None, eval_seconds: float | None = None,
+                  device: str = "cpu",
                   precision: str | None = None, resumed_from_iter: int | None = None,
                   perc_backend: str | None = None,
                   twins: dict[str, dict[str, dict]] | None = None,
@@ -316,7 +317,8 @@ def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str,
     twin suffix (``TWINS``), the post-hoc consistent outputs' means per set; ``samples``:
     a stochastic generator's K-sample statistics per set
     (``srlib.evaluate.evaluate_samples``); None otherwise. ``precision``: the autocast
-    training ran under (``bf16`` or ``fp32``; None for a baseline)."""
+    training ran under (``bf16`` or ``fp32``; None for a baseline); ``eval_seconds``: the
+    wall time of the evaluation (test sets, twins, samples), for budgets."""
     results = {
         **per_set[first_set],
         "lpips_kind": lpips_kind,
@@ -326,6 +328,7 @@ def write_metrics(run: str | Path, per_set: dict[str, dict], *, lpips_kind: str,
         "iters": iters,
         "train_seconds": train_seconds,
         "its_per_second": its_per_second,
+        "eval_seconds": eval_seconds,
         "device": device,
         "precision": precision,
         "resumed_from_iter": resumed_from_iter,

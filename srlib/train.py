@@ -963,6 +963,7 @@ def _finish(run: Session, session_seconds: float) -> dict:
     g = run.nets.result  # the EMA generator where there is one
     runs.write_torch(run.out / runs.GENERATOR, g.state_dict())
     g.eval()
+    t0 = time.perf_counter()
     per_set, kind, twins = evaluate_sets(g, c.test_data, c.scale, run.out, dev,
                                          model=f"{c.loss} / {c.upsampler}",
                                          with_lpips=c.eval_lpips,
@@ -978,6 +979,7 @@ def _finish(run: Session, session_seconds: float) -> dict:
         first_set=dataset_name(c.test_data[0]), iters=c.iters,
         train_seconds=run.train_seconds,
         its_per_second=session_iters / session_seconds if session_iters else None,
+        eval_seconds=time.perf_counter() - t0,
         device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         precision=run.precision,
         resumed_from_iter=run.start or None, perc_backend=run.loss.perc_backend,

@@ -43,10 +43,12 @@ def test_each_loss_family_trains_and_evaluates(tmp_path, tiny_sets, loss, upsamp
     r = train(tiny_config(tmp_path, tiny_sets, loss=loss, upsampler=upsampler, patch=patch,
                           discriminator=disc))
     for key in ("psnr_y", "ssim_y", "lpips", "lpips_kind", "lr_psnr", "range_mse", "null_mse",
-                "iters", "train_seconds", "its_per_second", "device", "resumed_from_iter",
+                "iters", "train_seconds", "its_per_second", "eval_seconds", "precision",
+                "device", "resumed_from_iter",
                 "config"):
         assert key in r, key
     assert r["iters"] == 6 and r["resumed_from_iter"] is None and r["device"] == "cpu"
+    assert r["eval_seconds"] > 0 and r["precision"] in ("bf16", "fp32")
     assert r["n_images"] == 2 and r["lpips"] > 0
     run = tmp_path / "run"
     assert (run / "generator.pt").is_file() and not (run / "checkpoint.pt").exists()
