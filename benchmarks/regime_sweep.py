@@ -156,18 +156,20 @@ def jobs_preset(iters: int, _ft_iters: int) -> list[dict]:
     base = {"preset": "study", "loss": "pixel", "upsampler": "nearest", "iters": iters,
             "test_data": ["Set5", "BSD68"], "eval_lpips": True, "twins": []}
     down = base | {"loss": "down", "test_data": ["Set5"], "eval_lpips": False}
+    # in the order they run: the preset's targets first, then the down networks
     out = [{"name": "s-px", "fields": base},
            {"name": "s-px-seed1", "fields": base | {"seed": 1}},
-           {"name": "s-px-fp32", "fields": base | {"precision": "fp32"}},
-           {"name": "s-px-fp32-seed1", "fields": base | {"precision": "fp32", "seed": 1}}]
-    for name, f in (("noema", {"ema_decay": 0.0}), ("step", {"schedule": "step"}),
-                    ("lr1e-3", {"learning_rate": 1e-3}), ("nb3", {"nb": 3}),
-                    ("b32p48", {"batch": 32, "patch": 48})):
-        out.append({"name": f"s-px-{name}", "fields": base | {"test_data": ["Set5"]} | f})
-    for ups in ("pixelshuffle", "pixelshuffle-icnr", "nearest", "deconv", "pre"):
-        out.append({"name": f"s-down-{ups}", "fields": down | {"upsampler": ups}})
+           {"name": "s-px-fp32", "fields": base | {"precision": "fp32"}}]
+    out.append({"name": "s-down-pixelshuffle", "fields": down | {"upsampler": "pixelshuffle"}})
     out.append({"name": "s-down-pixelshuffle-none", "fields": down | {
         "upsampler": "pixelshuffle", "skip": "none"}})
+    for ups in ("nearest", "pixelshuffle-icnr", "deconv", "pre"):
+        out.append({"name": f"s-down-{ups}", "fields": down | {"upsampler": ups}})
+    out.append({"name": "s-px-fp32-seed1", "fields": base | {"precision": "fp32", "seed": 1}})
+    for name, f in (("noema", {"ema_decay": 0.0}), ("step", {"schedule": "step"}),
+                    ("nb3", {"nb": 3}), ("b32p48", {"batch": 32, "patch": 48}),
+                    ("lr1e-3", {"learning_rate": 1e-3})):
+        out.append({"name": f"s-px-{name}", "fields": base | {"test_data": ["Set5"]} | f})
     return out
 
 
