@@ -94,7 +94,7 @@ PRESETS: dict[str, dict] = {
               "learning_rate": 1e-3, "schedule": "step", "iters": 1000, "ema_decay": 0.0,
               "d_nf": 32},
     "study": {"nf": 32, "nb": 1, "gc": 16, "patch": 96, "batch": 8,
-              "learning_rate": 5e-4, "schedule": "cosine", "iters": 3000, "ema_decay": 0.999,
+              "learning_rate": 1e-3, "schedule": "cosine", "iters": 6000, "ema_decay": 0.999,
               "skip": "pinv", "d_nf": 16},
     "esrgan": {"nf": 64, "nb": 23, "gc": 32, "patch": 128, "batch": 16,
                "learning_rate": 2e-4, "schedule": "step", "iters": 1000, "ema_decay": 0.0,
