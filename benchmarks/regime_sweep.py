@@ -168,7 +168,8 @@ def jobs_preset(iters: int, _ft_iters: int) -> list[dict]:
     # twice the length (at 3000 iterations BSD68 stayed below pinv + 0.6 dB), two seeds,
     # and the learning rate doubled
     for name, f in (("x2", {}), ("x2-seed1", {"seed": 1}), ("x2-lr1e-3", {"learning_rate": 1e-3}),
-                    ("x2-lr1e-3-seed1", {"learning_rate": 1e-3, "seed": 1})):
+                    ("x2-lr1e-3-seed1", {"learning_rate": 1e-3, "seed": 1}),
+                    ("x2-lr1e-3-step", {"learning_rate": 1e-3, "schedule": "step"})):
         out.append({"name": f"s-px-{name}", "fields": base | {"iters": 2 * iters} | f})
     for name, f in (("noema", {"ema_decay": 0.0}), ("step", {"schedule": "step"}),
                     ("nb3", {"nb": 3})):
