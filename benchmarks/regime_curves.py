@@ -73,10 +73,13 @@ def main() -> None:
     print("| " + " | ".join(table.columns) + " |")
     print("|" + "---|" * len(table.columns))
     for r in table.itertuples(index=False):
-        print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in r)
-              + " |")
+        print("| " + " | ".join(f"{v:.3f}" if k == "lpips" else f"{v:.2f}"
+                                if isinstance(v, float) else str(v)
+                                for k, v in zip(table.columns, r, strict=True)) + " |")
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax in (ax1, ax2):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # a colour per run
     for run in folders:
         if not (run / "losses.csv").is_file():
             continue
