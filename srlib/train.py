@@ -192,7 +192,7 @@ class Config:
     d_warmup: int = _f(0, "for adv losses: the first this many iterations train the "
                           "discriminator alone (the generator is frozen)", least=0)
     d_learning_rate: float | None = _f(None, "for adv losses: the critic's Adam learning rate "
-                                             "(default: learning_rate), halved as it is",
+                                             "(default: learning_rate), on the same schedule",
                                        ok=_is_rate, expected="a number in (0, 1)")
     r1: float = _f(0.0, "for adv losses: weight gamma of the R1 penalty (Mescheder et al. "
                         "2018), gamma/2 E||grad D(HR)||^2 added to the critic's loss; 0: none",
