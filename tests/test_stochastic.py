@@ -191,7 +191,7 @@ def test_a_deterministic_source_fine_tunes_into_noise(tiny_sets, tmp_path):
     # a deterministic source starts a noise generator: its weights, conv_noise fresh
     c = tiny_config(tiny_sets, tmp_path / "r", init_from=str(old)).resolved()
     check_inputs(c)
-    nets, _ = _build(c, Loss(c.loss, BicubicDegradation(4)), torch.device("cpu"))
+    nets = _build(c, Loss(c.loss, BicubicDegradation(4)), torch.device("cpu"))
     src = runs.load_generator(old).state_dict()
     mine = nets.g.state_dict()
     assert set(mine) - set(src) == {"conv_noise.weight"}
