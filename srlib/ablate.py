@@ -87,7 +87,7 @@ class Plan:
     command: str = ""
     gpus: list[str] = dataclasses.field(default_factory=list)  # one per trained run at a time
     executor: str = "local"
-    slurm: dict = dataclasses.field(default_factory=dict)  # srlib.slurm.check_settings
+    slurm: dict = dataclasses.field(default_factory=dict)  # srlib.sbatch.check_settings
     wait: bool = False
 
     @property
@@ -638,14 +638,14 @@ def _check_executor(a: argparse.Namespace, grid: dict, names: list[str]) -> dict
             if given:
                 raise ValueError(f"{name} applies to --executor slurm only")
         return {}
-    from srlib import slurm
+    from srlib import sbatch, slurm
 
     for given, name in ((a.jobs, "--jobs"), (a.gpus, "--gpus")):
         if given is not None:
             raise ValueError(f"{name} applies to --executor local only (on SLURM, each run is "
                              "a job: set gpus and cpus per job in slurm: or with --slurm)")
-    settings = slurm.check_settings(grid["slurm"] | slurm.parse_options(a.slurm),
-                                    "slurm (the grid's slurm: and --slurm)")
+    settings = sbatch.check_settings(grid["slurm"] | sbatch.parse_options(a.slurm),
+                                     "slurm (the grid's slurm: and --slurm)")
     ranks = max(gr.variant_gpus(grid["variants"][v]) for v in names)  # gpus: N, N > 1
     slurm.check_cluster(settings, ranks if ranks > 1 else 0)
     return settings

@@ -447,7 +447,7 @@ def load_grid(path: str | Path) -> dict:
     grid["hypotheses"] = _check_hypotheses(grid, where)
     grid["critic"] = check_critic(grid.get("critic"), where("critic"))
     # the job settings of --executor slurm, checked here as given (defaults: at submission)
-    from srlib.slurm import check_settings
+    from srlib.sbatch import check_settings
 
     if isinstance(grid.get("slurm"), dict) and "time" in grid["slurm"]:
         grid["slurm"]["time"] = _as_written(node, ("slurm", "time"), grid["slurm"]["time"])

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import write_micro_grid, write_small_sets
 
-from srlib import ablate, runs, slurm
+from srlib import ablate, runs, sbatch, slurm
 
 SCRIPT = Path(__file__).with_name("slurm_cluster.sh")
 DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
@@ -320,12 +320,12 @@ def test_options_of_the_other_executor_are_refused(tmp_path, capsys, args, says)
 
 
 def test_settings_and_time_limits(tmp_path):
-    s = slurm.check_settings({"time": "1-02:03:04", "gpus": 2, "extra": ["--exclusive"]})
-    assert s["cpus"] == 1 and slurm.minutes(s["time"]) == (26 * 60 + 3) + 1
+    s = sbatch.check_settings({"time": "1-02:03:04", "gpus": 2, "extra": ["--exclusive"]})
+    assert s["cpus"] == 1 and sbatch.minutes(s["time"]) == (26 * 60 + 3) + 1
     # sbatch --time's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S
-    assert [slurm.minutes(t) for t in ("30", "30:00", "90:30", "12:00:00", "1-12",
+    assert [sbatch.minutes(t) for t in ("30", "30:00", "90:30", "12:00:00", "1-12",
                                        "1-12:30", 90)] == [30, 30, 91, 720, 2160, 2190, 90]
-    assert slurm.parse_options(["time=120", "extra=[--exclusive, --begin=now]",
+    assert sbatch.parse_options(["time=120", "extra=[--exclusive, --begin=now]",
                                 "time=12:00:00"]) == \
         {"time": "12:00:00", "extra": ["--exclusive", "--begin=now"]}
     # unquoted in a grid, YAML 1.1 reads 12:00:00 as 43200 (base 60): kept as written
