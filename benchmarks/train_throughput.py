@@ -104,8 +104,8 @@ def main() -> None:
             iters = args.iters or (3 if preset == "esrgan" and not cuda else 30)
             g = build_generator(preset, args.scale, args.upsampler)
             lr = torch.rand(p["batch"], 3, p["patch"] // args.scale, p["patch"] // args.scale)
-            flops = 3 * conv_flops(g, lr)
-            hr_share = conv_flops(g, lr, hr_only=True) / conv_flops(g, lr)
+            forward = conv_flops(g, lr)
+            flops, hr_share = 3 * forward, conv_flops(g, lr, hr_only=True) / forward
             for precision in args.precision:
                 r = train(Config(loss=args.loss, upsampler=args.upsampler, preset=preset,
                                  iters=iters, scale=args.scale, precision=precision,

@@ -221,9 +221,8 @@ class Config:
         ``ValueError`` names the field, the value and what was expected."""
         _knob("preset").check("preset", self.preset)  # its sizes fill the None fields
         c = dataclasses.replace(self, test_data=_as_list(self.test_data))
-        for k, v in PRESETS[c.preset].items():
-            if getattr(c, k) is None:
-                setattr(c, k, v)
+        for k in PRESETS[c.preset]:
+            setattr(c, k, preset_value(vars(c), k))
         if c.skip is None and c.upsampler in UPSAMPLERS:
             c.skip = default_skip(c.upsampler)
         if c.d_learning_rate is None:
@@ -583,14 +582,11 @@ def _misfit(state: dict, nets: Nets) -> str | None:
     """How the networks of a checkpoint do not fit ``nets``, or ``None``."""
     if "g" not in state:
         return "no generator weights"
-    if (nets.d is None) != (state.get("d") is None):
-        return f"a discriminator in the file: {'no' if state.get('d') is None else 'yes'}, " \
-               f"in this config: {'no' if nets.d is None else 'yes'}"
-    if (nets.ema is None) != (state.get("g_ema") is None):
-        return f"an EMA generator in the file: {'no' if state.get('g_ema') is None else 'yes'}" \
-               f", in this config: {'no' if nets.ema is None else 'yes'}"
     for name, net, key in (("generator", nets.g, "g"), ("discriminator", nets.d, "d"),
                            ("EMA generator", nets.ema, "g_ema")):
+        if (net is None) != (state.get(key) is None):
+            return f"{name} in the file: {'no' if state.get(key) is None else 'yes'}, " \
+                   f"in this config: {'no' if net is None else 'yes'}"
         why = runs.state_mismatch(net, state[key]) if net else None
         if why:
             return f"{name}: {why}"
