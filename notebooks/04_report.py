@@ -55,10 +55,22 @@ families = {v: family(g, v) for v in table.variant.unique()}
 
 # %% [markdown]
 # ## The answer
+
+# %%
+if g["answer"]:
+    display(Markdown(rp.fill_answer(g["answer"], verdicts, table)))
+else:
+    display(Markdown("\n".join(f"- {s}" for s in rp.short_answer(g["hypotheses"], verdicts))
+                     or "This grid declares no hypothesis."))
+display(Markdown(" ".join([stats.procedure(g["hypotheses"]),
+                           *rp.method_flags(g["hypotheses"], verdicts)])))
+
+# %% [markdown]
+# ### Every question in detail
 #
 # One sentence per question: its first hypothesis, pooled over every test set, with the
-# verdict after Holm's adjustment and the training runs behind it (several runs: seeds
-# resampled too; one run: test images only, never counted as established).
+# verdict after the declared procedure and the training runs behind it (several runs:
+# seeds resampled too; one run: test images only, never counted as established).
 
 # %%
 lines = [*rp.answer(g["hypotheses"], verdicts), *filter(None, [rp.critic_summary(critic)])]
@@ -178,9 +190,15 @@ display(Markdown(rp.grid_summary(table, g)))
 #
 # One row per hypothesis: its statement as the grid file words it, what is compared, then
 # the evidence on the pooled test images and on each set: the paired difference `a - b`
-# over the same test images (and seeds) with its 95% interval, the verdict (after Holm's
-# adjustment across the hypotheses of that column; the unadjusted one in brackets where it
-# differs), the images and training runs behind it, and the mean of each seed.
+# over the same test images (and seeds) with its 95% interval, the verdict (after the
+# declared procedure within that column, as said under the answer: the primaries in a fixed
+# sequence, Holm's adjustment among the others; the unadjusted one in brackets where it
+# differs; *not reached*: a primary after one that was not supported), the images and
+# training runs behind it, and the mean of each seed. Pooled over several seeds, a linear
+# mixed model of the same differences (crossed random effects for image and seed, REML,
+# Satterthwaite's degrees of freedom) is fitted beside the bootstrap: its estimate and
+# p-value are in `verdicts.csv` (`mean_mixed`, `se_mixed`, `df_mixed`, `p_mixed`), and the
+# answer says where it would decide a primary otherwise.
 # *Supported*: the interval excludes 0 on the expected side; *contradicted*: on the other
 # side; *inconclusive*: it includes 0 (or a single image gives no interval); *not tested*:
 # a variant or the metric is missing, and the note says which. A claim about *every* test

@@ -19,8 +19,12 @@ A variant is one of:
 
 Hypotheses (``Hypothesis``, ``parse_hypotheses``) are data: id, statement, ``a`` and ``b``
 (two variants, or ``b`` a number: a fixed value), a metric of ``srlib.metrics.METRICS``, a
-direction, optionally ``datasets`` and ``unequal_iters_ok``. Everything may import this
-module; it imports neither the runner nor the report.
+direction, optionally ``datasets``, ``unequal_iters_ok`` and ``primary: N``, its place in
+the fixed testing sequence of the primary questions (at most ``MAX_PRIMARY``; the others
+are secondary: ``srlib.stats.verdict_table``). ``answer`` is plain text by the grid's
+author that the page shows first, with fields the report fills from the verdicts and
+results (``answer_fields``). Everything may import this module; it imports neither the
+runner nor the report.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from srlib.metrics import METRICS
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TOP_LEVEL = ("name", "defaults", "seeds", "variants", "notebook_params", "hypotheses",
-             "critic", "slurm")
+             "answer", "critic", "slurm")
 NOTEBOOK_STAGES = ("01_manifold", "03_artifacts", "04_report")
 # Config fields the runner sets for each run: a grid value would be silently overridden.
 RUNNER_SET = {"out": "the runner puts each run in <out>/runs/<variant>/seed<k>",
@@ -247,7 +251,8 @@ class Hypothesis:
     of iterations. ``every``: a claim about every test image against the fixed value (its
     statistic is the share that meet it; ``srlib.stats.share_meeting``). ``floor``: with
     ``b: noise-floor``, the column of the metric's calibrated null (``Metric.floor``) that
-    ``a`` is compared with, image by image."""
+    ``a`` is compared with, image by image. ``primary``: its place (1, 2, ...) in the fixed
+    testing sequence of the primary hypotheses; None: secondary."""
 
     id: str
     statement: str
@@ -260,6 +265,7 @@ class Hypothesis:
     value: float | None = None
     every: bool = False
     floor: str | None = None
+    primary: int | None = None
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -268,7 +274,8 @@ class Hypothesis:
 
 
 _REQUIRED = ("id", "statement", "a", "b", "metric", "direction")
-_ALLOWED = (*_REQUIRED, "datasets", "unequal_iters_ok", "every")
+_ALLOWED = (*_REQUIRED, "datasets", "unequal_iters_ok", "every", "primary")
+MAX_PRIMARY = 5  # primary hypotheses per grid: a study's few declared questions
 NOISE_FLOOR = "noise-floor"  # b: the metric's calibrated null, per image (Metric.floor)
 _EVERY = re.compile(r"\bevery\b", re.IGNORECASE)
 
@@ -282,7 +289,9 @@ def parse_hypotheses(
     and the field): a non-mapping entry, unknown keys, missing or empty fields, an unknown
     variant in ``a`` / ``b`` (or the same one twice), a metric outside
     ``srlib.metrics.METRICS``, an unknown direction, unknown test sets (when ``datasets``
-    is given), a non-boolean ``unequal_iters_ok`` and duplicate ids. None: no hypotheses."""
+    is given), a non-boolean ``unequal_iters_ok``, duplicate ids, and a ``primary`` that is
+    not a positive integer, is taken by another, is on an ``every`` claim, or is the sixth
+    (``MAX_PRIMARY``). None: no hypotheses."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -291,6 +300,7 @@ def parse_hypotheses(
     errors: list[str] = []
     out: list[Hypothesis] = []
     seen: dict[str, int] = {}
+    primaries: dict[int, str] = {}  # place in the sequence -> the hypothesis's name
     for i, h in enumerate(raw, 1):
         if not isinstance(h, Mapping):
             errors.append(f"{where}: hypothesis #{i}: expected a mapping with keys "
@@ -306,6 +316,8 @@ def parse_hypotheses(
             err.append(f"unequal_iters_ok: expected true or false, got {unequal!r}")
         every, every_err = _every(h, ok)
         err += every_err
+        primary, primary_err = _primary(h, every, primaries)
+        err += primary_err
         if "id" in ok:
             if ok["id"] in seen:
                 err.append(f"id: duplicate (also hypothesis #{seen[ok['id']]})")
@@ -314,7 +326,11 @@ def parse_hypotheses(
         errors += [f"{where}: hypothesis {name}: {e}" for e in err]
         if not err:
             out.append(Hypothesis(**ok, datasets=tuple(ds), unequal_iters_ok=unequal,
-                                  every=every))
+                                  every=every, primary=primary))
+    if len(primaries) > MAX_PRIMARY:
+        errors.append(f"{where}: {len(primaries)} primary hypotheses "
+                      f"({', '.join(map(str, primaries.values()))}); at most {MAX_PRIMARY}: "
+                      "a study declares its few primary questions, the rest are secondary")
     if errors:
         raise ValueError("\n".join(errors))
     return out
@@ -334,6 +350,27 @@ def _every(h: Mapping, ok: Mapping) -> tuple[bool, list[str]]:
                        "measured, or add 'every: true' (the share of test images that meet "
                        "the fixed value b)"]
     return every, []
+
+
+def _primary(h: Mapping, every: bool, primaries: dict[int, str]
+             ) -> tuple[int | None, list[str]]:
+    """A hypothesis's place in the primaries' fixed sequence (None: secondary), recorded in
+    ``primaries``, and what is wrong with it."""
+    n = h.get("primary")
+    if n is None:
+        return None, []
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        return None, [f"primary: expected a positive integer (its place in the fixed "
+                      f"testing sequence: 1, 2, ...), got {n!r}"]
+    if every:
+        return None, ["primary: an 'every' claim cannot be primary (it is decided by its "
+                      "worst image, not tested at a level)"]
+    name = f"'{h.get('id')}'"
+    if n in primaries:
+        return None, [f"primary: {n} is also hypothesis {primaries[n]}'s place; each "
+                      "primary needs its own"]
+    primaries[n] = name
+    return n, []
 
 
 def _b_side(h: Mapping) -> tuple[Mapping, list[str]]:
@@ -445,6 +482,7 @@ def load_grid(path: str | Path) -> dict:
     _check_variant_seeds(grid, where)
     grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
     grid["hypotheses"] = _check_hypotheses(grid, where)
+    grid["answer"] = _check_answer(grid, where)
     grid["critic"] = check_critic(grid.get("critic"), where("critic"))
     # the job settings of --executor slurm, checked here as given (defaults: at submission)
     from srlib.sbatch import check_settings
@@ -579,6 +617,64 @@ def _check_hypotheses(grid: dict, where: Callable[..., str]) -> list[Hypothesis]
     if problems:
         raise ValueError("\n".join(problems))
     return hypotheses
+
+
+# The fields an ``answer:`` may use: ``{H2.mean}`` (a hypothesis's pooled verdict row) or
+# ``{pixel/nearest@Set5.psnr_y}`` (a variant's mean over its seeds on a set, results.csv).
+ANSWER_FIELDS = {
+    "mean": "the mean difference a - b", "abs": "its absolute value",
+    "low": "the interval's lower end", "high": "its upper end",
+    "interval": "'mean [low, high]'", "verdict": "the adjusted verdict",
+    "unadjusted": "the verdict before adjustment", "p": "the bootstrap's p-value",
+    "p_mixed": "the mixed model's p-value", "seeds": "the runs behind it",
+    "images": "the test images behind it"}
+_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def answer_fields(text: str) -> list[tuple[str, str, str]]:
+    """The fields of an answer text: ``(as written, key, field)``, where the key is a
+    hypothesis id or ``VARIANT@SET`` and the field follows the last dot."""
+    out = []
+    for m in _FIELD.finditer(text):
+        key, _, field = m.group(1).strip().rpartition(".")
+        out.append((m.group(0), key, field))
+    return out
+
+
+def _check_answer(grid: dict, where: Callable[..., str]) -> str | None:
+    """The grid's ``answer`` (a string, or a list of strings, one paragraph each) as one
+    text; each field names a hypothesis of the grid and one of ``ANSWER_FIELDS``, or a
+    ``VARIANT@SET`` of the grid and a metric."""
+    raw = grid.get("answer")
+    if raw is None:
+        return None
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        raw = "\n\n".join(raw)
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError(f"{where('answer')}: 'answer' must be plain text (or a list of "
+                         f"paragraphs), got {_kind(raw)}")
+    ids = [h.id for h in grid["hypotheses"]]
+    names = [*grid["variants"], *(projected_name(v, s) for v in grid["variants"]
+                                  for s in twins_of(grid, v))]
+    errors = []
+    for written, key, field in answer_fields(raw):
+        variant, at, dataset = key.rpartition("@")
+        if not key:
+            errors.append(f"{written}: expected {{HYPOTHESIS.FIELD}} or "
+                          "{VARIANT@SET.METRIC}")
+        elif at:
+            why = (unknown(variant, names, "variant") if variant not in names else
+                   unknown(dataset, test_sets(grid), "test set")
+                   if dataset not in test_sets(grid) else
+                   unknown(field, METRICS, "metric") if field not in METRICS else "")
+            errors += [f"{written}: {why}"] if why else []
+        elif key not in ids:
+            errors.append(f"{written}: {unknown(key, ids, 'hypothesis')}")
+        elif field not in ANSWER_FIELDS:
+            errors.append(f"{written}: {unknown(field, ANSWER_FIELDS, 'field')}")
+    if errors:
+        raise ValueError("\n".join(f"{where('answer')}: answer: {e}" for e in errors))
+    return raw
 
 
 def source_variant(grid: dict, name: str) -> str:

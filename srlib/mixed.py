@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import nct
+from scipy.stats import norm as normal
 from scipy.stats import t as student_t
 
 MAX_SEEDS = 50  # seeds_for_power gives up above this many seeds per side
@@ -131,6 +132,7 @@ def _reml(y: np.ndarray, za: np.ndarray, zb: np.ndarray, iters: int = 200
     components are free (not at the boundary)."""
     m = _Reml(y, za, zb)
     theta = _start(y, za, zb)
+    floor = 1e-12 * float(np.var(y))  # the residual variance stays positive: V invertible
     # a factor with one level, or one value per level (one seed: images are the residual),
     # has no component of its own
     can = [1 < z.shape[1] < len(y) for z in (za, zb)] + [True]
@@ -146,7 +148,7 @@ def _reml(y: np.ndarray, za: np.ndarray, zb: np.ndarray, iters: int = 200
         scale, new, ll = 1.0, theta, cur
         for _ in range(40):
             new = np.maximum(theta + scale * step, 0.0)
-            new[2] = max(new[2], 1e-12 * (theta[2] or 1.0))
+            new[2] = max(new[2], floor)
             ll = m.at(new).loglik
             if ll >= cur - 1e-12 * abs(cur):
                 break
@@ -173,7 +175,13 @@ def fit_crossed(diff, images, seeds) -> MixedFit:
     n, ni, ns = len(y), za.shape[1], zb.shape[1]
     if n < 3 or ni < 2:
         return MixedFit(*(math.nan,) * 7, n, ni, ns)
-    m, theta, free = _reml(y, za, zb)
+    if np.ptp(y) == 0:  # every difference the same: no variance to estimate
+        return MixedFit(float(y[0]), 0.0, math.inf, 0.0 if y[0] else 1.0, 0.0, 0.0, 0.0,
+                        n, ni, ns)
+    try:
+        m, theta, free = _reml(y, za, zb)
+    except np.linalg.LinAlgError:  # a singular design the bootstrap still handles
+        return MixedFit(*(math.nan,) * 7, n, ni, ns)
     var = 1.0 / m.info_mu
     # Satterthwaite: var's gradient in theta, and theta's covariance (inverse information)
     _, info = m.score_info()
@@ -216,7 +224,10 @@ def t_power(noncentrality: float, df: float, level: float = 0.95) -> float:
     """The power of a two-sided t test at ``level`` with ``df`` degrees of freedom when the
     statistic is noncentral t with this noncentrality (both tails)."""
     q = float(student_t.ppf(0.5 + level / 2, df))
-    return float(nct.sf(q, df, noncentrality) + nct.cdf(-q, df, noncentrality))
+    power = float(nct.sf(q, df, noncentrality) + nct.cdf(-q, df, noncentrality))
+    if not np.isfinite(power):  # scipy's nct fails far in the tail: the normal limit
+        power = float(normal.sf(q - abs(noncentrality)))
+    return power
 
 
 def seeds_for_power(fit: MixedFit, power: float = 0.8, level: float = 0.95,

@@ -4,9 +4,11 @@
 table (``srlib.metrics.METRICS`` with ``table``) and its 95% interval over test images x
 seeds (from ``per_image.csv``, through ``srlib.stats``); ``format_table`` shows it. The
 evidence comes from the hypotheses the grid declares (``hypothesis_verdicts``): the
-paired difference, its interval and the verdict, shown as ``answer`` (one sentence per
-question), ``verdict_matrix`` and ``hypothesis_table``; a hypothesis whose variants are
-missing is ``not tested``, with the reason. No variant name,
+paired difference, its interval and the verdict, shown first as the grid author's own
+``answer`` (``fill_answer``) or ``short_answer`` (one sentence per primary), then as
+``answer`` (one sentence per question), ``verdict_matrix`` and ``hypothesis_table``; a
+hypothesis whose variants are missing is ``not tested``, with the reason. ``power_lines``
+sizes a study's seeds from a pilot (``--power``). No variant name,
 label or threshold is written here: the grid names the variants, the kind column
 (baseline, trained, projected) orders them. Every text that comes from a grid reaches the
 page escaped (``code``, ``plain``).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import math
 import re
 import sys
 from pathlib import Path
@@ -25,8 +28,9 @@ import pandas as pd
 
 from srlib import results as rs
 from srlib import runs, stats, tables
-from srlib.grid import Hypothesis, projected_name
+from srlib.grid import Hypothesis, answer_fields, projected_name
 from srlib.metrics import metric, metrics_where
+from srlib.mixed import MAX_SEEDS, design_power, seeds_for_power
 from srlib.results import variant_kinds
 
 
@@ -130,17 +134,20 @@ def summary_table(results: pd.DataFrame, per_image: pd.DataFrame | None, *,
     return s.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
-def _cells(s: pd.DataFrame, m: str) -> list[str]:
-    """The ``'mean [low, high]'`` cells of metric ``m`` in a summary (``summary_with_ci``)."""
-    return [stats.format_interval(a, lo, hi, metric(m).fmt) for a, lo, hi in
-            zip(s[f"{m}_mean"], s[f"{m}_low"], s[f"{m}_high"], strict=True)]
+def _means(s: pd.DataFrame, m: str) -> list[str]:
+    """The plain-mean cells of metric ``m`` in a summary (``summary_with_ci``), 'n/a'
+    where not measured."""
+    return [stats.format_interval(a, math.nan, math.nan, metric(m).fmt)
+            for a in s[f"{m}_mean"]]
 
 
 def format_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """The report's table for one test set: ``variant``, ``kind``, one column per metric
-    of ``summary_table`` as ``'mean [low, high]'`` (``'n/a'`` where not measured; headed by
-    its ``heading``, LPIPS by its kind), ``images``, ``seeds`` and ``iterations`` (total; a
-    fine-tune as source + own)."""
+    of ``summary_table`` as its plain mean (``'n/a'`` where not measured; headed by its
+    ``heading``, LPIPS by its kind), ``images``, ``seeds`` and ``iterations`` (total; a
+    fine-tune as source + own). No interval: over a few test images a variant's own
+    interval spans every difference between variants (Set5's PSNR-Y: about 10 dB), which
+    the paired differences of the hypotheses measure."""
     s = summary[summary.dataset == dataset] if len(summary) else summary
     table = pd.DataFrame({"variant": s.get("variant", pd.Series(dtype=object)).to_numpy(),
                           "kind": s.get("kind", pd.Series(dtype=object)).to_numpy()})
@@ -148,7 +155,7 @@ def format_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     for m in table_metrics():
         if f"{m}_mean" in s:
             head = f"LPIPS ({kind})" if m == "lpips" and kind else metric(m).heading
-            table[head] = _cells(s, m)
+            table[head] = _means(s, m)
     table["images"] = ["" if pd.isna(n) else f"{n:.0f}" for n in s.get("n_images", [])]
     table["seeds"] = ["" if pd.isna(n) else f"{n:.0f}" for n in s.get("n_seeds", [])]
     table["iterations"] = s.get("iterations", pd.Series(dtype=object)).to_numpy()
@@ -158,8 +165,9 @@ def format_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
 def samples_table(per_image: pd.DataFrame | None, **boot) -> pd.DataFrame:
     """The K-sample statistics of the stochastic variants (rows of ``per_image`` with a
     ``diversity``), one row per test set x variant: each column of ``sample_metrics()`` as
-    ``'mean [low, high]'`` over images x seeds (``stats.summary_with_ci``), headed by its
-    label, then ``images`` and ``seeds``. Empty when no variant drew samples."""
+    its mean over images x seeds (``stats.summary_with_ci``; no interval, as in
+    ``format_table``), headed by its label, then ``images`` and ``seeds``. Empty when no
+    variant drew samples."""
     if per_image is None or "diversity" not in per_image:
         return pd.DataFrame()
     t = per_image[per_image["diversity"].notna()]
@@ -169,7 +177,7 @@ def samples_table(per_image: pd.DataFrame | None, **boot) -> pd.DataFrame:
     s = stats.summary_with_ci(t, metrics, **boot)
     out = s[["dataset", "variant"]].rename(columns={"dataset": "test set"})
     for m in metrics:
-        out[metric(m).label] = _cells(s, m)
+        out[metric(m).label] = _means(s, m)
     out["images"], out["seeds"] = s["n_images"], s["n_seeds"]
     return out
 
@@ -178,11 +186,11 @@ def table_note(summary: pd.DataFrame) -> str:
     """One Markdown paragraph on what the tables' cells are (``summary_table``)."""
     parts = []
     if len(summary):
-        parts.append("Each cell: the mean over test images x seeds and its 95% interval "
-                     "[low, high] (with two or more seeds, images and seeds resampled and a "
-                     "t interval on that standard error; with one, images alone: a "
-                     f"percentile bootstrap, studentized below {stats.MIN_IMAGES_PERCENTILE} "
-                     "images; a seed-independent baseline counts once per image).")
+        parts.append("Each cell: the mean over test images x seeds (a seed-independent "
+                     "baseline counts once per image). No interval: over a handful of test "
+                     "images one variant's interval spans every difference between variants; "
+                     "compare variants by the paired differences of the hypotheses above, "
+                     "each with its 95% interval.")
     parts.append("The null-space and range gains are `10 log10` of the `D^+ LR` baseline's "
                  "error over the variant's, per image (dB; positive: less error than that "
                  f"baseline); {RGB_NOTE}.")
@@ -301,7 +309,7 @@ QUESTIONS = {
 }
 ONE_RUN = "1 run: covers test images only"
 VERDICT_COLOURS = {"supported": "#cde8cd", "contradicted": "#f3c9c4",
-                   "inconclusive": "#eeeeee", "not tested": "#ffffff"}
+                   "inconclusive": "#eeeeee", "not reached": "#e3e3f3", "not tested": "#ffffff"}
 
 
 def question_of(hid: str) -> str:
@@ -335,6 +343,16 @@ def cell_text(row: pd.Series) -> str:
     return stats.format_interval(row["mean"], row.low, row.high, metric(row.metric).fmt)
 
 
+def reader_cell(row: pd.Series) -> str:
+    """``cell_text`` for the page's tables: one decimal where a dB interval is wider than
+    1 dB (its second decimal is noise)."""
+    m = metric(row.metric)
+    if (row.verdict == "not tested" or pd.isna(row["mean"]) or row.every or m.unit != "dB"
+            or not row.high - row.low > 1):
+        return cell_text(row)
+    return stats.format_interval(row["mean"], row.low, row.high, "{:.1f}")
+
+
 def seed_means_text(row: pd.Series) -> str:
     """The per-seed means of a verdict row in its metric's format (``'11.22 / 9.10 /
     7.90'``), or '' for fewer than two seeds."""
@@ -360,9 +378,9 @@ def _comparison(h: Hypothesis) -> str:
 def answer(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> list[str]:
     """"The answer": one Markdown sentence per question (``QUESTIONS``; at most eight), from
     the pooled verdicts: the question's first hypothesis with its pooled interval, its
-    Holm-adjusted verdict and the runs behind it, then how the question's other hypotheses
-    came out. A supported comparison on one run is said to be so and not counted as
-    established."""
+    verdict after the declared procedure (``stats.procedure``) and the runs behind it, then
+    how the question's other hypotheses came out. A supported comparison on one run is said
+    to be so and not counted as established."""
     pooled = verdicts[verdicts.dataset == stats.POOLED].set_index("id")
     groups: dict[str, list[Hypothesis]] = {}
     for h in hypotheses:
@@ -386,16 +404,146 @@ def answer(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> list[str]:
             est = ((rest.adjusted == "supported") & (rest.n_seeds != 1)).sum()
             counts = rest.adjusted.value_counts()
             parts = [f"{counts.get(v, 0)} {v}" for v in stats.VERDICTS if counts.get(v, 0)]
-            text += (f" Its other hypotheses ({len(rest)}), after Holm's adjustment: "
+            text += (f" Its other hypotheses ({len(rest)}), after adjustment: "
                      + ", ".join(parts) + f" ({est} of them supported on more than one run).")
         out.append(text)
     return out
 
 
+def _leads(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+    """The hypotheses a short answer speaks of: the primaries in their order, or without
+    them the first hypothesis of each question (at most five)."""
+    prim = sorted((h for h in hypotheses if h.primary), key=lambda h: h.primary)
+    if prim:
+        return prim
+    first: dict[str, Hypothesis] = {}
+    for h in hypotheses:
+        first.setdefault(question_of(h.id), h)
+    return list(first.values())[:5]
+
+
+def short_answer(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> list[str]:
+    """One short Markdown sentence per primary hypothesis (``_leads``): its claim, its
+    verdict after the declared procedure, the pooled difference with its interval and the
+    runs behind it."""
+    pooled = verdicts[verdicts.dataset == stats.POOLED].set_index("id")
+    out = []
+    for h in _leads(hypotheses):
+        r = pooled.loc[h.id]
+        m = metric(h.metric)
+        verdict = r.adjusted + ("" if r.adjusted == r.verdict
+                                else f" (unadjusted: {r.verdict})")
+        text = f"**{plain(h.id)}** {plain(claim(h))}: **{verdict}**"
+        if r.verdict != "not tested" and not h.every:
+            b = "its noise floor" if h.floor else h.b
+            text += (f", {m.words} {reader_cell(r)}{' ' + m.unit if m.unit else ''} "
+                     f"({plain(h.a)} minus {plain(b)}, {runs_label(r.n_seeds)})")
+        out.append(text + ".")
+    return out
+
+
+def _field(written: str, key: str, field: str, pooled: pd.DataFrame,
+           results: pd.DataFrame | None) -> str:
+    variant, at, dataset = key.rpartition("@")
+    if at:
+        if results is None:
+            return "n/a"
+        rows = results[(results.variant == variant) & (results.dataset == dataset)
+                       & (results.status == "done")]
+        v = rows[field].mean() if field in rows and len(rows) else math.nan
+        return "n/a" if pd.isna(v) else metric(field).fmt.format(v)
+    if key not in pooled.index:
+        raise ValueError(f"answer: {written}: no verdict for hypothesis '{key}'")
+    r = pooled.loc[key]
+    fmt = metric(r.metric).fmt
+    if field == "verdict":
+        return str(r.adjusted)
+    if field == "unadjusted":
+        return str(r.verdict)
+    if field == "interval":
+        return cell_text(r)
+    if field in ("seeds", "images"):
+        n = r["n_seeds" if field == "seeds" else "n_images"]
+        return "n/a" if pd.isna(n) else f"{n:.0f}"
+    value = {"mean": r["mean"], "abs": abs(r["mean"]), "low": r.low, "high": r.high,
+             "p": r.p, "p_mixed": r.p_mixed}[field]
+    if pd.isna(value):
+        return "n/a"
+    return f"{value:.2g}" if field.startswith("p") else fmt.format(value)
+
+
+def fill_answer(text: str, verdicts: pd.DataFrame, results: pd.DataFrame | None) -> str:
+    """The grid's ``answer`` with each field (``srlib.grid.answer_fields``, checked when the
+    grid was loaded) filled: a hypothesis's pooled verdict row (``{H2.mean}``,
+    ``{H2.verdict}`` ...; numbers in the metric's format) or a variant's mean over its
+    done runs on a set (``{pixel/nearest@Set5.psnr_y}``); ``n/a`` where nothing was
+    measured."""
+    pooled = verdicts[verdicts.dataset == stats.POOLED].set_index("id")
+    for written, key, field in answer_fields(text):
+        text = text.replace(written, _field(written, key, field, pooled, results), 1)
+    return text
+
+
+def method_flags(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> list[str]:
+    """One Markdown sentence per primary whose pooled verdict the mixed model would give
+    otherwise (both unadjusted, at the same level); the bootstrap's stays the verdict."""
+    pooled = verdicts[verdicts.dataset == stats.POOLED].set_index("id")
+    out = []
+    for h in _leads(hypotheses):
+        r = pooled.loc[h.id]
+        if h.primary and isinstance(r.verdict_mixed, str) and r.verdict_mixed \
+                and r.verdict_mixed != r.verdict:
+            out.append(f"**{plain(h.id)}: the two analyses disagree.** The bootstrap's "
+                       f"interval says {r.verdict} (p = {r.p:.2g}); the mixed model says "
+                       f"{r.verdict_mixed} (p = {r.p_mixed:.2g} on {r.df_mixed:.1f} "
+                       "degrees of freedom). The verdict is the bootstrap's.")
+    return out
+
+
+def power_lines(folder: str | Path, grid_path: str | Path, power: float = 0.8,
+                level: float = 0.95) -> list[str]:
+    """For each primary hypothesis of ``grid_path`` (without primaries: every hypothesis
+    tested on a mean), from ``folder``'s ``per_image.csv``: the mixed model's effect and
+    variance components, and the seeds per side at which a study like this one reaches
+    ``power`` at ``level`` (``srlib.mixed.seeds_for_power``)."""
+    from srlib.grid import load_grid
+
+    g = load_grid(grid_path)
+    per_image = rs.read_per_image(folder)
+    where = str(Path(folder) / rs.PER_IMAGE)
+    check_verdict_inputs(g["hypotheses"], per_image, where)
+    prim = [h for h in g["hypotheses"] if h.primary]
+    hs = sorted(prim, key=lambda h: h.primary) or [h for h in g["hypotheses"] if not h.every]
+    lines = [] if prim else [f"{grid_path} declares no primary hypothesis: every hypothesis "
+                             "tested on a mean, each at the full level (Holm's adjustment "
+                             "would ask more)."]
+    for h in hs:
+        fit = stats.hypothesis_fit(h, per_image, baselines=rs.baseline_variants(g))
+        m = metric(h.metric)
+        unit = f" {m.unit}" if m.unit else ""
+        name = f"{h.id}" + (f" (primary {h.primary})" if h.primary else "")
+        if fit is None or not np.isfinite(fit.mean):
+            lines.append(f"{name}: not measured in {where} (a variant, or 2 seeds, missing)")
+            continue
+        k = seeds_for_power(fit, power, level)
+        at = [design_power(fit.mean, fit.sd_image, fit.sd_seed, fit.sd_residual,
+                           fit.n_images, n, level) for n in (fit.n_seeds, k or MAX_SEEDS)]
+        need = (f"{k} seeds per side give {at[1]:.0%} power" if k else
+                f"more than {MAX_SEEDS} seeds per side (power at {MAX_SEEDS}: {at[1]:.0%})")
+        lines.append(
+            f"{name}: effect {m.fmt.format(fit.mean)}{unit} (mixed model; p = {fit.p:.2g}); "
+            f"sd image {m.fmt.format(fit.sd_image)}, seed {m.fmt.format(fit.sd_seed)}, "
+            f"residual {m.fmt.format(fit.sd_residual)}{unit}, over {fit.n_images} images x "
+            f"{fit.n_seeds} seeds; at {1 - level:.0%}: {need} (this design's: "
+            f"{at[0]:.0%}).")
+    return lines
+
+
 def verdict_matrix(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> str:
     """The verdict matrix as an HTML table: one row per hypothesis (id and claim), one
     column for the pooled test images and one per test set; each cell the mean and its
-    interval, coloured by the Holm-adjusted verdict (``VERDICT_COLOURS``), hatched when it
+    interval (``reader_cell``), coloured by the adjusted verdict (``VERDICT_COLOURS``), a
+    primary tagged with its place, hatched when it
     rests on one run, marked ``*`` where the unadjusted verdict differs. Every text is
     escaped."""
     sets = list(dict.fromkeys(verdicts.dataset))
@@ -420,16 +568,20 @@ def verdict_matrix(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> str:
                               + (f"; {r.note}" if isinstance(r.note, str) and r.note else ""),
                               quote=True)
             cells.append(f'<td style="{style}" title="{tip}">'
-                         f"{html.escape(cell_text(r))}{mark}</td>")
-        rows.append(f"<tr><th>{html.escape(h.id)}</th><td>{html.escape(claim(h))}</td>"
+                         f"{html.escape(reader_cell(r))}{mark}</td>")
+        tag = f" <strong>P{h.primary}</strong>" if h.primary else ""
+        rows.append(f"<tr><th>{html.escape(h.id)}{tag}</th><td>{html.escape(claim(h))}</td>"
                     + "".join(cells) + "</tr>")
     legend = " ".join(f'<span style="background:{c};padding:0 .4em;border:1px solid #ccc">'
                       f"{v}</span>" for v, c in VERDICT_COLOURS.items())
     return ("<style>table.verdicts td, table.verdicts th {text-align: left !important}</style>"
             '<table class="verdicts"><thead><tr><th>id</th><th>claim</th>' + head
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-            f"<p>Colour: the verdict after Holm's adjustment across the hypotheses of a "
-            f"column ({legend}); hatched: one training run (the interval covers test images "
+            f"<p>{html.escape(stats.procedure(hypotheses))} Colour: the verdict after that "
+            f"procedure, within each column ({legend}); "
+            + ("<strong>P1</strong>, <strong>P2</strong> ...: the primaries in their order; "
+               if any(h.primary for h in hypotheses) else "")
+            + "hatched: one training run (the interval covers test images "
             "only); <code>*</code>: the unadjusted verdict differs (hover a cell for it, "
             "the per-seed means and the note).</p>")
 
@@ -520,7 +672,7 @@ def hypothesis_table(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> pd
             verdict = r.adjusted + ("" if r.adjusted == r.verdict
                                     else f" (unadjusted: {r.verdict})")
             seeds = f"; per seed {seed_means_text(r)}" if r.n_seeds > 1 else ""
-            row[d] = (f"{cell_text(r)}: {verdict}; {r.n_images:.0f} images, "
+            row[d] = (f"{reader_cell(r)}: {verdict}; {r.n_images:.0f} images, "
                       f"{runs_label(r.n_seeds)}{seeds}")
             if isinstance(r.note, str) and r.note and not r.note.startswith("the 95%"):
                 notes.append(f"{d}: {r.note}")
@@ -753,11 +905,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="the grid whose hypotheses to test on FOLDER/per_image.csv alone; "
                          "prints verdicts.csv")
     ap.add_argument("--sets", nargs="+", metavar="SET", help="with --verdicts: only these sets")
+    ap.add_argument("--power", metavar="GRID",
+                    help="for each primary hypothesis of GRID: the variance components on "
+                         "FOLDER (a pilot) and the seeds per side for 80%% power at 5%%")
     a = ap.parse_args(argv)
-    if bool(a.columns) == bool(a.verdicts):
-        ap.error("give either --columns (the headline table) or --verdicts GRID")
+    if sum(map(bool, (a.columns, a.verdicts, a.power))) != 1:
+        ap.error("give one of --columns (the headline table), --verdicts GRID or --power GRID")
     try:
-        if a.verdicts:
+        if a.power:
+            print("\n".join(power_lines(a.folder, a.power)))
+        elif a.verdicts:
             sys.stdout.write(verdicts(a.folder, a.verdicts, a.sets).to_csv(index=False))
         else:
             print(headline_table(a.folder, a.columns, a.variants))

@@ -83,13 +83,15 @@ from scipy.stats import t as student_t
 
 from srlib.metrics import metric as metric_of
 from srlib.metrics import metrics_where
+from srlib.mixed import MixedFit, fit_crossed
 
 if TYPE_CHECKING:
     from srlib.grid import Hypothesis
 
 KEYS = ["variant", "seed", "dataset", "image"]  # the keys of a per-image row
 GAIN_METRICS = metrics_where(source="gain")  # added by ``add_gains``
-VERDICTS = ("supported", "contradicted", "inconclusive", "not tested")
+VERDICTS = ("supported", "contradicted", "inconclusive", "not reached", "not tested")
+TESTED = ("supported", "contradicted", "inconclusive")  # verdicts from an interval
 MIN_IMAGES_PERCENTILE = 10  # fewer images (one seed): the studentized t interval
 _SAME_TOL = 1e-9  # relative: values "identical" across seeds (a seed-independent variant)
 
@@ -582,24 +584,39 @@ def _share_verdict(s: Share, h: Hypothesis) -> tuple[str, str]:
     return "contradicted", f"{s.n - s.meeting} of {s.n} {side} {h.b}; {worst}"
 
 
+def _differences(h: Hypothesis, t: pd.DataFrame, ds: str | None,
+                 baselines: Collection[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """The differences ``h`` tests (one per image x seed; NaN kept) and their rows
+    (``dataset``, ``image``, ``seed``): ``a - b`` paired, ``a - value``, or ``a - floor``."""
+    if h.floor:
+        rows = _rows_of(t, h.a, [h.metric, h.floor], ds, ())
+        return (rows[h.metric] - rows[h.floor]).to_numpy(float), rows
+    if h.value is not None:
+        rows = _rows_of(t, h.a, [h.metric], ds, baselines)
+        return rows[h.metric].to_numpy(float) - float(h.value), rows
+    p = _pairs(t, h.a, h.b, h.metric, ds, baselines)
+    return (p["a"] - p["b"]).to_numpy(), p
+
+
 def _one(h: Hypothesis, t: pd.DataFrame, ds: str | None, baselines: Collection[str],
          boot: dict) -> dict:
-    """The test of ``h`` on the rows ``t`` (one set, or pooled when ``ds`` is None)."""
+    """The test of ``h`` on the rows ``t`` (one set, or pooled when ``ds`` is None); pooled
+    over two or more seeds, the mixed model too (``mixed``)."""
     if h.every:
         s = share_meeting(t, h.a, h.value, h.metric, h.direction, ds, baselines=baselines,
                           level=boot.get("level", 0.95))
         verdict, note = _share_verdict(s, h)
-        return {"interval": None, "share": s, "verdict": verdict, "note": note}
-    if h.floor:
-        iv = difference_from_floor(t, h.a, h.metric, h.floor, ds, **boot)
-    elif h.value is not None:
-        iv = difference_from_value(t, h.a, h.value, h.metric, ds, baselines=baselines, **boot)
-    else:
-        iv = paired_difference(t, h.a, h.b, h.metric, ds, baselines=baselines, **boot)
+        return {"interval": None, "share": s, "verdict": verdict, "note": note,
+                "mixed": None}
+    diff, rows = _differences(h, t, ds, baselines)
+    iv = _boot(diff, rows, **boot)
     verdict, note = _verdict(iv, h.direction)
     if iv.n_dropped:
         note = "; ".join(filter(None, [note, f"{iv.n_dropped} NaN pair(s) dropped"]))
-    return {"interval": iv, "share": None, "verdict": verdict, "note": note}
+    fit = None
+    if ds is None and iv.n_seeds >= 2:
+        fit = fit_crossed(diff, _keys(rows), rows["seed"].to_numpy())
+    return {"interval": iv, "share": None, "verdict": verdict, "note": note, "mixed": fit}
 
 
 def _missing(h: Hypothesis, t: pd.DataFrame) -> str:
@@ -635,12 +652,14 @@ def evaluate_hypothesis(h: Hypothesis, per_image: pd.DataFrame, *,
     for ds in list(h.datasets) or has or [""]:
         if ds not in has:
             out[ds] = {"interval": None, "share": None, "verdict": "not tested",
-                       "note": f"no results on test set '{ds}'" if ds else "no results"}
+                       "note": f"no results on test set '{ds}'" if ds else "no results",
+                       "mixed": None}
             continue
         t = per_image[per_image["dataset"] == ds]
         why = _missing(h, t)
         if why:
-            out[ds] = {"interval": None, "share": None, "verdict": "not tested", "note": why}
+            out[ds] = {"interval": None, "share": None, "verdict": "not tested", "note": why,
+                       "mixed": None}
             continue
         out[ds] = _one(h, t, ds, baselines, boot)
         usable.append(ds)
@@ -652,8 +671,20 @@ def evaluate_hypothesis(h: Hypothesis, per_image: pd.DataFrame, *,
                                                      + ", ".join(usable) + " only"]))
     else:
         pooled = {"interval": None, "share": None, "verdict": "not tested",
-                  "note": "not tested on any set"}
+                  "note": "not tested on any set", "mixed": None}
     return {POOLED: pooled, **out}
+
+
+def hypothesis_fit(h: Hypothesis, per_image: pd.DataFrame, *,
+                   baselines: Collection[str] = ()) -> MixedFit | None:
+    """The mixed model (``srlib.mixed.fit_crossed``) of ``h``'s differences pooled over its
+    test sets (``h.datasets``, or every set in the table); None for an ``every`` claim or
+    where a variant or the metric is missing."""
+    t = per_image[per_image["dataset"].isin(h.datasets)] if h.datasets else per_image
+    if h.every or t.empty or _missing(h, t):
+        return None
+    diff, rows = _differences(h, t, None, baselines)
+    return fit_crossed(diff, _keys(rows), rows["seed"].to_numpy())
 
 
 def holm(p: Iterable[float], level: float = 0.95) -> list[bool]:
@@ -673,7 +704,66 @@ def holm(p: Iterable[float], level: float = 0.95) -> list[bool]:
 
 VERDICT_COLUMNS = ["id", "dataset", "a", "b", "metric", "direction", "every", "mean", "low",
                    "high", "method", "seed_means", "n_seeds", "n_images", "p", "verdict",
-                   "adjusted", "note", "statement"]
+                   "family", "order", "adjusted", "mean_mixed", "se_mixed", "df_mixed",
+                   "p_mixed", "verdict_mixed", "note", "statement"]
+PRIMARY, SECONDARY = "primary", "secondary"  # the families of the ``family`` column
+
+
+def procedure(hypotheses: Iterable[Hypothesis]) -> str:
+    """The multiple-testing procedure of a grid's hypotheses, in one sentence (the page and
+    the README say it)."""
+    prim = sorted((h for h in hypotheses if h.primary), key=lambda h: h.primary)
+    if not prim:
+        return ("Every hypothesis is in one family: Holm's adjustment across all of them, "
+                "within each column (pooled, or one test set).")
+    order = ", ".join(h.id for h in prim)
+    return (f"The {len(prim)} primary hypotheses were tested in the declared order "
+            f"{order}, each at 5% only if every one before it was supported (a fixed "
+            "sequence); the others are secondary, with Holm's adjustment among them.")
+
+
+def _mixed_verdict(fit, direction: str, level: float) -> str:
+    if fit is None or not np.isfinite(fit.p):
+        return ""
+    if fit.p >= 1.0 - level:
+        return "inconclusive"
+    return "supported" if (fit.mean > 0) == (direction == "greater") else "contradicted"
+
+
+def _row(h: Hypothesis, ds: str, r: dict, level: float) -> dict:
+    iv, s, fit = r["interval"], r["share"], r["mixed"]
+    row = {"id": h.id, "dataset": ds, "a": h.a, "b": h.b, "metric": h.metric,
+           "direction": h.direction, "every": h.every, "verdict": r["verdict"],
+           "family": PRIMARY if h.primary else SECONDARY,
+           "order": h.primary or np.nan, "note": r["note"], "statement": h.statement}
+    if iv is not None:
+        row.update(mean=iv.mean, low=iv.low, high=iv.high, method=iv.method,
+                   seed_means=format_seed_means(iv.seed_means, "{:.6g}"),
+                   n_seeds=iv.n_seeds, n_images=iv.n_images, p=iv.p)
+    elif s is not None:
+        row.update(mean=s.share, low=s.low, high=s.high, method="wilson share",
+                   seed_means="", n_seeds=s.n_seeds, n_images=s.n_images, p=np.nan)
+    else:
+        row.update(mean=np.nan, low=np.nan, high=np.nan, method="", seed_means="",
+                   n_seeds=0, n_images=0, p=np.nan)
+    row.update(mean_mixed=fit.mean if fit else np.nan, se_mixed=fit.se if fit else np.nan,
+               df_mixed=fit.df if fit else np.nan, p_mixed=fit.p if fit else np.nan,
+               verdict_mixed=_mixed_verdict(fit, h.direction, level))
+    return row
+
+
+def _fixed_sequence(v: pd.DataFrame, rows: pd.DataFrame) -> None:
+    """The primaries of one column in their order: each keeps its verdict while every one
+    before it was supported; after the first that is not, ``not reached``."""
+    stop = ""
+    for i in rows.sort_values("order").index:
+        if stop:
+            v.at[i, "adjusted"] = "not reached"
+            v.at[i, "note"] = "; ".join(filter(None, [
+                f"not reached: {stop} before it was not supported (unadjusted: "
+                f"{v.at[i, 'verdict']})", v.at[i, "note"]]))
+        elif v.at[i, "verdict"] != "supported":
+            stop = v.at[i, "id"]
 
 
 def verdict_table(hypotheses: Iterable[Hypothesis], per_image: pd.DataFrame, *,
@@ -681,33 +771,27 @@ def verdict_table(hypotheses: Iterable[Hypothesis], per_image: pd.DataFrame, *,
     """One row per hypothesis x (``POOLED``, then each test set) (``VERDICT_COLUMNS``): the
     mean of ``a - b`` and its interval in the metric's unit (with ``every``: the share of
     values meeting ``b`` and its Wilson interval), the method, the per-seed means
-    (``'11.22 / 9.10 / 7.90'``), the seeds and images behind it, the p-value, the verdict
-    and the Holm-adjusted verdict (``adjusted``: Holm across the hypotheses of one column,
-    pooled or one set; an ``every`` claim is decided by its counterexample and keeps its
-    verdict), and a note (what is missing, why inconclusive, the worst image)."""
-    rows = []
-    for h in hypotheses:
-        for ds, r in evaluate_hypothesis(h, per_image, baselines=baselines, **boot).items():
-            iv, s = r["interval"], r["share"]
-            base = {"id": h.id, "dataset": ds, "a": h.a, "b": h.b, "metric": h.metric,
-                    "direction": h.direction, "every": h.every, "verdict": r["verdict"],
-                    "note": r["note"], "statement": h.statement}
-            if iv is not None:
-                base.update(mean=iv.mean, low=iv.low, high=iv.high, method=iv.method,
-                            seed_means=format_seed_means(iv.seed_means, "{:.6g}"),
-                            n_seeds=iv.n_seeds, n_images=iv.n_images, p=iv.p)
-            elif s is not None:
-                base.update(mean=s.share, low=s.low, high=s.high, method="wilson share",
-                            seed_means="", n_seeds=s.n_seeds, n_images=s.n_images, p=np.nan)
-            else:
-                base.update(mean=np.nan, low=np.nan, high=np.nan, method="", seed_means="",
-                            n_seeds=0, n_images=0, p=np.nan)
-            rows.append(base)
+    (``'11.22 / 9.10 / 7.90'``), the seeds and images behind it, the p-value, the verdict,
+    its ``family`` (``primary``, with its ``order``, or ``secondary``) and the ``adjusted``
+    verdict of the declared procedure (``procedure``), within each column (pooled, or one
+    set): the primaries in a fixed sequence (each at the full level while every one before
+    it was supported, then ``not reached``), Holm's adjustment (``holm``) among the
+    secondaries; an ``every`` claim is decided by its counterexample and keeps its verdict.
+    Pooled over two or more seeds, the mixed model's estimate, standard error,
+    Satterthwaite df, p-value and (unadjusted) verdict (``srlib.mixed``; NaN / '' elsewhere).
+    Last, a note (what is missing, why inconclusive, the worst image)."""
+    hypotheses = list(hypotheses)
+    level = boot.get("level", 0.95)
+    rows = [_row(h, ds, r, level) for h in hypotheses
+            for ds, r in evaluate_hypothesis(h, per_image, baselines=baselines,
+                                             **boot).items()]
     v = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
     v["adjusted"] = v["verdict"]
     for _, g in v.groupby("dataset", sort=False):
-        test = g[~g["every"] & g["verdict"].isin(["supported", "contradicted", "inconclusive"])]
-        kept = holm(test["p"].to_numpy(float), boot.get("level", 0.95))
+        _fixed_sequence(v, g[g["family"] == PRIMARY])
+        test = g[(g["family"] == SECONDARY) & ~g["every"].astype(bool)
+                 & g["verdict"].isin(TESTED)]
+        kept = holm(test["p"].to_numpy(float), level)
         for i, ok in zip(test.index, kept, strict=True):
             if not ok and v.at[i, "verdict"] != "inconclusive":
                 v.at[i, "adjusted"] = "inconclusive"

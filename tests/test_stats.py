@@ -344,9 +344,9 @@ def test_missing_variant_is_not_tested():
     h = Hypothesis("H4", "C beats B", "C", "B", "psnr_y", "greater")
     r = evaluate_hypothesis(h, table({"A": lambda s, i: i, "B": lambda s, i: i}))
     assert r == {"pooled": {"interval": None, "share": None, "verdict": "not tested",
-                            "note": "not tested on any set"},
+                            "note": "not tested on any set", "mixed": None},
                  "S": {"interval": None, "share": None, "verdict": "not tested",
-                       "note": "missing variant(s): 'C'"}}
+                       "note": "missing variant(s): 'C'", "mixed": None}}
     h2 = Hypothesis("H5", "A beats B on T", "A", "B", "psnr_y", "greater", ("T",))
     r2 = evaluate_hypothesis(h2, table({"A": lambda s, i: i, "B": lambda s, i: i}))
     assert r2["T"]["verdict"] == "not tested" and "'T'" in r2["T"]["note"]
