@@ -33,7 +33,7 @@ The interval (``paired_bootstrap``)
     tiny standard errors stretch it, to absurd bounds on means of PSNR); on skewed
     (lognormal) ones t covers 81%, the bootstrap-t 89% at 1.72 times the width. BCa stays
     inside the resamples' range, as the percentile does. t is kept for its stable width;
-    no interval is reliable on 5 images, which is why the primary verdict is on the
+    no interval is reliable on 5 images, which is why the main verdict is on the
     pooled test images of all sets.
     ``Interval.seed_means`` keeps each seed's mean, shown beside every interval; an
     interval over one seed is conditional on that training run (``Interval.one_run``).
@@ -63,9 +63,18 @@ Hypotheses (``evaluate_hypothesis``, ``verdict_table``)
     interval (``share_meeting``), supported only if all of them do; the note names the
     worst. ``b: noise-floor`` compares a score with its calibrated null image by image
     (``difference_from_floor``). Each hypothesis is tested first on the pooled test
-    images of all its sets (``POOLED``, the primary verdict), then on each set; Holm's
-    adjustment (``holm``) across the hypotheses of each column gives the ``adjusted``
-    verdict that summaries use. No variant name is hard-coded here; the gains' baseline is
+    images of all its sets (``POOLED``, the main verdict), then on each set.
+
+Multiple testing (``verdict_table``, ``procedure``)
+    Within each column (pooled, or one set), the ``adjusted`` verdict that summaries use
+    follows the grid's declared procedure: its primary hypotheses (``primary: N``) in a
+    fixed sequence, each tested at the full level only while every one before it was
+    supported (Maurer et al. 1995; the family-wise error is controlled without splitting
+    alpha), the rest ``not reached``; Holm's step-down adjustment (``holm``) among the
+    secondary ones. Without primaries every hypothesis is secondary: one Holm family. Beside
+    the bootstrap, a pooled comparison over several seeds is also fitted as a linear mixed
+    model (``srlib.mixed``); its columns are reported, its verdict is not used.
+    No variant name is hard-coded here; the gains' baseline is
     an argument.
 """
 
@@ -634,7 +643,7 @@ def _missing(h: Hypothesis, t: pd.DataFrame) -> str:
     return ""
 
 
-POOLED = "pooled"  # the label of the primary verdict, on the test images of all sets
+POOLED = "pooled"  # the label of the main verdict, on the test images of all sets
 
 
 def evaluate_hypothesis(h: Hypothesis, per_image: pd.DataFrame, *,
