@@ -110,3 +110,21 @@ def test_every_number_and_verdict_word_of_the_opening_answer(verdicts):
     assert h2.adjusted == "inconclusive" and h4.adjusted == "inconclusive"
     assert text.startswith(f"{OPENING}: probably not, but the committed study cannot yet")
     assert h2["mean"] < 0 and h2.verdict == "supported"
+
+
+def test_the_committed_verdicts_are_re_derived(verdicts):
+    """``python -m srlib.report reports/study --verdicts configs/study.yaml`` gives the
+    committed ``verdicts.csv``, its family, order and mixed-model columns included."""
+    import pandas as pd
+
+    from srlib import stats
+
+    committed = pd.read_csv(STUDY / "verdicts.csv", keep_default_na=False,
+                            na_values=[""])
+    assert list(committed.columns) == stats.VERDICT_COLUMNS
+    for c in ("id", "dataset", "verdict", "family", "adjusted", "verdict_mixed"):
+        assert committed[c].fillna("").astype(str).tolist() == \
+            verdicts[c].fillna("").astype(str).tolist(), c
+    for c in ("mean", "low", "high", "p", "mean_mixed", "se_mixed", "df_mixed", "p_mixed"):
+        pd.testing.assert_series_equal(committed[c].astype(float),
+                                       verdicts[c].astype(float), rtol=1e-9, check_names=False)
