@@ -443,7 +443,7 @@ def _slurm_one(plan: Plan, variant: str, seed: int, job: str | None, state: str 
     from srlib import slurm
 
     d = runs.run_dir(plan.out, variant, seed)
-    if job and state in slurm.LIVE:
+    if job and slurm.is_live(state):
         if variant in plan.forced:
             return Outcome("refused", f"NOT RUN (--force: job {job} is {state}; `scancel "
                                       f"{job}` first)", job=job)  # still live
@@ -503,7 +503,7 @@ def _follow(live: dict[str, tuple[str, int]], stop: Stop) -> None:
                 v, s = live[job]
                 print(f"job {job} ({v} seed {s}): {state}", flush=True)
         seen = states
-        if not any(st in slurm.LIVE for st in states.values()):
+        if not any(slurm.is_live(st) for st in states.values()):
             return
         t = time.monotonic()
         while stop.signum is None and time.monotonic() - t < POLL_S:

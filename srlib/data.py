@@ -45,22 +45,23 @@ def load_image(path: str | Path) -> torch.Tensor:
 
     Grayscale is replicated to RGB; an alpha channel is dropped (with a warning when
     it is not fully opaque); 16-bit images are rounded to 8 bits; float images (values
-    in ``[0, 1]``) to 8 bits; palette images are expanded; CMYK images (JPEG, TIFF) are
-    converted to RGB by Pillow; of an animated or multi-page file the first frame is
-    used. A file that is not a readable image, or a float image with NaN or infinite
-    values, raises ``ValueError`` naming it.
+    in ``[0, 1]``) to 8 bits; palette images are expanded; CMYK and YCbCr images (JPEG,
+    TIFF) are converted to RGB by Pillow, LAB and HSV ones refused; of an animated or
+    multi-page file the first frame is used. A file that is not a readable image (an
+    empty one said so), or a float image with NaN or infinite values, raises
+    ``ValueError`` naming it.
     """
     import imageio.v3 as iio
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        a = _read_cmyk(path)
-        if a is None:
+    a = _read_pillow_mode(path)
+    if a is None:
+        try:
             a = np.asarray(iio.imread(path))
-    except Exception as err:  # imageio raises many types; all mean "not an image"
-        raise ValueError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+        except Exception as err:  # imageio raises many types; all mean "not an image"
+            raise ValueError(_not_an_image(path, err)) from None
     if a.ndim == 4 or (a.ndim == 3 and a.shape[-1] not in (1, 2, 3, 4)):
         a = a[0]  # first frame of an animation or a multi-page file
     if a.ndim == 2:
@@ -77,18 +78,39 @@ def load_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 
-def _read_cmyk(path: Path) -> np.ndarray | None:
-    """A CMYK image as Pillow converts it to RGB, uint8 ``(H, W, 3)``; ``None`` for any
-    other mode (or a file Pillow cannot open): imageio would read C, M, Y as R, G, B and
-    K as alpha."""
+# Pillow modes that imageio would read as RGB although they are not: CMYK (C, M, Y as R,
+# G, B and K as alpha) and YCbCr are converted to RGB by Pillow; the others are refused.
+_CONVERTED = ("CMYK", "YCbCr")
+_REFUSED = ("LAB", "HSV")
+
+
+def _read_pillow_mode(path: Path) -> np.ndarray | None:
+    """A CMYK or YCbCr image as Pillow converts it to RGB, uint8 ``(H, W, 3)``; a LAB or
+    HSV one refused (``ValueError`` naming the file and the mode); ``None`` for any other
+    mode, or a file Pillow cannot open (imageio reads it, or says why not)."""
     from PIL import Image
 
     try:
         im = Image.open(path)
-    except Exception:  # not for Pillow: imageio reads it, or says why not
+    except Exception:
         return None
     with im:
-        return np.asarray(im.convert("RGB")) if im.mode == "CMYK" else None
+        if im.mode in _REFUSED:
+            raise ValueError(f"{path}: {im.mode} image; expected RGB, grayscale, CMYK or "
+                             "YCbCr (convert it to RGB first, e.g. with Pillow's ImageCms)")
+        return np.asarray(im.convert("RGB")) if im.mode in _CONVERTED else None
+
+
+def _not_an_image(path: Path, err: Exception) -> str:
+    """What a file no reader could read is: empty, or not an image (the reader's own
+    advice to install a plugin left out: the file is not a video)."""
+    size = path.stat().st_size
+    if size == 0:
+        return f"{path}: an empty file (0 bytes), not an image"
+    why = str(err).split("\n")[0]
+    if "pip install" in str(err) or "plugin" in why.lower():
+        why = "no image reader recognises its contents"
+    return f"{path}: not an image ({size} bytes; {why})"
 
 
 def _to_uint8(a: np.ndarray, path: Path) -> np.ndarray:

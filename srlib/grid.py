@@ -49,6 +49,8 @@ NOTEBOOK_STAGES = ("01_manifold", "03_artifacts", "04_report")
 # Config fields the runner sets for each run: a grid value would be silently overridden.
 RUNNER_SET = {"out": "the runner puts each run in <out>/runs/<variant>/seed<k>",
               "seed": "the runner sets it from the grid's 'seeds' (or --seeds)"}
+# Notebook parameters the runner sets to paths in its --out folder: a grid never sets them
+RUNNER_PARAMS = ("out", "results", "runs", "grid")
 DIRECTIONS = ("greater", "less")
 MAX_GRID_BYTES = 1 << 20  # a grid is a page of YAML; these bound what the loader reads
 MAX_GRID_NODES = 100_000  # values, aliases expanded
@@ -444,8 +446,6 @@ def load_grid(path: str | Path) -> dict:
     entry (with the close match of an unknown key). Returns the grid as plain data with
     ``hypotheses`` as ``Hypothesis`` objects."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"grid file not found: {path}")
     text = _read_bounded(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -552,7 +552,13 @@ def check_critic(spec: object, where: str = "critic") -> dict | None:
 
 
 def _read_bounded(path: Path) -> str:
-    """The file's text, refused when it is larger than any grid (``MAX_GRID_BYTES``)."""
+    """The file's text, refused when it is missing, a folder, or larger than any grid
+    (``MAX_GRID_BYTES``)."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; expected a grid file (YAML), e.g. "
+                         "configs/quick.yaml")
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file not found: {path}")
     size = path.stat().st_size
     if size > MAX_GRID_BYTES:
         raise ValueError(f"{path}: {size} bytes; a grid file is at most {MAX_GRID_BYTES} "
@@ -740,19 +746,30 @@ def _no_common_seed(h: Hypothesis, grid: dict) -> str:
 
 
 def _check_variant_seeds(grid: dict, where: Callable[..., str]) -> None:
-    """A variant's own seeds are a subset of the grid's (else they would never run)."""
+    """A variant's own seeds are a subset of the grid's (else they would never run), and a
+    fine-tune's a subset of its source's (each seed starts from that seed's source)."""
     for name, spec in grid["variants"].items():
         extra = [s for s in spec.get("seeds", []) if s not in grid["seeds"]]
         if extra:
             raise ValueError(f"{where('variants', name, 'seeds')}: variant {name!r}: seeds "
                              f"{extra} are not among the grid's seeds {grid['seeds']}; a "
                              "variant's seeds choose among the grid's")
+    for name, spec in grid["variants"].items():  # a fine-tune starts from its seed's source
+        src = spec.get("init_from")
+        if src in grid["variants"]:
+            have = variant_seeds(grid["variants"][src], grid["seeds"])
+            lack = [s for s in variant_seeds(spec, grid["seeds"]) if s not in have]
+            if lack:
+                raise ValueError(f"{where('variants', name)}: variant {name!r} fine-tunes "
+                                 f"{src!r} with seeds {lack}, which {src!r} does not train "
+                                 f"(its seeds: {have}); give {name!r} seeds: {have} or fewer")
 
 
 def check_variant_name(name: object) -> str:
     """Why ``name`` cannot be a variant (it becomes the folder ``runs/<name>/``, one per
     name), or '' when it can: a non-empty relative path of plain parts, no ``.`` or
-    ``..`` part, no empty part (``a//b``, a trailing ``/``), no control character."""
+    ``..`` part, no empty part (``a//b``, a trailing ``/``), no control character, no part
+    named like the runner's own (``seed<k>``, hidden ``.name``), none over 255 bytes."""
     if not isinstance(name, str) or not name.strip():
         return "a variant name must be a non-empty string"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
@@ -763,6 +780,16 @@ def check_variant_name(name: object) -> str:
     if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
         return ("a variant name must be a relative folder name of plain parts (no leading "
                 "'/' or './', no '.' or '..' part, no empty part, no backslash)")
+    # the runner's own names inside a variant's folder: seed<k>/ and hidden lock files
+    own = [p for p in parts if re.fullmatch(r"seed\d+", p) or p.startswith(".")]
+    if own:
+        return (f"a variant name may not have a part named like the runner's own folders and "
+                f"files ('seed<k>', or starting with '.'), got part {own[0]!r}: another "
+                "variant's runs would live inside this one's")
+    long = [p for p in parts if len(p.encode()) > 255]
+    if long:
+        return (f"a variant name's part is {len(long[0].encode())} bytes; a folder name "
+                "holds at most 255")
     return ""
 
 
@@ -908,6 +935,10 @@ def _check_notebook_params(params: object, where: Callable[..., str]) -> dict:
                              f"be a mapping of its parameters, got a {_kind(values)}")
         known = sorted(notebook_parameters(stem))
         for key in values:
+            if key in RUNNER_PARAMS:
+                raise ValueError(f"{where('notebook_params', stem, key)}: notebook_params."
+                                 f"{stem}.{key}: the runner sets it (the result folder's own "
+                                 f"paths under --out); a grid may not")
             if key not in known:
                 raise ValueError(f"{where('notebook_params', stem, key)}: notebook_params."
                                  f"{stem}: {unknown(key, known, 'parameter')}")

@@ -161,7 +161,8 @@ def report_stages(out: Path, grid: dict, grid_path: Path, trained: bool,
             _remove_outputs(out, stem, notebook=True)
             print(f"{stem}.py: skipped (no trained run has finished)", flush=True)
             continue
-        params = {**stage_params[stem], **grid["notebook_params"].get(stem, {})}
+        # the runner's own paths last: nothing a grid says moves them out of ``out``
+        params = {**grid["notebook_params"].get(stem, {}), **stage_params[stem]}
         t0 = time.perf_counter()
         if stem == "04_report":
             results.record_stages(out, stages)  # the page shows the times so far

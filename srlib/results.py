@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import platform
 import subprocess
-from collections.abc import Iterable
+import sys
+from collections.abc import Collection, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from srlib import runs
 from srlib.grid import (
     baseline_of,
     projected_name,
+    test_sets,
     total_iters,
     twin_source,
     variant_seeds,
@@ -125,20 +127,27 @@ def _run_rows(d: Path, variant: str, spec: dict, seed: int, iters_total: int) ->
     return out
 
 
-def per_image_table(folders: Iterable[tuple[str, int, Path]]) -> pd.DataFrame:
+def per_image_table(folders: Iterable[tuple[str, int, Path]],
+                    sets: Collection[str] | None = None) -> pd.DataFrame:
     """The long per-image table of run folders ``(variant, seed, run_dir)``: ``KEYS`` and
     the metrics of each ``eval/<set>/per_image.csv``, joined on the image with the
     K-sample statistics of ``eval/<set>/samples.csv`` where the run has them. Failed runs
-    (``error.txt`` present) and folders without such files are skipped."""
+    (``error.txt`` present) and folders without such files are skipped, and so is a set
+    outside ``sets`` (a stray evaluation the grid does not ask for; a note says so). A
+    cell that is not a number raises ``ValueError`` naming the file, row and column."""
     parts = []
     for variant, seed, d in folders:
         if (Path(d) / runs.ERROR).is_file():
             continue
         for dataset in runs.eval_sets(d):
             where = runs.eval_dir(d, dataset)
-            t = _read_csv(where / runs.PER_IMAGE)
+            if sets is not None and dataset not in sets:
+                print(f"note: {where} is not a test set of the grid ({', '.join(sets)}); "
+                      "left out", file=sys.stderr)
+                continue
+            t = _numeric(_read_csv(where / runs.PER_IMAGE), where / runs.PER_IMAGE)
             if (where / runs.SAMPLES_CSV).is_file():
-                s = _read_csv(where / runs.SAMPLES_CSV)
+                s = _numeric(_read_csv(where / runs.SAMPLES_CSV), where / runs.SAMPLES_CSV)
                 t = t.merge(s[[c for c in s.columns if c == "image" or c not in t.columns]],
                             on="image", how="left", sort=False)
             t.insert(0, "dataset", dataset)
@@ -151,6 +160,22 @@ def per_image_table(folders: Iterable[tuple[str, int, Path]]) -> pd.DataFrame:
     return out[KEYS + [c for c in out.columns if c not in KEYS]]
 
 
+def _numeric(t: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``t`` with every column but ``image`` numeric; ``ValueError`` names the first cell
+    that is not a number (``inf`` and ``nan`` are numbers)."""
+    for c in t.columns:
+        if c == "image" or pd.api.types.is_numeric_dtype(t[c]):
+            continue
+        values = pd.to_numeric(t[c], errors="coerce")
+        bad = values.isna() & t[c].notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"{path}: row {i + 2}, column '{c}': {t[c].iloc[i]!r} is not a "
+                             "number; rebuild it (evaluate the run again)")
+        t[c] = values
+    return t
+
+
 def collect_per_image(root: Path, results: pd.DataFrame, grid: dict) -> pd.DataFrame:
     """The per-image table of every done run in ``results`` (post-hoc twins from their
     folders, ``srlib.runs.TWINS``), with the gains against the grid's ``pinv`` baseline
@@ -161,7 +186,7 @@ def collect_per_image(root: Path, results: pd.DataFrame, grid: dict) -> pd.DataF
         twin = twin_source(r.variant, grid["variants"]) if r.kind == "projected" else None
         d = runs.run_dir(root, twin[0] if twin else r.variant, int(r.seed))
         folders.append((r.variant, int(r.seed), d / runs.TWINS[twin[1]][1] if twin else d))
-    table = per_image_table(folders)
+    table = per_image_table(folders, test_sets(grid))
     variants = grid["variants"]
     pinv = [v for v, spec in variants.items() if baseline_of(spec) == "pinv"]
     if pinv and not table.empty and pinv[0] in set(table.variant):
@@ -263,7 +288,8 @@ def provenance(out: Path, stages: dict[str, float], grid_path: Path,
     """Git commit, package versions, device, date, the wall time of each stage of this
     invocation, ``train_seconds_total`` (the training time the done runs of ``results``
     recorded, which a rebuild that skips them keeps), and the SHA-256 and row count of
-    ``out/results.csv`` (``read_results`` checks them). The grid's path is relative to
+    ``out/results.csv`` and ``out/per_image.csv`` (``read_results``, ``read_per_image``
+    check them). The grid's path is relative to
     the project when it lies inside it."""
     import importlib.metadata as md
 
@@ -295,7 +321,15 @@ def provenance(out: Path, stages: dict[str, float], grid_path: Path,
         "packages": packages, "stage_seconds": stages,
         "train_seconds_total": _train_seconds(results),
         "results_sha256": runs.file_hash(out / RESULTS), "results_rows": len(results),
+        **({"per_image_sha256": runs.file_hash(out / PER_IMAGE),
+            "per_image_rows": _rows(out / PER_IMAGE)} if (out / PER_IMAGE).is_file() else {}),
     }
+
+
+def _rows(path: Path) -> int:
+    """The data rows of a CSV the project wrote (its lines but the header)."""
+    with path.open("rb") as f:
+        return max(0, sum(1 for _ in f) - 1)
 
 
 def record_stages(out: Path, stages: dict[str, float]) -> None:
@@ -359,10 +393,18 @@ def read_results(folder: str | Path) -> pd.DataFrame:
 
 def read_per_image(folder: str | Path) -> pd.DataFrame | None:
     """``per_image.csv`` of a result folder, or ``None`` where it is absent or empty (no
-    done run); a damaged one raises ``ValueError`` naming it."""
+    done run); a damaged one, or one whose SHA-256 is not the one ``provenance.json``
+    recorded (cut short: a mean would silently become a few images' mean), raises
+    ``ValueError`` naming it."""
     path = Path(folder) / PER_IMAGE
     if not path.is_file() or path.stat().st_size == 0:
         return None
+    prov = read_provenance(folder) or {}
+    want = prov.get("per_image_sha256")
+    if want and runs.file_hash(path) != want:
+        raise ValueError(f"{path}: does not match {Path(folder) / PROVENANCE} (its SHA-256 "
+                         f"differs; {_rows(path)} rows here, {prov.get('per_image_rows', '?')} "
+                         "written): cut short or rewritten since; rebuild it with the runner")
     t = _read_csv(path)
     missing = [c for c in KEYS if c not in t.columns]
     if missing:

@@ -166,9 +166,15 @@ def read_metrics(run: str | Path) -> dict:
 def is_finished(run: str | Path) -> bool:
     """Whether ``run`` holds a finished run: its ``config.json`` and ``metrics.json`` and,
     for a trained run, its ``generator.pt`` (without it, the run's command trains it again).
-    A closed-form baseline has none: its config names no upsampler (``""``)."""
+    A closed-form baseline has none: its config names no upsampler (``""``). A
+    ``metrics.json`` that is not a JSON object (cut short, edited) is not finished: the run
+    is resumed from its checkpoint and evaluated again."""
     run = Path(run)
     if not ((run / METRICS).is_file() and (run / CONFIG).is_file()):
+        return False
+    try:
+        read_json(run / METRICS)
+    except ValueError:
         return False
     try:
         trained = bool(read_json(run / CONFIG).get("upsampler"))

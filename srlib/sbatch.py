@@ -15,32 +15,56 @@ from srlib.tables import unknown
 _TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 
 
+def _plain(v: str) -> bool:
+    """No control character: a newline would end the ``#SBATCH`` line and start a shell
+    line, after which sbatch ignores every later ``#SBATCH``."""
+    return not any(ord(ch) < 32 or ord(ch) == 127 for ch in v)
+
+
 def _text(v: object) -> bool:
-    return isinstance(v, str) and bool(v.strip())
+    return isinstance(v, str) and bool(v.strip()) and _plain(v)
 
 
 def _lines(v: object) -> bool:
     return isinstance(v, list) and all(_text(x) for x in v)
 
 
+# sbatch options the executor sets itself (srlib.slurm): an ``extra`` one would silently
+# replace them (a fine-tune's afterok dependency, the requeue on preemption, the log files)
+EXECUTOR_SET = ("dependency", "requeue", "no-requeue", "signal", "output", "error",
+                "job-name", "open-mode")
+
+
+def _extra(v: object) -> bool:
+    return _lines(v) and all(
+        (m := re.fullmatch(r"--([a-z][a-z0-9-]*)(=.+)?", x.strip())) is not None
+        and m.group(1) not in EXECUTOR_SET for x in v)
+
+
+def _time(v: object) -> bool:
+    """At least a minute: minutes as an integer > 0, or sbatch's format."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v > 0
+    return isinstance(v, str) and _TIME.fullmatch(v.strip()) is not None \
+        and _seconds(v) >= 60
+
+
 KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
-    "partition": ("a partition name", _text),
-    "account": ("an account name", _text),
-    "qos": ("a quality of service", _text),
+    "partition": ("a partition name (one line, no control character)", _text),
+    "account": ("an account name (one line, no control character)", _text),
+    "qos": ("a quality of service (one line, no control character)", _text),
     "time": ("minutes (an integer > 0) or a string in sbatch --time's format (M:S, H:M:S, "
-             "D-H, D-H:M, D-H:M:S)",
-             lambda v: (isinstance(v, int) and not isinstance(v, bool) and v > 0)
-             or (isinstance(v, str) and _TIME.fullmatch(v.strip()) is not None)),
+             "D-H, D-H:M, D-H:M:S) of at least a minute", _time),
     "gpus": ("GPUs per job (an integer >= 0)",
              lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
     "cpus": ("CPUs per job (an integer >= 1)",
              lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
     "mem": ("memory per job as sbatch --mem takes it, e.g. 16G or 16000M",
             lambda v: isinstance(v, str) and re.fullmatch(r"\d+[KMGT]?", v.strip()) is not None),
-    "constraint": ("a node feature expression", _text),
-    "extra": ("a list of sbatch options, each '--name=value' or '--flag'",
-              lambda v: _lines(v) and all(re.fullmatch(r"--[a-z][a-z0-9-]*(=.+)?", x.strip())
-                                          for x in v)),
+    "constraint": ("a node feature expression (one line, no control character)", _text),
+    "extra": ("a list of sbatch options, each '--name=value' or '--flag', none of those the "
+              f"executor sets itself ({', '.join('--' + o for o in EXECUTOR_SET)}), no control "
+              "character", _extra),
     "setup": ("a list of shell lines run before the job's command (module load ...)", _lines),
 }
 # gpus 0: CPU jobs unless the grid or --slurm asks for GPUs (a variant's gpus: N > 1 does)
@@ -93,6 +117,11 @@ def minutes(time_limit: int | str) -> int:
     minutes, rounded up."""
     if isinstance(time_limit, int):
         return time_limit
+    return max(1, -(-_seconds(time_limit) // 60))
+
+
+def _seconds(time_limit: str) -> int:
+    """A time limit as ``sbatch --time`` reads it, in seconds."""
     days, a, b, c = _TIME.fullmatch(time_limit.strip()).groups()
     parts = [int(x) for x in (a, b, c) if x is not None]
     if days is not None:  # D-H[:M[:S]]
@@ -102,4 +131,4 @@ def minutes(time_limit: int | str) -> int:
         h, m, sec = ([0] * (3 - len(parts)) + parts) if len(parts) == 3 else \
             (0, parts[0], parts[1] if len(parts) == 2 else 0)
         total = h * 3600 + m * 60 + sec
-    return max(1, -(-total // 60))
+    return total

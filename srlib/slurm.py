@@ -43,7 +43,16 @@ from srlib.sbatch import minutes
 JOB, JOBS = "slurm.json", "slurm"
 # job states in which a job still holds its run (it will, or may yet, train)
 LIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
-        "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
+        "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED",
+        "RESV_DEL_HOLD", "SPECIAL_EXIT", "POWER_UP_NODE", "UPDATE_DB"}
+
+
+def is_live(state: str) -> bool:
+    """Whether a job in ``state`` still holds its run: ``LIVE``, and any held or requeued
+    state (``*_HOLD``, ``REQUEUE_*``) a SLURM version adds; ``sacct`` may append a reason
+    (``CANCELLED by 0``), so the first word counts."""
+    word = state.split()[0] if state.strip() else ""
+    return word in LIVE or word.endswith("_HOLD") or word.startswith("REQUEUE")
 CHECKPOINT_WAIT_S = 60.0  # how long a preempted job waits for its kernel's checkpoint
 
 

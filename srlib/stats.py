@@ -621,7 +621,10 @@ def _one(h: Hypothesis, t: pd.DataFrame, ds: str | None, baselines: Collection[s
     iv = _boot(diff, rows, **boot)
     verdict, note = _verdict(iv, h.direction)
     if iv.n_dropped:
-        note = "; ".join(filter(None, [note, f"{iv.n_dropped} NaN pair(s) dropped"]))
+        n_inf = int(np.isinf(diff).sum())
+        dropped = [f"{iv.n_dropped - n_inf} NaN pair(s) dropped" if iv.n_dropped > n_inf
+                   else "", f"{n_inf} infinite pair(s) dropped" if n_inf else ""]
+        note = "; ".join(filter(None, [note, *dropped]))
     fit = None
     if ds is None and iv.n_seeds >= 2:
         fit = fit_crossed(diff, _keys(rows), rows["seed"].to_numpy())

@@ -161,6 +161,8 @@ def test_bad_grids(tmp_path, capsys):
         load_grid(bad)
     assert main([str(tmp_path / "missing.yaml")]) == 2
     assert "grid file not found" in capsys.readouterr().err
+    assert main([str(tmp_path)]) == 2  # a folder: said so, not "not found"
+    assert f"{tmp_path} is a directory; expected a grid file" in capsys.readouterr().err
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump({"variants": {"x": {"loss": "down"}}}))
     assert main([str(good), "--only", "y"]) == 2

@@ -287,6 +287,13 @@ def test_runs_that_do_not_exist_are_not_run_and_the_findings_survive_the_csv(tmp
      r"'toy_step' \(did you mean 'toy_steps'\?\)"),
     ("variants:\n  a: {loss: down}\n  a: {loss: pixel}\n",
      r"bad.yaml:3: key 'a' given twice \(first on line 2\)"),
+    # the runner's own paths: a grid may not move what it writes out of --out
+    ("variants:\n  a: {loss: down}\nnotebook_params:\n  03_artifacts: {out: /elsewhere/a.csv}\n",
+     r"bad.yaml:4: notebook_params.03_artifacts.out: the runner sets it"),
+    ("variants:\n  a: {loss: down}\nnotebook_params:\n  04_report:\n    results: O/results.csv\n",
+     r"bad.yaml:5: notebook_params.04_report.results: the runner sets it"),
+    ("variants:\n  a: {loss: down}\nnotebook_params:\n  04_report: {runs: O/runs}\n",
+     r"notebook_params.04_report.runs: the runner sets it"),
     ("variants:\n  a: {loss: down, seed: 3}\n", r"bad.yaml:2: .*'seed' cannot be set in a grid"),
     ("variants:\n  a: {loss: down\n  b: {}\n", r"bad.yaml:3:4: not valid YAML: expected ','"),
     ("- a\n- b\n", r"bad.yaml:1: expected a mapping of name, defaults, .* got a list"),

@@ -79,8 +79,12 @@ def test_sixteen_bit_and_float(tmp_path):
 
 def test_not_an_image(tmp_path):
     (tmp_path / "notes.png").write_text("hello")
-    with pytest.raises(ValueError, match="notes.png: not a readable image"):
+    with pytest.raises(ValueError, match="notes.png: not an image") as e:
         load_image(tmp_path / "notes.png")
+    assert "pip install" not in str(e.value) and "pyav" not in str(e.value)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.png: an empty file \(0 bytes\), not an image"):
+        load_image(tmp_path / "empty.png")
     with pytest.raises(FileNotFoundError, match="missing.png"):
         load_image(tmp_path / "missing.png")
 

@@ -182,3 +182,13 @@ def test_power_from_a_pilot_folder(tmp_path, capsys):
     print(line)
     assert line.startswith("H1 (primary 1): effect 0.") and "seeds per side give" in line
     assert "sd image" in line and "over 20 images x 3 seeds" in line
+
+
+def test_dropped_pairs_say_whether_they_were_nan_or_infinite():
+    t = _table({"big": 1.0})
+    big = t.index[t.variant == "big"]
+    t.loc[big[:2], "psnr_y"] = np.inf  # an exact reconstruction's PSNR
+    t.loc[big[2:5], "psnr_y"] = np.nan
+    v = verdict_table([_h("P1", "big", 1)], t, **FAST)
+    note = v[v.dataset == "pooled"].note.iloc[0]
+    assert "3 NaN pair(s) dropped" in note and "2 infinite pair(s) dropped" in note

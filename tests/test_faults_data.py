@@ -36,6 +36,22 @@ def _strict_json(text: str):
 
 # ---- load_image: CMYK, non-finite floats ------------------------------------------------
 
+def test_ycbcr_is_converted_and_lab_refused(tmp_path):
+    """Pillow's YCbCr and LAB TIFFs: imageio alone reads their three channels as R, G, B."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    ycc = Image.fromarray(rgb).convert("YCbCr")
+    ycc.save(tmp_path / "ycc.tif")
+    with Image.open(tmp_path / "ycc.tif") as im:
+        assert im.mode == "YCbCr"
+    got = load_image(tmp_path / "ycc.tif").permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(got - np.asarray(ycc.convert("RGB")).astype(int)).max() == 0
+    assert np.abs(got - rgb.astype(int)).mean() < 2  # YCbCr's own rounding, not a swap
+    Image.fromarray(rgb).convert("LAB").save(tmp_path / "lab.tif")
+    with pytest.raises(ValueError, match=r"lab.tif: LAB image; expected RGB, grayscale"):
+        load_image(tmp_path / "lab.tif")
+
+
 def test_cmyk_jpeg_is_converted_to_rgb(tmp_path):
     path = tmp_path / "cmyk.jpg"
     rgb = _rgb()

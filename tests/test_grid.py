@@ -56,7 +56,10 @@ def test_a_file_larger_than_any_grid_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["./bicubic", "a/../b", "..", "a//b", "a/", "/abs",
-                                  "a\nb", "tab\there", " a", "a\\b", "a/./b"])
+                                  "a\nb", "tab\there", " a", "a\\b", "a/./b",
+                                  # inside another variant's run folder, or a runner's file
+                                  "a/seed0/eval", "a/seed12", "a/.lock.owner", ".hidden",
+                                  "x" * 256, "a/" + "é" * 128])
 def test_variant_names_that_are_not_one_plain_folder_are_refused(tmp_path, name):
     path = _write(tmp_path, {"bicubic": {"baseline": "bicubic"}, name: {"loss": "pixel"}})
     with pytest.raises(ValueError, match="variant name") as e:
@@ -269,3 +272,14 @@ def test_runs_without_lpips_leave_it_empty_and_no_hypothesis_may_read_it(tmp_pat
     with pytest.raises(ValueError, match="hypothesis 'H': metric lpips, but 'a' is evaluated "
                                          r"without it \(eval_lpips: false\)"):
         load_grid(path)
+
+
+def test_a_fine_tune_whose_seeds_its_source_lacks_is_refused_at_load(tmp_path):
+    path = _write(tmp_path, {"a": {"loss": "pixel", "seeds": [0]},
+                             "t": {"loss": "down", "init_from": "a"}}, seeds=[0, 1])
+    with pytest.raises(ValueError, match=r"variant 't' fine-tunes 'a' with seeds \[1\], "
+                                         r"which 'a' does not train \(its seeds: \[0\]\)"):
+        load_grid(path)
+    ok = _write(tmp_path, {"a": {"loss": "pixel", "seeds": [0]},
+                           "t": {"loss": "down", "init_from": "a", "seeds": [0]}}, seeds=[0, 1])
+    assert load_grid(ok)["variants"]["t"]["seeds"] == [0]

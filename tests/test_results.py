@@ -32,7 +32,8 @@ def _folder(tmp_path: Path, n: int = 8) -> Path:
     pd.DataFrame(per).to_csv(tmp_path / rs.PER_IMAGE, index=False)
     runs.write_json(tmp_path / rs.PROVENANCE, {
         "commit": "abc", "results_sha256": runs.file_hash(tmp_path / rs.RESULTS),
-        "results_rows": len(table)})
+        "results_rows": len(table), "per_image_sha256": runs.file_hash(tmp_path / rs.PER_IMAGE),
+        "per_image_rows": len(per)})
     return tmp_path
 
 
@@ -51,6 +52,25 @@ def test_a_truncated_results_csv_is_refused_naming_it(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(folder / rs.RESULTS) in err and "cut short or rewritten" in err
     assert "8 written" in err
+
+
+def test_a_truncated_per_image_csv_is_refused_naming_it(tmp_path, capsys):
+    """Cut after whole rows, it still parses: only its recorded hash tells (a mean would
+    silently become a few images' mean)."""
+    folder = _folder(tmp_path)
+    lines = (folder / rs.PER_IMAGE).read_text().splitlines(keepends=True)
+    (folder / rs.PER_IMAGE).write_text("".join(lines[:5]))
+    assert report_main([str(folder), "--columns", "psnr_y@S"]) == 2
+    err = capsys.readouterr().err
+    assert str(folder / rs.PER_IMAGE) in err and "cut short or rewritten" in err
+    assert "4 rows here, 32 written" in err
+
+
+def test_provenance_records_both_tables(tmp_path):
+    folder = _folder(tmp_path)
+    prov = rs.provenance(folder, {}, folder / "g.yaml", rs.read_results(folder))
+    assert prov["per_image_sha256"] == runs.file_hash(folder / rs.PER_IMAGE)
+    assert prov["per_image_rows"] == 32 and prov["results_rows"] == 8
 
 
 def test_a_results_csv_without_its_status_column_is_refused(tmp_path, capsys):
@@ -72,6 +92,9 @@ def test_a_provenance_that_holds_a_list_is_refused(tmp_path, capsys):
 
 def test_a_damaged_per_image_csv_is_refused_naming_it(tmp_path, capsys):
     folder = _folder(tmp_path)
+    prov = rs.read_provenance(folder)  # a folder from before its hash was recorded
+    runs.write_json(folder / rs.PROVENANCE, {k: v for k, v in prov.items()
+                                             if not k.startswith("per_image")})
     (folder / rs.PER_IMAGE).write_bytes(b'variant,seed\n"a,0\n\xff\xfe')
     assert report_main([str(folder), "--columns", "psnr_y@S"]) == 2
     err = capsys.readouterr().err
@@ -115,3 +138,15 @@ def test_a_second_grid_into_the_same_folder_is_warned_about(tmp_path, capsys):
     runs.write_json(out / rs.PROVENANCE, {"grid": rs.project_path(plan.config)})
     assert ablate._other_grid(plan) == ""
     json.dumps(rs.read_provenance(out))
+
+
+def test_a_corrupt_metrics_json_is_an_unfinished_run(tmp_path):
+    """Not "skipped" by the runner and "failed" on the page: resumed and evaluated again."""
+    run = tmp_path / "run"
+    run.mkdir()
+    runs.write_json(run / runs.CONFIG, {"loss": "pinv", "upsampler": ""})
+    (run / runs.METRICS).write_text('{"psnr_y": 3')  # cut short
+    assert not runs.is_finished(run)
+    assert rs.run_status(run) == ("interrupted", "resumable: run the runner again")
+    runs.write_json(run / runs.METRICS, {"psnr_y": 30.0})
+    assert runs.is_finished(run) and rs.run_status(run)[0] == "done"

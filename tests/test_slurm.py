@@ -303,6 +303,17 @@ def test_without_submitit_or_sbatch_slurm_is_refused(tmp_path, capsys, monkeypat
     (None, ["--slurm", "cpus=0"], r"slurm .*: cpus: expected CPUs per job \(an integer >= 1\), "
                                   r"got 0"),
     (None, ["--slurm", "nodes=2"], r"key must be one of .*got 'nodes'"),
+    # a newline would end the #SBATCH line: sbatch ignores every #SBATCH after it
+    ({"account": "lab\n#SBATCH --qos=high"}, [], r"slurm: account: expected an account name "
+                                                 r"\(one line, no control character\)"),
+    ({"partition": "gpu\rx"}, [], r"slurm: partition: expected a partition name \(one line"),
+    (None, ["--slurm", "constraint=a\tb"], r"constraint: expected a node feature expression"),
+    # what the executor sets itself: a fine-tune's afterok, the requeue, the log files
+    ({"extra": ["--dependency=afterany:1"]}, [], r"none of those the executor sets itself "
+                                                 r"\(--dependency, --requeue"),
+    ({"extra": ["--output=/tmp/x.log"]}, [], r"extra: expected .*got \['--output=/tmp/x.log'\]"),
+    ({"time": "0:0"}, [], r"slurm: time: .* of at least a minute, got '0:0'"),
+    ({"time": "0:30"}, [], r"of at least a minute, got '0:30'"),
 ])
 def test_bad_slurm_settings_are_refused(tmp_path, capsys, section, args, says):
     err = refused(tmp_path, capsys, ["--executor", "slurm", *args], section)
@@ -334,6 +345,14 @@ def test_settings_and_time_limits(tmp_path):
     (tmp_path / "g.yaml").write_text("variants:\n  a: {loss: down}\nslurm:\n  time: 12:00:00\n")
     assert load_grid(tmp_path / "g.yaml")["slurm"]["time"] == "12:00:00"
     assert slurm._gpus("gpu:a100:4(S:0-1),gpu:2") == 6 and slurm._gpus("(null)") == 0
+
+
+def test_held_and_requeued_states_are_live():
+    for state in ("RESV_DEL_HOLD", "REQUEUE_HOLD", "REQUEUE_FED", "PENDING", "SPECIAL_EXIT",
+                  "SOME_NEW_HOLD", "REQUEUE_CRON"):
+        assert slurm.is_live(state), state
+    for state in ("COMPLETED", "FAILED", "CANCELLED by 0", "TIMEOUT", "ENDED", ""):
+        assert not slurm.is_live(state), state
 
 
 def test_without_accounting_states_come_from_squeue(monkeypatch):

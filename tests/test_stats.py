@@ -420,6 +420,15 @@ def test_per_image_table_reads_run_folders(tmp_path):
         ("Set14", "001", 27.0), ("Set5", "001", 30.0), ("Set5", "002", 31.0)]
     assert set(t.variant) == {"A"} and set(t.seed) == {0}
     assert list(per_image_table([]).columns) == ["variant", "seed", "dataset", "image"]
+    # a stray set the grid does not test is left out, not a crash
+    assert set(per_image_table(runs, sets=["Set5"]).dataset) == {"Set5"}
+    # a damaged cell names the file, the row and the column
+    bad = run("c0", {"Set5": [30.0, 31.0]})
+    f = bad / "eval" / "Set5" / "per_image.csv"
+    f.write_text(f.read_text().replace("31.0", "abc"))
+    with pytest.raises(ValueError, match=r"c0/eval/Set5/per_image.csv: row 3, column "
+                                         r"'psnr_y': 'abc' is not a number"):
+        per_image_table([("C", 0, bad)])
 
 
 def test_per_image_table_joins_the_samples_of_a_stochastic_run(tmp_path):
