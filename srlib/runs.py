@@ -292,11 +292,37 @@ def recorded_source(run: str | Path) -> dict | None:
     return read_json(p) if p.is_file() else None
 
 
-def is_stale(run: str | Path) -> str | None:
-    """Why a fine-tune's outputs no longer follow from its source (its source's generator
-    changed or is gone), or ``None`` when they do (or the run has no source). The source's
-    folder is recorded relative to the run's (``source.json``)."""
+# Config fields a run may change and still be the same run (where and how it runs)
+RESUMABLE_CHANGES = {"out", "ckpt_every", "log_every", "device", "compile", "progress"}
+
+
+def config_changed(run: str | Path) -> str | None:
+    """What differs between a finished run's ``config.json`` and the config its
+    ``metrics.json`` recorded when it finished (``'iters: 40 -> 1000'``): the folder's
+    config was edited since, so its weights and numbers are not that config's. ``None``
+    when they agree (``RESUMABLE_CHANGES`` aside) or either is unreadable."""
     run = Path(run)
+    try:
+        was, now = read_metrics(run).get("config"), read_config(run)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(was, dict):
+        return None
+    diff = [f"{k}: {was.get(k, '(absent)')!r} -> {now.get(k, '(absent)')!r}"
+            for k in sorted(set(was) | set(now))
+            if k not in RESUMABLE_CHANGES and was.get(k) != now.get(k)]
+    return "; ".join(diff) or None
+
+
+def is_stale(run: str | Path) -> str | None:
+    """Why a finished run's outputs no longer follow from its config or its source: its
+    ``config.json`` was edited after it finished (``config_changed``), or a fine-tune's
+    source generator changed or is gone; ``None`` when they do. The source's folder is
+    recorded relative to the run's (``source.json``)."""
+    run = Path(run)
+    edited = config_changed(run)
+    if edited:
+        return f"its {CONFIG} was edited after it finished ({edited})"
     src = recorded_source(run)
     if src is None:
         return None
@@ -402,19 +428,39 @@ def _owner_line() -> str:
             f"since {time.strftime('%Y-%m-%d %H:%M:%S')}")
 
 
-_OWNER_LINE = re.compile(r"host (\S+) pid (\d+)(?: job (\d+)\.(\d+))? since .*")
+_OWNER_LINE = re.compile(r"host (\S+) pid (\d+)(?: job (\d+)\.(\d+))? since (.*)")
+
+
+def _garbled(owner: str) -> bool:
+    """Whether an owner file holds no owner line (empty, or garbage)."""
+    return _OWNER_LINE.fullmatch(owner) is None
+
+
+def _started_after(pid: int, since: str) -> bool:
+    """Whether the process ``pid`` started after ``since`` (an owner line's local time):
+    a pid the system reused for another process since the owner wrote its line. False
+    where ``/proc`` cannot tell."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+        return started > time.mktime(time.strptime(since.strip(), "%Y-%m-%d %H:%M:%S")) + 2
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
 
 
 def _is_stale(owner: str) -> bool:
     """Whether an owner line names a process that is gone: on this host, a pid that no
-    longer runs; in a SLURM job, the same job's earlier incarnation (SLURM ends a job
+    longer runs, or runs a process started after the line was written (the pid reused);
+    in a SLURM job, the same job's earlier incarnation (SLURM ends a job
     before it requeues it, perhaps onto another node). Otherwise a line from another host
     is never called stale (its process cannot be checked from here); neither is an
     unreadable one, which a writer may be writing."""
     m = _OWNER_LINE.fullmatch(owner)
     if not m:
         return False
-    host, pid, job, restart = m.groups()
+    host, pid, job, restart, since = m.groups()
     if job and job == os.environ.get("SLURM_JOB_ID") \
             and restart != os.environ.get("SLURM_RESTART_COUNT", "0"):
         return True
@@ -425,8 +471,8 @@ def _is_stale(owner: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, another user's
-        return False
-    return False
+        pass
+    return _started_after(int(pid), since)
 
 
 def release_ended_job(folder: str | Path, job_id: str) -> bool:
@@ -443,9 +489,12 @@ def release_ended_job(folder: str | Path, job_id: str) -> bool:
     return False
 
 
-def _take_owner_file(path: Path, what: str, folder: Path) -> None:
+def _take_owner_file(path: Path, what: str, folder: Path, flock_held: bool = False) -> None:
     """Create ``path`` exclusively (``O_EXCL``, atomic on local file systems, NFS v3+ and
-    Lustre) with this process's owner line; a stale one (``_is_stale``) is replaced once."""
+    Lustre) with this process's owner line; a stale one (``_is_stale``) is replaced once.
+    With ``flock_held`` (this process holds the folder's flock), an owner file that is
+    empty or garbled is stale too (a line cut by a crash: a live writer would hold the
+    flock)."""
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -454,7 +503,7 @@ def _take_owner_file(path: Path, what: str, folder: Path) -> None:
                 holder = path.read_text().strip()
             except FileNotFoundError:
                 continue  # released between the two calls: try again
-            if _is_stale(holder):
+            if _is_stale(holder) or (flock_held and _garbled(holder)):
                 path.unlink(missing_ok=True)
                 continue
             raise RunLocked(
@@ -487,8 +536,10 @@ def locked(folder: str | Path, what: str = "folder") -> Iterator[Path]:
     # The flock lives as long as the file is open: closing it (the end of the block, or
     # the process dying) releases it.
     with open(folder / LOCK, "a+") as f:
+        flock_held = False
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            flock_held = True
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
@@ -500,7 +551,7 @@ def locked(folder: str | Path, what: str = "folder") -> Iterator[Path]:
             if err.errno not in _NO_FLOCK:
                 raise
         owner = folder / OWNER
-        _take_owner_file(owner, what, folder)
+        _take_owner_file(owner, what, folder, flock_held)
         try:
             f.seek(0)
             f.truncate()

@@ -63,7 +63,7 @@ DISCRIMINATORS = {
 }
 # Config fields that may change between a run and its resumption: they do not change
 # what is computed (or, for device, only its rounding).
-RESUMABLE_CHANGES = {"out", "ckpt_every", "log_every", "device", "compile", "progress"}
+RESUMABLE_CHANGES = runs.RESUMABLE_CHANGES
 # OSError numbers of a full disk (or a full quota): the run stops with a clear message.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 VAL_COLUMNS = ["iter", *metrics_where(validation=True)]  # validation.csv

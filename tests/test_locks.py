@@ -126,3 +126,23 @@ def test_other_flock_errors_are_not_swallowed(monkeypatch, tmp_path):
     monkeypatch.setattr(fcntl, "flock", broken)
     with pytest.raises(OSError, match="Input/output error"), runs.locked(tmp_path / "run"):
         pass
+
+
+@pytest.mark.parametrize("content", ["", "garbage\x00\x01", "host"])
+def test_an_empty_or_garbled_owner_file_is_stale_when_the_flock_is_free(tmp_path, content):
+    """A crash mid-write leaves an owner file with no owner line; the flock, released by
+    the kernel, says nobody holds the folder."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / runs.OWNER).write_text(content)
+    with runs.locked(tmp_path / "run"):
+        assert f"pid {os.getpid()} " in (tmp_path / "run" / runs.OWNER).read_text()
+
+
+def test_a_reused_pid_is_stale(no_flock, tmp_path):
+    """The pid of a holder killed long ago, now another live process's (here: this one,
+    which started after the line's time)."""
+    (tmp_path / "run").mkdir()
+    reused = f"host {socket.gethostname()} pid {os.getppid()} since 2000-01-01 00:00:00"
+    (tmp_path / "run" / runs.OWNER).write_text(reused)
+    with runs.locked(tmp_path / "run"):
+        assert f"pid {os.getpid()} " in (tmp_path / "run" / runs.OWNER).read_text()

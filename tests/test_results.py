@@ -150,3 +150,20 @@ def test_a_corrupt_metrics_json_is_an_unfinished_run(tmp_path):
     assert rs.run_status(run) == ("interrupted", "resumable: run the runner again")
     runs.write_json(run / runs.METRICS, {"psnr_y": 30.0})
     assert runs.is_finished(run) and rs.run_status(run)[0] == "done"
+
+
+def test_a_config_edited_after_the_run_finished_is_stale(tmp_path):
+    """The weights and numbers are the recorded config's: an edit of config.json is caught
+    (the runner then trains the run again; the page leaves it out meanwhile)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"loss": "pinv", "upsampler": "", "iters": 40, "out": str(run)}
+    runs.write_json(run / runs.CONFIG, config)
+    runs.write_json(run / runs.METRICS, {"psnr_y": 30.0, "config": config})
+    assert runs.is_stale(run) is None and rs.run_status(run) == ("done", "")
+    runs.write_json(run / runs.CONFIG, {**config, "out": "/moved"})  # where: same run
+    assert runs.is_stale(run) is None
+    runs.write_json(run / runs.CONFIG, {**config, "iters": 1000, "loss": "down"})
+    status, why = rs.run_status(run)
+    assert status == "stale" and "config.json was edited after it finished" in why
+    assert "iters: 40 -> 1000" in why and "loss: 'pinv' -> 'down'" in why
