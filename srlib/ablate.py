@@ -606,6 +606,7 @@ def make_plan(a: argparse.Namespace, argv: list[str] = ()) -> Plan:
     if a.jobs is not None and a.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
     names = gr.ordered(names, grid)  # with the sources of fine-tunes
+    _check_test_images(grid, names)
     settings = _check_executor(a, grid, names)
     gpus = []
     if a.executor == "local":
@@ -617,6 +618,22 @@ def make_plan(a: argparse.Namespace, argv: list[str] = ()) -> Plan:
                 seeds=seeds, forced=forced, out=out, jobs=jobs,
                 command=_resume_command(list(argv)), gpus=gpus, executor=a.executor,
                 slurm=settings, wait=a.wait)
+
+
+def _check_test_images(grid: dict, names: list[str]) -> None:
+    """Every test image each variant is evaluated on, large enough for its evaluation
+    (``srlib.data.check_test_images``), before anything trains."""
+    from srlib.data import check_test_images
+
+    seen = set()
+    for v in names:
+        spec = {**grid["defaults"], **grid["variants"][v]}
+        sets = spec.get("test_data", ["default"])
+        for d in [sets] if isinstance(sets, str) else sets:
+            key = (d, spec.get("scale", 4), spec.get("eval_lpips", True))
+            if key not in seen:
+                seen.add(key)
+                check_test_images(*key)
 
 
 def _check_run_gpus(grid: dict, names: list[str], gpus: list[str]) -> None:

@@ -222,6 +222,32 @@ def check_eval_size(img: torch.Tensor, path: str | Path, scale: int) -> None:
                          f"(each side needs at least {need} px)")
 
 
+LPIPS_MIN_SIDE = 32  # srlib.lpips refuses smaller images
+
+
+def check_test_images(data: str, scale: int, with_lpips: bool = True) -> None:
+    """Every test image of ``data`` large enough to evaluate at ``scale`` (and, with LPIPS,
+    at least ``LPIPS_MIN_SIDE`` px a side once mod-cropped), checked from the files'
+    headers before anything trains; ``ValueError`` names the first file too small."""
+    from PIL import Image
+
+    need = min_eval_side(scale)
+    for path in list_images(data, "test"):
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except Exception:  # not for Pillow: the full reader says what it is
+            h, w = load_image(path).shape[-2:]
+        side = min(h - h % scale, w - w % scale)
+        if min(h, w) < need:
+            raise ValueError(f"{path}: {h}x{w} px is too small to evaluate at x{scale} "
+                             f"(each side needs at least {need} px)")
+        if with_lpips and side < LPIPS_MIN_SIDE:
+            raise ValueError(f"{path}: {h}x{w} px is too small for LPIPS (each side needs at "
+                             f"least {LPIPS_MIN_SIDE} px once cropped to a multiple of "
+                             f"{scale}); set eval_lpips: false for this test set's variants")
+
+
 def eval_pair(
     hr_u8: torch.Tensor, op: BicubicDegradation
 ) -> tuple[torch.Tensor, torch.Tensor]:

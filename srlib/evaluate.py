@@ -162,7 +162,8 @@ def baseline_run(d: Path, config: dict) -> None:
     with runs.locked(d, "run folder"):
         runs.clear(d)
         per_set, kind, _ = evaluate_sets(BASELINES[name](BicubicDegradation(scale)),
-                                         test_data, scale, d, model=name)
+                                         test_data, scale, d, model=name,
+                                         with_lpips=config.get("eval_lpips", True))
         runs.write_json(d / runs.CONFIG, config)
         runs.write_metrics(d, per_set, lpips_kind=kind, config=config,
                            first_set=dataset_name(test_data[0]), iters=0, device="cpu")

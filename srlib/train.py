@@ -40,7 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from srlib import distributed, runs
-from srlib.data import PatchSampler, dataset_name, list_images, load_image
+from srlib.data import PatchSampler, check_test_images, dataset_name, list_images, load_image
 from srlib.evaluate import Validation, evaluate_samples, evaluate_sets
 from srlib.losses import LOSS_OPERATORS, Loss, loss_operator, parse_spec
 from srlib.metrics import metrics_where
@@ -340,8 +340,10 @@ def check_inputs(c: Config) -> None:
     runs.check_writable_folder(c.out)
     precision_of(c, _device(c))
     split_holdout(list_images(c.data, "train"), c.holdout)
-    for d in [*c.test_data, *([c.val_data] if c.val_data not in (None, HOLDOUT) else [])]:
-        list_images(d, "test")
+    for d in c.test_data:  # every test image large enough for its evaluation
+        check_test_images(d, c.scale, c.eval_lpips)
+    if c.val_data not in (None, HOLDOUT):
+        list_images(c.val_data, "test")
     if c.init_from:
         src = Path(c.init_from)
         if not (src / runs.CONFIG).is_file():

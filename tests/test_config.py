@@ -228,7 +228,31 @@ def test_small_images_are_named(tiny_sets, tmp_path):
     with pytest.raises(ValueError, match=r"tiny.png: 3x3 px is too small to evaluate at x4"):
         train(c)
     with pytest.raises(ValueError, match=r"no training image.*tiny.png"):
-        train(dataclasses.replace(c, data=str(small), out=str(tmp_path / "r2")))
+        train(dataclasses.replace(c, data=str(small), test_data=[tiny_sets[1]],
+                                  out=str(tmp_path / "r2")))
+
+
+def test_test_images_too_small_for_lpips_are_refused_before_training(tiny_sets, tmp_path,
+                                                                     capsys):
+    """20 px images evaluate at x4 but LPIPS needs 32: refused at load, by the trainer and
+    by the runner, unless eval_lpips is off (baselines included)."""
+    from srlib import ablate
+    from srlib.train import check_inputs
+
+    small = tmp_path / "small20"
+    small.mkdir()
+    Image.new("RGB", (20, 20)).save(small / "a.png")
+    c = Config(loss="pixel", upsampler="nearest", iters=1, out=str(tmp_path / "r"),
+               data=tiny_sets[0], test_data=[str(small)], device="cpu")
+    with pytest.raises(ValueError, match=r"a.png: 20x20 px is too small for LPIPS"):
+        check_inputs(c)
+    check_inputs(dataclasses.replace(c, eval_lpips=False))
+    grid = tmp_path / "g.yaml"
+    grid.write_text(f"defaults: {{iters: 1, data: {tiny_sets[0]}, test_data: [{small}]}}\n"
+                    "variants:\n  pinv: {baseline: pinv}\n  a: {loss: pixel}\n")
+    assert ablate.main([str(grid), "--out", str(tmp_path / "out")]) == 2
+    assert "a.png: 20x20 px is too small for LPIPS" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing trained
 
 
 def test_a_second_process_in_the_same_run_folder_is_refused(tiny_sets, tmp_path, capsys):
