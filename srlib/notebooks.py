@@ -208,31 +208,41 @@ def _remove_outputs(out: Path, stem: str, notebook: bool = False) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _placeholder(out: Path, state: str, text: str) -> None:
-    """``index.html`` as a page saying the report ``state`` (and ``text``, HTML)."""
+def _placeholder(out: Path, state: str, text: str) -> str:
+    """``index.html`` as a page saying the report ``state`` (and ``text``, HTML). Where it
+    cannot be written (a full disk), the old page is removed instead, never left as if
+    current: returns why ('' when written)."""
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Report not current"
             f"</title></head><body><h1>The report {html.escape(state)}</h1>"
             f"<p>{html.escape(when)}: the page that was here showed results of an earlier "
             f"invocation and was removed. {text}</p></body></html>\n")
-    runs.write_text(out / "index.html", page)
+    try:
+        runs.write_text(out / "index.html", page)  # atomic: whole, or not at all
+        return ""
+    except OSError as err:
+        (out / "index.html").unlink(missing_ok=True)
+        return f"{out / 'index.html'} could not be written ({err.strerror or err}) and was removed"
 
 
 def mark_rebuilding(out: Path) -> None:
     """``index.html`` says the report is being rebuilt (a runner killed on the way leaves
     this page, never an old page beside new results)."""
-    _placeholder(out, "is being rebuilt", "If this page stays, the rebuild was stopped on "
-                 "the way: run the same command again.")
+    why = _placeholder(out, "is being rebuilt", "If this page stays, the rebuild was stopped "
+                       "on the way: run the same command again.")
+    if why:
+        print(f"warning: {why}", file=sys.stderr)
 
 
 def _report_failed(out: Path, why: str) -> int:
     """Replace ``index.html`` with a page that says the report is not current, and why."""
-    _placeholder(out, "could not be built",
-                 f"{html.escape(why)}. The results table is <a href='results.csv'>"
-                 "results.csv</a>; the failed notebook is <a href='04_report.html'>"
-                 "04_report.html</a>. Fix the problem and run the same command again.")
-    print(f"error: the report could not be built: {why}; {out / 'index.html'} now says so "
-          f"(see {out / '04_report.html'})", file=sys.stderr)
+    unwritten = _placeholder(out, "could not be built",
+                             f"{html.escape(why)}. The results table is <a href='results.csv'>"
+                             "results.csv</a>; the failed notebook is <a href='04_report.html'>"
+                             "04_report.html</a>. Fix the problem and run the same command "
+                             "again.")
+    said = unwritten or f"{out / 'index.html'} now says so (see {out / '04_report.html'})"
+    print(f"error: the report could not be built: {why}; {said}", file=sys.stderr)
     return 1
 
 

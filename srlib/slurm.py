@@ -29,6 +29,7 @@ ended, and the run folder says how (finished, or not).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -70,19 +71,34 @@ def check_cluster(settings: dict, gpus_needed: int = 0) -> None:
             raise ValueError(f"--executor slurm: `{tool}` is not found on the PATH: run from "
                              "a machine that can submit SLURM jobs (a login node)")
     part = settings.get("partition")
-    cmd = ["sinfo", "-h", "-o", "%P|%G"] + (["-p", part] if part else [])
+    cmd = ["sinfo", "-h", "-o", "%P|%G|%l"] + (["-p", part] if part else [])
     rows = [r.split("|") for r in _call(cmd).splitlines() if "|" in r]
     if part and not rows:
         raise ValueError(f"slurm: partition: {part!r} is not a partition of this cluster "
                          f"(sinfo -p {part} lists nothing)")
     if not part:  # the default partition is the one sinfo marks with '*'
         rows = [r for r in rows if r[0].endswith("*")] or rows
+    where = f"partition {part}" if part else "the default partition"
     want = max(int(settings.get("gpus") or 0), gpus_needed)
-    have = max((_gpus(g) for _, g in rows), default=0)
+    have = max((_gpus(r[1]) for r in rows), default=0)
     if want > have:
-        where = f"partition {part}" if part else "the default partition"
         raise ValueError(f"slurm: gpus: a job asks for {want} GPU(s) but the nodes of {where} "
                          f"have at most {have} (sinfo's GRES)")
+    limit = max((_limit(r[2]) for r in rows if len(r) > 2), default=math.inf)
+    if minutes(settings.get("time", 60)) > limit:
+        raise ValueError(f"slurm: time: {settings.get('time')} is more than {where}'s limit of "
+                         f"{limit:.0f} minutes (sinfo's TIMELIMIT)")
+    if gpus_needed > 1 and shutil.which("srun") is None:
+        raise ValueError("--executor slurm: a variant's gpus: N > 1 starts its ranks with "
+                         "`srun`, which is not found on the PATH")
+
+
+def _limit(text: str) -> float:
+    """sinfo's TIMELIMIT in minutes (``infinite``, ``UNLIMITED`` or unreadable: no limit)."""
+    try:
+        return float(minutes(text.strip()))
+    except (AttributeError, ValueError):
+        return math.inf
 
 
 def _gpus(gres: str) -> int:

@@ -167,3 +167,23 @@ def test_a_config_edited_after_the_run_finished_is_stale(tmp_path):
     status, why = rs.run_status(run)
     assert status == "stale" and "config.json was edited after it finished" in why
     assert "iters: 40 -> 1000" in why and "loss: 'pinv' -> 'down'" in why
+
+
+def test_a_full_disk_while_the_page_is_written_leaves_no_page(tmp_path, monkeypatch, capsys):
+    """The failure page itself cannot be written: a message, exit 1, and no old page left
+    as if it were current (the write is atomic: whole, or not at all)."""
+    import errno
+
+    from srlib import notebooks
+
+    (tmp_path / "index.html").write_text("<html>an earlier report</html>")
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(notebooks.runs, "write_text", full)
+    assert notebooks._report_failed(tmp_path, "04_report.py failed: boom") == 1
+    err = capsys.readouterr().err
+    assert "the report could not be built: 04_report.py failed: boom" in err
+    assert "could not be written (No space left on device) and was removed" in err
+    assert "Traceback" not in err and not (tmp_path / "index.html").exists()

@@ -366,3 +366,30 @@ def test_without_accounting_states_come_from_squeue(monkeypatch):
     states, source = slurm.job_states(["11", "12", "13"])
     assert states == {"11": "RUNNING", "12": "PENDING", "13": "ENDED"}
     assert source.startswith("squeue")
+
+
+def _fake_slurm(tmp_path, monkeypatch, sinfo: str, srun: bool = True) -> None:
+    """sbatch, sinfo (printing ``sinfo``) and perhaps srun as scripts on the PATH."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir(parents=True)
+    tools = {"sbatch": "", "sinfo": f"printf '{sinfo}'", **({"srun": ""} if srun else {})}
+    for name, body in tools.items():
+        (bin_ / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_))  # printf is the shell's own
+
+
+def test_a_time_above_the_partitions_limit_and_a_missing_srun_are_refused(tmp_path,
+                                                                          monkeypatch):
+    _fake_slurm(tmp_path, monkeypatch, "debug*|gpu:4|2:00:00\\nlong|(null)|infinite\\n")
+    slurm.check_cluster({"time": 120})  # at the limit
+    with pytest.raises(ValueError, match=r"slurm: time: 3:00:00 is more than the default "
+                                         r"partition's limit of 120 minutes"):
+        slurm.check_cluster({"time": "3:00:00"})
+    slurm.check_cluster({"time": "7-00:00:00", "partition": "long"})  # no limit
+    slurm.check_cluster({"time": 60}, gpus_needed=2)
+    _fake_slurm(tmp_path / "x", monkeypatch, "debug*|gpu:4|infinite\\n", srun=False)
+    with pytest.raises(ValueError, match=r"gpus: N > 1 starts its ranks with `srun`, which "
+                                         r"is not found on the PATH"):
+        slurm.check_cluster({"time": 60}, gpus_needed=2)
+    slurm.check_cluster({"time": 60})  # one rank: no srun needed
