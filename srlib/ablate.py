@@ -622,14 +622,23 @@ def make_plan(a: argparse.Namespace, argv: list[str] = ()) -> Plan:
 
 def _check_test_images(grid: dict, names: list[str]) -> None:
     """Every test image each variant is evaluated on, large enough for its evaluation
-    (``srlib.data.check_test_images``), before anything trains."""
-    from srlib.data import check_test_images
+    (``srlib.data.check_test_images``), before anything trains; and one folder per test
+    set name (tables and hypotheses pair images by the set's name: two folders named
+    ``Set5`` would pair one's 'bird' with the other's)."""
+    from srlib.data import DEFAULT_NAMES, check_test_images, dataset_name, resolve_dataset
 
-    seen = set()
+    seen, folders = set(), {}
     for v in names:
         spec = {**grid["defaults"], **grid["variants"][v]}
         sets = spec.get("test_data", ["default"])
         for d in [sets] if isinstance(sets, str) else sets:
+            folder = d if d in DEFAULT_NAMES else resolve_dataset(d).resolve()
+            name = dataset_name(d)
+            first = folders.setdefault(name, (folder, v))
+            if first[0] != folder:
+                raise ValueError(f"two test sets named {name!r}: {first[0]} (variant "
+                                 f"{first[1]!r}) and {folder} (variant {v!r}); their images "
+                                 "would be paired by name: rename one folder")
             key = (d, spec.get("scale", 4), spec.get("eval_lpips", True))
             if key not in seen:
                 seen.add(key)

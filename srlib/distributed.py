@@ -58,6 +58,18 @@ class World:
         return self.size > 1
 
 
+def peer_failure(err: BaseException) -> str:
+    """What a collective's error says when another rank of a torchrun job died (killed, out
+    of memory): gloo's or nccl's "connection closed / reset by peer" and the like, as one
+    line; '' for any other error (a bug, which keeps its traceback)."""
+    if not isinstance(err, RuntimeError) or world().size < 2:
+        return ""
+    text = str(err)
+    signs = ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
+             "NCCL communicator was aborted", "ncclRemoteError", "Gloo", "gloo", "timed out")
+    return text.strip().splitlines()[0][:300] if any(s in text for s in signs) else ""
+
+
 def world() -> World:
     """The ranks as torchrun (or ``srun`` with the same variables) set them; one process
     without them. ``ValueError`` on values that do not make sense."""

@@ -1029,6 +1029,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FloatingPointError, runs.RunLocked, NoSpace) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        peer = distributed.peer_failure(err)
+        if not peer:
+            raise
+        print(f"error: rank {distributed.world().rank}: another rank of this torchrun job "
+              f"stopped ({peer}). The last checkpoint in {config.out} is intact: run the same "
+              "command again to resume from it.", file=sys.stderr)
+        return 1
     if not results:  # a torchrun rank other than 0: rank 0 prints the results
         return 0
     keys = ("psnr_y", "ssim_y", "lpips", "lr_psnr", "range_mse", "null_mse")

@@ -375,3 +375,20 @@ def test_null_correlation_is_one_for_an_untrained_network_against_itself(tiny_se
     a = torch.randn(3, 16, 16)
     assert null_correlation(a, -a) == pytest.approx(-1.0)
     assert abs(null_correlation(a, torch.randn(3, 16, 16))) < 0.2
+
+
+def test_two_folders_with_one_name_are_refused_at_load(tiny_sets, tmp_path, capsys):
+    """Tables and hypotheses pair images by the test set's name."""
+    import shutil
+
+    from srlib import ablate
+
+    other = tmp_path / "elsewhere" / Path(tiny_sets[1]).name
+    shutil.copytree(tiny_sets[1], other)
+    grid = tmp_path / "g.yaml"
+    grid.write_text(f"defaults: {{iters: 1, data: {tiny_sets[0]}, test_data: [{tiny_sets[1]}]}}"
+                    f"\nvariants:\n  a: {{loss: pixel}}\n  b: {{loss: down, test_data: [{other}]}}"
+                    "\n")
+    assert ablate.main([str(grid), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"two test sets named '{other.name}'" in err and "rename one folder" in err

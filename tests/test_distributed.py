@@ -151,3 +151,35 @@ def test_train_on_two_ranks_passes_a_stop_on_and_resumes(sets, tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert int(done.stdout.split()[-1]) == stopped
+
+
+def test_a_dead_peer_rank_is_said_with_the_resume_command(tmp_path, monkeypatch, capsys):
+    """A rank killed with -9: the others' collective fails in gloo. Rank 0 says so and how
+    to resume (its checkpoint is intact), not a traceback; any other error keeps it."""
+    from srlib import distributed, train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+
+    def dies(_config):
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection "
+                           "closed by peer [127.0.0.1]:29500")
+
+    monkeypatch.setattr(train, "train", dies)
+    argv = ["--loss", "pixel", "--out", str(tmp_path / "run")]
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "rank 0: another rank of this torchrun job stopped (" in err
+    assert "Connection closed by peer" in err and "run the same command again" in err
+    assert "Traceback" not in err
+
+    def bug(_config):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(train, "train", bug)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        train.main(argv)
+    assert distributed.peer_failure(RuntimeError("Connection closed by peer")) != ""
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.peer_failure(RuntimeError("Connection closed by peer")) == ""
