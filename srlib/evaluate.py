@@ -440,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--scale must be an integer >= 1, got {args.scale}")
     try:
         device = resolve_device(args.device)
+        if args.out:  # checked before evaluating: a bad name fails now, not after
+            runs.check_writable_folder(args.out)
     except ValueError as err:
         ap.error(str(err))
     try:

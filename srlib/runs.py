@@ -562,13 +562,27 @@ def locked(folder: str | Path, what: str = "folder") -> Iterator[Path]:
             owner.unlink(missing_ok=True)
 
 
+PATH_ROOM = 512  # bytes the runner's own paths add under --out (runs/<variant>/seed<k>/eval/...)
+
+
 def check_writable_folder(out: str | Path, what: str = "--out") -> Path:
     """``out`` as a folder that can be created and written, checked before anything is
     written: refuses an empty name, an existing file, a path under a file, and a folder
-    that cannot be written, each with a message naming it."""
+    that cannot be written, each with a message naming it; and a path the file system
+    would reject once the run's own files are under it: a part over 255 bytes, or a path
+    within ``PATH_ROOM`` bytes of the system's limit."""
     if str(out).strip() == "":
         raise ValueError(f"{what} is empty: name a folder for the run")
     p = Path(out)
+    long = [x for x in p.parts if len(x.encode()) > 255]
+    if long:
+        raise ValueError(f"{what} {str(p)[:80]}...: a part is {len(long[0].encode())} bytes; "
+                         "a file or folder name holds at most 255")
+    limit = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
+    if len(str(p.absolute()).encode()) + PATH_ROOM > limit:
+        raise ValueError(f"{what} {str(p)[:80]}...: {len(str(p.absolute()).encode())} bytes "
+                         f"long; the run's files under it need about {PATH_ROOM} more within "
+                         f"the system's {limit}")
     if p.exists() and not p.is_dir():
         raise ValueError(f"{what} {p} is an existing file, not a folder")
     parent = p

@@ -392,3 +392,23 @@ def test_two_folders_with_one_name_are_refused_at_load(tiny_sets, tmp_path, caps
     assert ablate.main([str(grid), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert f"two test sets named '{other.name}'" in err and "rename one folder" in err
+
+
+@pytest.mark.parametrize("out", ["x" * 256, "a/" + "b/" * 2100])
+def test_an_out_the_file_system_would_reject_is_refused_first(tmp_path, out, capsys):
+    """A part over 255 bytes, or a path too long once the run's files are under it:
+    refused before anything runs (train, the runner, evaluate), not an OSError later."""
+    from srlib import ablate, evaluate
+    from srlib.train import main as train_main
+
+    path = str(tmp_path / out)
+    assert train_main(["--loss", "pixel", "--out", path]) == 2
+    assert "--out" in capsys.readouterr().err
+    grid = tmp_path / "g.yaml"
+    grid.write_text("variants:\n  a: {loss: pixel}\n")
+    assert ablate.main([str(grid), "--out", path]) == 2
+    assert "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.main(["--model", "bicubic", "--data", "default", "--samples", "1",
+                       "--out", path])
+    assert "--out" in capsys.readouterr().err
