@@ -480,6 +480,7 @@ def load_grid(path: str | Path) -> dict:
     except ValueError as err:  # a cycle of init_from
         raise ValueError(f"{where('variants')}: {err}") from None
     _check_variant_seeds(grid, where)
+    _check_values(grid, where)
     grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
     grid["hypotheses"] = _check_hypotheses(grid, where)
     grid["answer"] = _check_answer(grid, where)
@@ -763,6 +764,23 @@ def _check_variant_seeds(grid: dict, where: Callable[..., str]) -> None:
                 raise ValueError(f"{where('variants', name)}: variant {name!r} fine-tunes "
                                  f"{src!r} with seeds {lack}, which {src!r} does not train "
                                  f"(its seeds: {have}); give {name!r} seeds: {have} or fewer")
+
+
+def _check_values(grid: dict, where: Callable[..., str]) -> None:
+    """Every value a trained variant gives (loss spec, upsampler, skip, consistency, loss
+    operator, discriminator, sizes, test set names ...), as ``srlib.train.Config`` checks
+    it, at load: a typo fails here, not after the other runs trained. Where a run trains
+    (the device) is the runner's to check."""
+    from srlib.train import Config
+
+    for v, spec in grid["variants"].items():
+        if baseline_of(spec):
+            continue
+        fields = run_config(grid, v, grid["seeds"][0], Path("runs"))
+        try:
+            Config(**{**fields, "device": "cpu", "init_from": None}).resolved()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where('variants', v)}: variant {v!r}: {err}") from None
 
 
 def check_variant_name(name: object) -> str:

@@ -287,6 +287,15 @@ def test_runs_that_do_not_exist_are_not_run_and_the_findings_survive_the_csv(tmp
      r"'toy_step' \(did you mean 'toy_steps'\?\)"),
     ("variants:\n  a: {loss: down}\n  a: {loss: pixel}\n",
      r"bad.yaml:3: key 'a' given twice \(first on line 2\)"),
+    # every value refused at load, not after the other runs trained
+    ("variants:\n  a: {loss: donw}\n", r"bad.yaml:2: variant 'a': loss spec 'donw': unknown "
+                                        r"term 'donw'"),
+    ("variants:\n  a: {loss: down, upsampler: pixelshufle}\n",
+     r"bad.yaml:2: variant 'a': upsampler must be one of .*\(did you mean 'pixelshuffle'\?\)"),
+    ("variants:\n  a: {loss: down, consistency: projct}\n", r"variant 'a': consistency must be"),
+    ("variants:\n  a: {loss: down, loss_operator: bilinar}\n", r"variant 'a': loss_operator"),
+    ("defaults: {discriminator: vgg19}\nvariants:\n  a: {loss: down+0.1*adv}\n",
+     r"bad.yaml:3: variant 'a': discriminator must be one of"),
     # the runner's own paths: a grid may not move what it writes out of --out
     ("variants:\n  a: {loss: down}\nnotebook_params:\n  03_artifacts: {out: /elsewhere/a.csv}\n",
      r"bad.yaml:4: notebook_params.03_artifacts.out: the runner sets it"),
