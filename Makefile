@@ -41,12 +41,16 @@ study: setup
 	@du -h reports/study/index.html
 	@test $$(stat -c %s reports/study/index.html) -le 6291456 || { echo "reports/study/index.html is over 6 MB: lower the figures' dpi"; exit 1; }
 
-# JupyterLab with jupytext: notebooks/*.py open as notebooks (double-click).
+# JupyterLab with jupytext: notebooks/*.py open as notebooks (double-click). As root (a
+# container, an SR box) Jupyter refuses to start without --allow-root: added then. More
+# options: make lab LAB_ARGS="--no-browser --port 8889"
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+LAB_ARGS ?=
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: setup
 	@mkdir -p $(LAB_SETTINGS)
 	@echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' > $(LAB_SETTINGS)/overrides.json
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $(ROOT_ARGS) $(LAB_ARGS)
 
 bench: setup
 	$(PY) benchmarks/resize_speed.py

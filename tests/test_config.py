@@ -412,3 +412,15 @@ def test_an_out_the_file_system_would_reject_is_refused_first(tmp_path, out, cap
         evaluate.main(["--model", "bicubic", "--data", "default", "--samples", "1",
                        "--out", path])
     assert "--out" in capsys.readouterr().err
+
+
+def test_make_lab_starts_as_root_and_passes_lab_args():
+    """Jupyter refuses root without --allow-root; containers and SR boxes run as root."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["make", "-n", "-W", "setup", "lab", "LAB_ARGS=--no-browser --port 8899"],
+                         cwd=root, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if "jupyter lab notebooks" in x)
+    assert line.endswith("--no-browser --port 8899")
+    assert ("--allow-root" in line) == (os.getuid() == 0)
