@@ -45,7 +45,7 @@ def test_every_interval_of_the_readme_is_in_the_verdict_table(verdicts):
     readme = (ROOT / "README.md").read_text()
     quoted = (INTERVAL.findall(_section(readme, "**The answer**,", "In short:"))
               + INTERVAL.findall(_section(readme, "What the study finds.",
-                                          "Regenerate the table with")))
+                                          "Regenerate the first table with")))
     assert len(quoted) >= 25  # the regular expression still finds them
     missing = [q for q in quoted if q not in cells]
     assert not missing, f"README intervals not in the study's verdict table: {missing}"
