@@ -63,7 +63,9 @@ def write_micro_grid(root: Path) -> Path:
             "bicubic": {"baseline": "bicubic"},
             "pixel/pixelshuffle": {"loss": "pixel", "upsampler": "pixelshuffle"},
             "down/pixelshuffle": {"loss": "down", "upsampler": "pixelshuffle"},
-            "broken": {"loss": "down", "upsampler": "no-such-upsampler"},
+            # fails when it runs (every value is valid, so the grid loads): no training
+            # image is as large as its patch
+            "broken": {"loss": "down", "upsampler": "nearest", "patch": 4096},
         },
         "notebook_params": {"01_manifold": {"toy_steps": 10}, "03_artifacts": {"crop": 32}},
     }

@@ -67,7 +67,7 @@ def test_failed_variant_is_reported(micro):
     _, out, _ = micro
     results = pd.read_csv(out / "results.csv", keep_default_na=False)
     broken = results[results.variant == "broken"].iloc[0]
-    assert broken.status == "failed" and "upsampler must be one of" in broken.error
+    assert broken.status == "failed" and "no training image is at least 4096x4096" in broken.error
     assert "broken" in (out / "index.html").read_text()
     # the table and error.txt: the last line; traceback.txt: the notebook's whole text
     run = runs.run_dir(out, "broken", 0)

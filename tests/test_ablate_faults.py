@@ -114,9 +114,10 @@ def test_finetune_of_a_failed_source_is_not_run_and_not_reported_done(
     root, out = finetune
     src, ft = runs.run_dir(out, "src", 0), runs.run_dir(out, "ft", 0)
     broken = write_grid(root / "broken.yaml", sets,
-                        {"src": {**SRC, "upsampler": "no-such-upsampler"}, "ft": FT})
+                        {"src": {**SRC, "patch": 4096}, "ft": FT})
     assert main([str(broken), "--out", str(out), "--only", "src", "--force"]) == 0
-    assert "src seed 0: FAILED (ValueError: upsampler must be one of" in capsys.readouterr().out
+    assert "src seed 0: FAILED (ValueError: no training image is at least 4096x4096" in \
+        capsys.readouterr().out
     assert not (src / runs.GENERATOR).exists()  # --force removed the old outputs first
     assert results(out).loc["ft"].status == "stale"
 
@@ -349,12 +350,12 @@ def test_a_failed_run_keeps_its_last_line_in_the_table_and_its_text_in_the_folde
     assert "\x1b" not in text and runs.last_line(text) == "ValueError: boom"
 
     grid = write_grid(tmp_path / "grid.yaml", sets,
-                      {"x": {**SRC, "upsampler": "no-such-upsampler"}})
+                      {"x": {**SRC, "patch": 4096}})
     out = tmp_path / "out"
     assert main([str(grid), "--out", str(out)]) == 0
     run = runs.run_dir(out, "x", 0)
     line = (run / runs.ERROR).read_text().strip()
-    assert line.startswith("ValueError: upsampler must be one of") and "\n" not in line
+    assert line.startswith("ValueError: no training image is at least") and "\n" not in line
     whole = (run / runs.TRACEBACK).read_text()
     assert whole.startswith("Traceback") and len(whole.splitlines()) > 3
     assert results(out).loc["x"].error == line

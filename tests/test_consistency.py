@@ -369,7 +369,8 @@ def test_the_box_twin_is_evaluated_beside_the_plain_one(tiny_sets, tmp_path):
         Config(twins=["+X"]).resolved()
     grid_file = tmp_path / "g.yaml"
     grid_file.write_text(yaml.safe_dump({"variants": {"v": {"loss": "pixel"}},
-                                         "defaults": {"twins": ["+P", "+B"]}}))
+                                         "defaults": {"twins": ["+P", "+B"],
+                                                      "test_data": [str(tiny_sets[1])]}}))
     grid = load_grid(grid_file)
     root = tmp_path / "out"
     out = runs.run_dir(root, "v", 0)

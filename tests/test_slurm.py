@@ -131,7 +131,7 @@ def test_micro_grid_on_slurm_gives_the_local_numbers(cluster, fast_poll, tmp_pat
     broken = runs.run_dir(tmp_path / "slurm", "broken", 0)
     assert on_slurm.loc["broken"].status.iloc[0] == "failed"
     assert on_slurm.loc["broken"].error.iloc[0] == local.loc["broken"].error.iloc[0]
-    assert "no-such-upsampler" in (broken / runs.TRACEBACK).read_text()
+    assert "no training image is at least 4096x4096" in (broken / runs.TRACEBACK).read_text()
     # a fine-tune of a failed source: SLURM cancelled its job; the row says why, as locally
     for table in (local, on_slurm):
         assert table.loc["ft-broken"].error.iloc[0] == "not run: its source broken seed 0 failed"
@@ -201,7 +201,7 @@ def test_a_run_that_keeps_failing_is_resubmitted_then_given_up(cluster, tmp_path
     monkeypatch.setattr(ablate, "MAX_FAILURES", 2)
     cfg = long_grid(tmp_path, [0], 4)
     grid = yaml.safe_load(cfg.read_text())
-    grid["variants"]["down/ps"]["upsampler"] = "no-such-upsampler"
+    grid["variants"]["down/ps"]["patch"] = 4096  # valid, fails when it runs
     cfg.write_text(yaml.safe_dump(grid))
     cmd = [str(cfg), "--out", str(tmp_path / "out"), "--executor", "slurm"]
     d = runs.run_dir(tmp_path / "out", "down/ps", 0)
@@ -210,7 +210,7 @@ def test_a_run_that_keeps_failing_is_resubmitted_then_given_up(cluster, tmp_path
     wait_for(lambda: states(first)[first] == "FAILED")
     assert ablate.main(cmd) == 0  # failed once: resubmitted
     second = slurm.recorded_job(d)
-    assert re.search(rf"job {first} FAILED \(ValueError: upsampler must be .*\); submitted "
+    assert re.search(rf"job {first} FAILED \(ValueError: no training image is .*\); submitted "
                      rf"as job {second}", capsys.readouterr().out)
     wait_for(lambda: states(second)[second] == "FAILED")
     assert ablate.main(cmd) == 0  # twice in a row: given up, and the report is built
@@ -218,7 +218,7 @@ def test_a_run_that_keeps_failing_is_resubmitted_then_given_up(cluster, tmp_path
     assert "not resubmitted: its last 2 jobs ended before it finished" in out
     assert slurm.recorded_job(d) == second and (tmp_path / "out" / "index.html").is_file()
     row = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False).iloc[0]
-    assert row.status == "failed" and "no-such-upsampler" in row.error
+    assert row.status == "failed" and "no training image is at least 4096" in row.error
 
 
 def test_requeue_and_preemption_resume_from_their_checkpoints(cluster, tmp_path, capsys):
