@@ -264,7 +264,8 @@ def test_runs_that_do_not_exist_are_not_run_and_the_findings_survive_the_csv(tmp
     (damaged / runs.METRICS).write_text("{trunc")
     row = collect(tmp_path, {"variants": {"bicubic": {"baseline": "bicubic"}}, "defaults": {}},
                   [0]).iloc[0]
-    assert row.status == "failed" and "not valid JSON" in row.error
+    # a damaged metrics.json is an unfinished run: the runner evaluates it again
+    assert row.status == "interrupted" and row.error == "resumable: run the runner again"
 
 
 # ---- 5. grid typos --------------------------------------------------------------------------
