@@ -215,7 +215,10 @@ def min_eval_side(scale: int) -> int:
 def check_eval_size(img: torch.Tensor, path: str | Path, scale: int) -> None:
     """``ValueError`` naming the file when ``img`` (``(3, H, W)``) is too small to
     evaluate at ``scale``."""
-    h, w = img.shape[-2:]
+    _check_eval_side(*img.shape[-2:], path, scale)
+
+
+def _check_eval_side(h: int, w: int, path: str | Path, scale: int) -> None:
     need = min_eval_side(scale)
     if min(h, w) < need:
         raise ValueError(f"{path}: {h}x{w} px is too small to evaluate at x{scale} "
@@ -231,17 +234,14 @@ def check_test_images(data: str, scale: int, with_lpips: bool = True) -> None:
     headers before anything trains; ``ValueError`` names the first file too small."""
     from PIL import Image
 
-    need = min_eval_side(scale)
     for path in list_images(data, "test"):
         try:
             with Image.open(path) as im:
                 w, h = im.size
         except Exception:  # not for Pillow: the full reader says what it is
             h, w = load_image(path).shape[-2:]
+        _check_eval_side(h, w, path, scale)
         side = min(h - h % scale, w - w % scale)
-        if min(h, w) < need:
-            raise ValueError(f"{path}: {h}x{w} px is too small to evaluate at x{scale} "
-                             f"(each side needs at least {need} px)")
         if with_lpips and side < LPIPS_MIN_SIDE:
             raise ValueError(f"{path}: {h}x{w} px is too small for LPIPS (each side needs at "
                              f"least {LPIPS_MIN_SIDE} px once cropped to a multiple of "

@@ -409,8 +409,12 @@ def difference_from_value(
     """Mean of ``metric(a) - value`` over variant ``a``'s rows (images x seeds; a
     seed-independent variant once per image), with its interval, resampled as in
     ``paired_difference``: a claim against a fixed value rather than another variant."""
+    return _boot(*_value_diff(per_image, a, value, metric, dataset, baselines), **boot)
+
+
+def _value_diff(per_image, a, value, metric, dataset, baselines):
     rows = _rows_of(per_image, a, [metric], dataset, baselines)
-    return _boot(rows[metric].to_numpy(float) - float(value), rows, **boot)
+    return rows[metric].to_numpy(float) - float(value), rows
 
 
 def difference_from_floor(
@@ -420,8 +424,12 @@ def difference_from_floor(
     """Mean of ``metric(a) - floor(a)`` per row: a score against its own calibrated null
     (the column ``floor`` of the same rows, e.g. the diversity of null-space noise as strong
     as the variant's samples, ``srlib.ntire.noise_floor``)."""
+    return _boot(*_floor_diff(per_image, a, metric, floor, dataset), **boot)
+
+
+def _floor_diff(per_image, a, metric, floor, dataset):
     rows = _rows_of(per_image, a, [metric, floor], dataset, ())
-    return _boot((rows[metric] - rows[floor]).to_numpy(float), rows, **boot)
+    return (rows[metric] - rows[floor]).to_numpy(float), rows
 
 
 @dataclass(frozen=True)
@@ -495,8 +503,12 @@ def paired_difference(
     test set (an image is then the pair (dataset, image)). The Interval's ``n_images`` and
     ``n_seeds`` count the distinct images and seeds that went in (0 seeds: both sides
     closed-form)."""
+    return _boot(*_paired_diff(per_image, a, b, metric, dataset, baselines), **boot)
+
+
+def _paired_diff(per_image, a, b, metric, dataset, baselines):
     p = _pairs(per_image, a, b, metric, dataset, baselines)
-    return _boot((p["a"] - p["b"]).to_numpy(), p, **boot)
+    return (p["a"] - p["b"]).to_numpy(), p
 
 
 # ---- derived metrics ---------------------------------------------------------------------
@@ -598,13 +610,10 @@ def _differences(h: Hypothesis, t: pd.DataFrame, ds: str | None,
     """The differences ``h`` tests (one per image x seed; NaN kept) and their rows
     (``dataset``, ``image``, ``seed``): ``a - b`` paired, ``a - value``, or ``a - floor``."""
     if h.floor:
-        rows = _rows_of(t, h.a, [h.metric, h.floor], ds, ())
-        return (rows[h.metric] - rows[h.floor]).to_numpy(float), rows
+        return _floor_diff(t, h.a, h.metric, h.floor, ds)
     if h.value is not None:
-        rows = _rows_of(t, h.a, [h.metric], ds, baselines)
-        return rows[h.metric].to_numpy(float) - float(h.value), rows
-    p = _pairs(t, h.a, h.b, h.metric, ds, baselines)
-    return (p["a"] - p["b"]).to_numpy(), p
+        return _value_diff(t, h.a, h.value, h.metric, ds, baselines)
+    return _paired_diff(t, h.a, h.b, h.metric, ds, baselines)
 
 
 def _one(h: Hypothesis, t: pd.DataFrame, ds: str | None, baselines: Collection[str],
