@@ -24,36 +24,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch import nn
 
 from srlib.data import load_dataset
-from srlib.models import PRESETS, build_generator
+from srlib.models import PRESETS, build_generator, conv_flops
 from srlib.train import Config, train
-
-
-def conv_flops(model: nn.Module, lr: torch.Tensor, hr_only: bool = False) -> int:
-    """Forward FLOPs (2 x multiply-adds) of every (transposed) convolution for input ``lr``;
-    ``hr_only``: of those whose output is at HR size only."""
-    total = 0
-    hr_side = lr.shape[-1] * model.scale
-
-    def hook(m: nn.Module, inp, out) -> None:
-        nonlocal total
-        if hr_only and out.shape[-1] != hr_side:
-            return
-        k = m.weight[0].numel()  # (Cin / groups) x kh x kw for Conv2d
-        if isinstance(m, nn.ConvTranspose2d):  # each input pixel scatters Cout x kh x kw
-            total += 2 * inp[0].numel() * m.weight[0].numel()
-        else:
-            total += 2 * out.numel() * k
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    with torch.no_grad():
-        model(lr)
-    for h in handles:
-        h.remove()
-    return total
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 10) -> float:

@@ -92,12 +92,13 @@ fig.savefig(Path(out).with_name("artifacts_crops.png"), dpi=72)  # the study's p
 # %% [markdown]
 # ## The key figure
 #
-# The page's one figure: the same crop through HR, the closed-form baselines, the
-# variants the grid names (`key_variants`: the pixel network, the proposal's network,
-# its nearest-upsampling control) and the best of two families chosen from the results:
-# the projected variant with the highest mean PSNR-Y and the adversarial one with the
-# lowest mean LPIPS. Under each, its PSNR-Y / LPIPS / LR-PSNR on this image, from the
-# results' own per-image table.
+# The page's one figure: the same crop of two test images through HR, the closed-form
+# baselines, the variants the grid names (`key_variants`: the pixel network, the
+# proposal's network, its nearest-upsampling control) and the best of two families
+# chosen from the results: the projected variant with the highest mean PSNR-Y and the
+# adversarial one with the lowest mean LPIPS. Above each crop, its numbers on that image
+# from the results' own per-image table; below it, its range part (what the downsampled
+# loss constrains) and its null-space part (what it cannot see).
 
 # %%
 from srlib import analysis as an
@@ -105,8 +106,11 @@ from srlib.grid import load_grid
 from srlib.results import read_per_image
 
 chosen = an.key_variants(a.done, load_grid(grid), list(key_variants))
-fig = an.plot_key_figure(a, chosen, read_per_image(Path(results).parent), box)
-fig.savefig(Path(out).with_name("key_figure.png"), dpi=80)
+second = next((n for n in a.images if n != a.image), None)
+boxes = {a.image: box, **({second: busiest_box(a.images[second], crop, a.scale)}
+                          if second else {})}
+fig = an.plot_key_figure(a, chosen, read_per_image(Path(results).parent), boxes)
+fig.savefig(Path(out).with_name("key_figure.png"), dpi=72)
 
 # %% [markdown]
 # ## Spectrum of `SR - bicubic`

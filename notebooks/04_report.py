@@ -11,14 +11,6 @@
 #     name: python3
 # ---
 
-# %% [markdown]
-# # Is the downsampled-space loss a loss for super-resolution?
-#
-# A blog post (*the proposal*) suggested training super-resolution (SR) networks by
-# comparing the output with the input after downsampling, `MSE(LR, D(G(LR)))`, instead of
-# with the high-resolution image, `MSE(HR, G(LR))`. Does that work as a loss, and do the
-# proposal's two fixes (another upsampler, an adversarial term) make it work?
-
 # %% tags=["parameters"]
 results = "../reports/results.csv"
 runs = "../reports/runs"
@@ -52,6 +44,10 @@ rs.write_verdicts(reports, verdicts)
 critic = rs.read_critic(reports)  # with the grid's critic criterion; else None
 datasets = list(summ.dataset.unique()) if len(summ) else []
 families = {v: family(g, v) for v in table.variant.unique()}
+
+# %%
+# the page's heading and introduction are the grid's own (`title:`, `introduction:`)
+display(Markdown("\n\n".join(filter(None, [f"# {rp.page_title(g)}", g["introduction"]]))))
 
 # %% [markdown]
 # ## The answer
@@ -111,6 +107,8 @@ else:
 
 # %%
 display(Markdown(rp.grid_summary(table, g)))
+# the scale: the generator's size and where the pixel network stands among published ones
+display(Markdown("\n".join(f"- {s}" for s in rp.scale_lines(g, table))))
 
 # %% [markdown]
 # ## What is measured
@@ -160,32 +158,16 @@ display(Markdown(rp.grid_summary(table, g)))
 #
 # ## The questions, and how each is tested
 #
-# The study asks five questions. The grid file turns them into hypotheses that this page
-# can test: each declared hypothesis names two variants `a` and `b` (a trained variant, a
-# baseline, or a projected twin `v+P`), one metric, and whether it expects `a` above or
-# below `b`. Two trained variants are compared at equal training length, unless the grid
-# marks the hypothesis otherwise, and then the finding says so.
-#
-# - **H1, ill-posedness.** `hr + n`, with `n` in the null space of `D`, has the same LR
-#   image as `hr` and a low PSNR against it, so a downsampled-space loss cannot tell them
-#   apart. Tested on one test image (a null-space image scaled to a chosen PSNR) and in a
-#   2-D toy where HR is two pixels on a circle and LR their mean. Refuted if `D(hr + n)`
-#   differed from `D(hr)` by more than float64 rounding.
-# - **H2, the proposal's failure.** `L_down` alone with pixel shuffle gives a high LR-PSNR
-#   but a large null-space error (a negative null-space gain), periodic noise, and a
-#   PSNR-Y far below the same network trained with `L_pixel`, and below `D^+ LR`.
-# - **H3, the upsampler.** The proposal's hypothesis: pixel shuffle makes the loss easy to
-#   exploit, and other upsamplers (nearest-neighbour with convolutions, transposed
-#   convolution, pre-upsampling) do better under `L_down`, compared at equal iterations.
-#   The share of periodic energy in their artifacts is measured beside it.
-# - **H4, the adversarial fix.** The proposal's other hypothesis: `L_down + w L_adv` pulls
-#   outputs onto the manifold of natural images, without the tug of war between a pixel
-#   loss and an adversarial loss; measured against `pixel + adv` and the ESRGAN-like mix, and a
-#   fine-tune against the model it started from.
-# - **H5, consistency by construction** (beyond the proposal): `SR = P(G(LR), LR)`, after
-#   training (the `+P` twins) and in it, a generator with a noise input, and a loss
-#   operator other than the data's `D`.
-#
+# Each question the grid asks becomes hypotheses that this page can test: each declared
+# hypothesis names two variants `a` and `b` (a trained variant, a baseline, or a projected
+# twin `v+P`), one metric, and whether it expects `a` above or below `b`. Two trained
+# variants are compared at equal training length, unless the grid marks the hypothesis
+# otherwise, and then the finding says so. The questions, as the grid words them:
+
+# %%
+display(Markdown(g["questions"] or "This grid words no questions beyond its hypotheses."))
+
+# %% [markdown]
 # ### The hypotheses this grid declares
 #
 # One row per hypothesis: its statement as the grid file words it, what is compared, then
@@ -210,14 +192,6 @@ display(Markdown(rp.grid_summary(table, g)))
 # bootstrap's standard error with Satterthwaite's degrees of freedom (a percentile over
 # three seeds cannot reach beyond their range); with one seed, images alone: a
 # percentile bootstrap from 10 images on, a studentized (bootstrap-t) one below.
-#
-# A grid declares only what it can test. The default grid of `make report` (`quick`: one
-# seed, three test images, minutes on a CPU) leaves out the sweep of the adversarial
-# weight (H4 with several weights, from scratch and from a pixel-trained start) and
-# operator mismatch (H5c), and runs its other H5 variants at demonstration length: they
-# do not fit its budget otherwise. The study grid (`configs/study.yaml`, `make study`)
-# has them, with three seeds where it can; its report is committed under
-# `reports/study/`.
 
 # %%
 display(HTML(rp.text_table(rp.hypothesis_table(g["hypotheses"], verdicts))))
@@ -382,13 +356,14 @@ if val:
 # variant: the SR crop; `D(SR) - LR`, what the downsampled loss sees (x10, grey = 0); the
 # null-space part of SR, what it cannot see (x5, grey = 0). Then the spectrum of
 # `SR - bicubic` per variant: a grid of peaks at multiples of the LR sampling frequency
-# is the signature of periodic tiling, the artifact H3 attributes to pixel shuffle. More
-# in [the artifacts notebook](03_artifacts.html).
+# is the signature of periodic tiling, the artifact H3 attributes to pixel shuffle.
 
 # %%
 for name in ("artifacts_crops.png", "artifacts_spectra.png"):
     if (reports / name).is_file():
         display(Image(filename=str(reports / name)))
+if rp.shipped(reports, [reports / "03_artifacts.html"]):
+    display(Markdown("More in [the artifacts notebook](03_artifacts.html)."))
 
 # %% [markdown]
 # ## Samples of a generator with a noise input
@@ -433,11 +408,10 @@ else:
 # %% [markdown]
 # ## Runs
 #
-# Each run's executed notebook: its loss curves, crops and metrics. The links point into
-# the result folder's `runs/`, which stays beside the page where it was built; a copy of
-# this page without that folder (the study report committed to git carries only the page,
-# `results.csv`, `per_image.csv` and `provenance.json`) has the list but not the notebooks:
-# rebuild them with the grid's command (`make study`).
+# Each run's executed notebook: its loss curves, crops and metrics, in the result folder's
+# `runs/`, linked where that folder is kept beside this page. The study report committed
+# to git carries only the page and its tables, so there each notebook is named, not
+# linked: rebuild them with the grid's command (`make study`).
 
 # %%
 display(HTML(rp.run_links(table, reports).to_html(index=False, escape=False)))

@@ -51,10 +51,7 @@ from srlib.notebooks import (
     train_run,
 )
 
-# what the runner writes into error.txt when it does not run a run (so that a later
-# invocation that finds the run valid again can drop it)
-NOT_RUN = "not run: "
-
+NOT_RUN = runs.NOT_RUN
 
 @dataclasses.dataclass
 class Outcome:
@@ -99,12 +96,12 @@ class Plan:
 
 # ---- one run --------------------------------------------------------------------------------
 
-def same_config(d: Path, config: dict) -> bool:
-    """Whether the run folder ``d`` holds a run of ``config`` (``Config`` fields), so it
-    may resume or, finished, be skipped."""
-    from srlib.train import Config, config_differences
+def config_differences(d: Path, config: dict) -> list[str]:
+    """What differs (``'field: old -> new'``) between the run in folder ``d`` and
+    ``config`` (``Config`` fields); empty where it may resume or, finished, be skipped."""
+    from srlib import train
 
-    return not config_differences(d, Config(**config).resolved())
+    return train.config_differences(d, train.Config(**config).resolved())
 
 
 # how a run is started when it must be: (run folder, work, the source's outcome) -> outcome;
@@ -144,8 +141,10 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
             runs.clear(d)  # before the rerun: a failed rerun leaves no old generator behind
         note = " (forced: old outputs removed)"
     elif (d / runs.CONFIG).is_file():
-        if not same_config(d, config):
-            msg = f"{d} holds a run of another config; rerun with --force to replace it"
+        diff = config_differences(d, config)
+        if diff:
+            msg = (f"{d} holds a run of another config ({'; '.join(diff)}); rerun with "
+                   "--force to replace it, or put the grid back")
             _record(d, NOT_RUN + msg)
             return Outcome("refused", f"NOT RUN ({msg})")
         stale = runs.is_stale(d) if src else None
@@ -532,7 +531,7 @@ def _write_results(plan: Plan, stages: dict[str, float]) -> pd.DataFrame:
     mark_rebuilding(plan.out)
     table = results.write(plan.out, plan.grid, plan.report_seeds)
     runs.write_json(plan.out / results.PROVENANCE,
-                    results.provenance(plan.out, stages, plan.config, table))
+                    results.provenance(plan.out, stages, plan.config, table, plan.grid))
     for _, r in table[table.status == "stale"].iterrows():
         print(f"note: {r.variant} seed {r.seed} is stale ({r.error}); it is left out of the "
               f"tables: run `--only {r.variant}` to rerun it", flush=True)
@@ -718,12 +717,17 @@ def run(plan: Plan) -> int:
         outcomes = run_grid(plan, stop, t_start)
         if stop.signum is not None:
             return _interrupted(plan, outcomes, stop)
-        return build_report(plan, {"runs": time.perf_counter() - t_start}, stop, t_start)
+        rc = build_report(plan, {"runs": time.perf_counter() - t_start}, stop, t_start)
+    refused = [(v, s, o) for (v, s), o in outcomes.items() if o.kind == "refused"]
+    for v, s, o in refused:  # the page is built, but the grid asked for runs it cannot have
+        print(f"error: {v} seed {s}: {o.text}", file=sys.stderr)
+    return 2 if refused and rc == 0 else rc
 
 
 def main(argv: list[str] | None = None) -> int:
     """0: report built (failed runs are in it); 1: a notebook stage or the page failed; 2:
-    bad input or the output folder is in use; 130: stopped by SIGTERM / SIGINT
+    bad input, the output folder is in use, or a run folder holds a run of another config
+    (``not run`` on the page, which is built); 130: stopped by SIGTERM / SIGINT
     (resumable)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     a = parse_args(argv)

@@ -9,6 +9,7 @@ otherwise. Run folders are ``srlib.runs.run_dir(root, variant, seed)``, and the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -763,15 +764,18 @@ def key_variants(results: pd.DataFrame, grid: dict, named: list[str]) -> list[tu
     return out
 
 
-def key_srs(a: ArtifactInputs, variants: list[str]) -> dict[str, torch.Tensor]:
-    """The saved 8-bit SR of ``a.image`` for each of ``variants`` at ``a.seed``: a trained
-    run's ``eval/``, a ``+P`` twin's ``projected/eval/``; closed-form baselines computed
-    (``D^+ LR`` for ``pinv``, MATLAB bicubic for ``bicubic``, by their ``baseline`` kind)."""
+def key_srs(a: ArtifactInputs, variants: list[str], image: str | None = None
+            ) -> dict[str, torch.Tensor]:
+    """The saved 8-bit SR of ``image`` (default ``a.image``) for each of ``variants`` at
+    ``a.seed``: a trained run's ``eval/``, a ``+P`` twin's ``projected/eval/``; closed-form
+    baselines computed (``D^+ LR`` for ``pinv``, MATLAB bicubic for ``bicubic``, by their
+    ``baseline`` kind)."""
     from srlib.grid import twin_source
     from srlib.runs import TWINS
 
+    image = image or a.image
     op = BicubicDegradation(a.scale)
-    _, lr = eval_pair(a.images[a.image], op)
+    _, lr = eval_pair(a.images[image], op)
     out = {}
     kinds = variant_kinds(a.done)
     for v in variants:
@@ -782,40 +786,59 @@ def key_srs(a: ArtifactInputs, variants: list[str]) -> dict[str, torch.Tensor]:
             out[v] = quantize(op.pinv(lr) if loss == "pinv" else op.up(lr))
         elif kind == "projected" and twin:
             out[v] = load_sr(run_folder(a.runs, twin[0], a.seed) / TWINS[twin[1]][1],
-                             a.dataset, a.image)
+                             a.dataset, image)
         else:
-            out[v] = load_sr(run_folder(a.runs, v, a.seed), a.dataset, a.image)
+            out[v] = load_sr(run_folder(a.runs, v, a.seed), a.dataset, image)
     return out
 
 
+def image_label(row: pd.Series | None) -> str:
+    """A method's numbers on one image: PSNR-Y, LPIPS where it was measured, LR-PSNR."""
+    if row is None:
+        return "not evaluated"
+    parts = [f"PSNR-Y {row.psnr_y:.2f} dB"]
+    if math.isfinite(float(row.get("lpips", float("nan")))):
+        parts.append(f"LPIPS {row.lpips:.3f}")
+    return " | ".join([*parts, f"LR {row.lr_psnr:.1f} dB"])
+
+
 def plot_key_figure(a: ArtifactInputs, chosen: list[tuple[str, str]], per_image: pd.DataFrame,
-                    box: tuple[int, int, int], per_row: int = 5) -> plt.Figure:
-    """The same HR crop (``box`` = top, left, size) of ``a.image`` through HR and each of
-    ``chosen`` (``key_variants``), each labelled with its PSNR-Y (dB) / LPIPS / LR-PSNR (dB)
-    on that image at ``a.seed`` (from ``per_image``, the results' own numbers)."""
-    srs = key_srs(a, [v for v, _ in chosen])
-    top, left, k = box
-    hr = eval_pair(a.images[a.image], BicubicDegradation(a.scale))[0]
-    rows = per_image[(per_image.dataset == a.dataset) & (per_image.image == a.image)]
-    panels = [("HR", "", hr)] + [(v, why, srs[v]) for v, why in chosen]
-    nrows = -(-len(panels) // per_row)
-    fig, axes = plt.subplots(nrows, per_row, figsize=(12.5, 2.9 * nrows), squeeze=False,
-                             layout="constrained")
+                    boxes: dict[str, tuple[int, int, int]]) -> plt.Figure:
+    """The same HR crop of each image of ``boxes`` (image -> top, left, size) through HR
+    and each of ``chosen`` (``key_variants``): one column per method, three rows per
+    image: the crop, labelled with that method's numbers on that image at ``a.seed`` (from
+    ``per_image``, the results' own; LPIPS only where measured); its range part
+    ``D^+ D x``, what the downsampled loss constrains; its null-space part
+    ``(I - D^+ D) x`` (x5, grey = 0), what it cannot see."""
+    op = BicubicDegradation(a.scale)
+    names = ["HR", *(v for v, _ in chosen)]
+    why = dict(chosen)
+    fig, axes = plt.subplots(3 * len(boxes), len(names), squeeze=False, layout="constrained",
+                             figsize=(2.1 * len(names), 2.25 * 3 * len(boxes)))
     for ax in axes.flat:
-        ax.axis("off")
-    for ax, (name, why, img) in zip(axes.flat, panels, strict=False):
-        ax.imshow(img[:, top:top + k, left:left + k].clamp(0, 1).permute(1, 2, 0).numpy(),
-                  interpolation="nearest")
-        r = rows[(rows.variant == name) & ((rows.seed == a.seed) | rows.seed.isna())]
-        if name == "HR":
-            label = f"HR ({a.dataset}/{a.image})"
-        elif len(r):
-            x = r.iloc[0]
-            label = (f"{name}\n{x.psnr_y:.2f} dB / {x.get('lpips', float('nan')):.3f} / "
-                     f"{x.lr_psnr:.1f} dB")
-        else:
-            label = name
-        ax.set_title(label + (f"\n{why}" if why else ""), fontsize=9)
-    fig.suptitle(f"The same crop through each method; above each: PSNR-Y / LPIPS / LR-PSNR on "
-                 f"this image (seed {a.seed})", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for i, (image, (top, left, k)) in enumerate(boxes.items()):
+        hr = eval_pair(a.images[image], op)[0]
+        imgs = {"HR": hr, **key_srs(a, names[1:], image)}
+        rows = per_image[(per_image.dataset == a.dataset) & (per_image.image == image)]
+        for j, name in enumerate(names):
+            x = imgs[name].double()[None]
+            rng = op.pinv(op.down(x))[0]
+            parts = (imgs[name].double(), rng, 0.5 + 5 * (x[0] - rng))
+            for r, part in enumerate(parts):
+                ax = axes[3 * i + r, j]
+                crop = part[:, top:top + k, left:left + k].clamp(0, 1).permute(1, 2, 0)
+                ax.imshow(crop.float().numpy(), interpolation="nearest")
+                if j == 0:
+                    ax.set_ylabel([f"{image}\nthe crop", "range part",
+                                   "null-space part x5"][r], fontsize=8)
+            got = rows[(rows.variant == name) & ((rows.seed == a.seed) | rows.seed.isna())]
+            label = ("HR" if name == "HR" else
+                     f"{name}\n{image_label(got.iloc[0] if len(got) else None)}")
+            if i == 0 and why.get(name):
+                label += f"\n{why[name]}"
+            axes[3 * i, j].set_title(label, fontsize=7)
+    fig.suptitle(f"{a.dataset}, seed {a.seed}: the same crop through each method, its range "
+                 "part and its null-space part", fontsize=10)
     return fig

@@ -3,11 +3,21 @@
     python -m srlib.evaluate --model bicubic --data Set5 --scale 4 [--json]
     python -m srlib.evaluate --model reports/runs/down/pixelshuffle/seed0 --data Set5
     python -m srlib.evaluate --model RUN_WITH_NOISE --data Set5 --samples 10 --out samples/
+    python -m srlib.evaluate --model RRDB_ESRGAN_x4.pth --data Set5 --save-sr sr/
+    python -m srlib.evaluate --model RUN --data Set5 --lr Set5_LRx4/ --twin +P
 
 Per image: HR mod-cropped to a multiple of s, ``LR = quantize(D(HR))``, ``SR = model(LR)``
 quantised to 8 bits, then PSNR-Y / SSIM-Y (crop s), LR-PSNR, the range / null-space split
 of the error (see ``srlib.metrics``) and, with ``--lpips KIND``, LPIPS. A trained run is
-given by its folder (``srlib.train`` writes it). Prints a per-image table and the mean;
+given by its folder (``srlib.train`` writes it), with its own scale (a ``--scale`` that
+differs is refused); a published x4 RRDBNet by its ``.pth`` file (ESRGAN's or BasicSR's key
+names, ``params_ema`` preferred; nf, nb, gc read from it: ``load_published``). ``--lr DIR``
+takes the LR images from ``DIR`` instead (one per HR image, of the same name, exactly the
+mod-cropped HR size / s, read as they are: no resampling); LR-PSNR then compares with them.
+``--twin +P`` / ``+B`` measures the model's post-hoc twin (``runs.TWINS``: its outputs
+projected onto the images consistent with their LR, ``+B`` within ``[0, 1]``), as the
+runner does for a trained variant. ``--save-sr DIR`` writes each SR image as measured
+(8-bit PNG) to ``DIR/<set>/<image>.png``. Prints a per-image table and the mean;
 with ``--json``, one strict JSON object of the means instead: PSNR of an exact
 reconstruction is infinite (bicubic of a flat image, say), and a mean that is not finite
 shows as ``null``, named on stderr (the table prints ``inf``).
@@ -22,10 +32,13 @@ with the fixed seeds of ``srlib.ntire.sample_seeds`` and measures them as the NT
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import re
 import sys
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +46,16 @@ import pandas as pd
 import torch
 
 from srlib import lpips, runs
-from srlib.data import check_eval_size, dataset_name, eval_pair, list_images, load_image
+from srlib.data import (
+    DEFAULT_NAMES,
+    check_eval_size,
+    dataset_name,
+    eval_pair,
+    list_images,
+    load_image,
+    resolve_dataset,
+    to_float,
+)
 from srlib.metrics import (
     image_metrics,
     lr_psnr,
@@ -90,29 +112,30 @@ def evaluate(
     device: str | torch.device = "cpu",
     lpips_model: lpips.LPIPS | None = None,
     save_dir: Path | None = None,
-    twins: dict[str, Path] | None = None,
+    twins: dict[str, Path | None] | None = None,
+    lr_dir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """One row per image: ``image`` and the metrics of ``srlib.metrics.image_metrics``,
     plus ``lpips`` when ``lpips_model`` is given; SR PNGs go to ``save_dir`` if given.
 
-    ``twins`` (suffix of ``runs.TWINS`` -> folder): the same model also evaluated after its
-    twin's consistency is applied to its raw output (post hoc, same weights; ``+P``:
-    ``P(SR, LR) = SR + D^+(LR - D SR)``; ``+B``: the projection within ``[0, 1]``, saved
-    with consistent rounding), its PNGs saved in the folder; returns ``(table, {suffix:
-    twin's table})``."""
+    ``twins`` (suffix of ``runs.TWINS`` -> folder, or None to save nothing): the same model
+    also evaluated after its twin's consistency is applied to its raw output (post hoc,
+    same weights; ``+P``: ``P(SR, LR) = SR + D^+(LR - D SR)``; ``+B``: the projection within
+    ``[0, 1]``, saved with consistent rounding), its PNGs saved in the folder; returns
+    ``(table, {suffix: twin's table})``. ``lr_dir``: the given LR images instead of
+    ``quantize(D(HR))`` (``eval_pairs``); the LR metrics and the twins' projections then
+    use them (``lr_psnr_ntire`` stays the challenge's, from HR)."""
     from srlib.models import CONSISTENCY
 
     op = BicubicDegradation(scale)
+    pairs = eval_pairs(data, op, split, device, lr_dir)  # names and LR sizes checked here
     rounding = rounding_of(upscale)
     twins = twins or {}
     for folder in (save_dir, *twins.values()):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
     rows, rows_t = [], {t: [] for t in twins}
-    for path in list_images(data, split=split):
-        name, img = path.stem, load_image(path)
-        check_eval_size(img, path, scale)
-        hr, lr = eval_pair(img.to(device), op)
+    for name, hr, lr in pairs:
         with torch.no_grad():
             sr = upscale(lr[None])[0].float()
         if sr.shape != hr.shape:
@@ -126,6 +149,93 @@ def evaluate(
             rows_t[t].append(_image_row(name, sr_t, hr, lr, op, lpips_model, folder,
                                         save_u8(sr_t, lr, op, rounding_of(consistency))))
     return pd.DataFrame(rows), {t: pd.DataFrame(r) for t, r in rows_t.items()}
+
+
+Pair = tuple[str, torch.Tensor, torch.Tensor]  # (image name, HR (3, H, W), LR (3, H/s, W/s))
+
+
+def eval_pairs(data: str, op: BicubicDegradation, split: str = "test",
+               device: str | torch.device = "cpu", lr_dir: str | Path | None = None
+               ) -> Iterator[Pair]:
+    """``(name, hr, lr)`` per image of ``data``, float32 in ``[0, 1]`` on ``device``, loaded
+    one at a time: HR mod-cropped, ``LR = quantize(D(HR))`` (``eval_pair``) or, with
+    ``lr_dir``, the image of the same name there as read (8 bits / 255, no resampling).
+    The names and the LR sizes are checked before this returns (``match_lr``)."""
+    paths = list_images(data, split=split)
+    given = match_lr(paths, lr_dir, op.scale) if lr_dir is not None else {}
+    return _pairs(paths, given, op, device)
+
+
+def _pairs(paths: list[Path], given: dict[str, Path], op: BicubicDegradation,
+           device: str | torch.device) -> Iterator[Pair]:
+    for path in paths:
+        img = load_image(path)
+        check_eval_size(img, path, op.scale)
+        hr, lr = eval_pair(img.to(device), op)  # one HR path for both; a given LR replaces lr
+        if path.stem in given:
+            lr_u8 = load_image(given[path.stem])
+            _check_lr_size(given[path.stem], lr_u8.shape[-2:], path, img.shape[-2:], op.scale)
+            lr = to_float(lr_u8).to(device)
+        yield path.stem, hr, lr
+
+
+def match_lr(hr_paths: list[Path], lr_dir: str | Path, scale: int) -> dict[str, Path]:
+    """``--lr``: the given LR image of each HR image, ``{name: LR file}``, matched by file
+    name without its suffix (``baby.png`` for ``baby.bmp``); each LR image's size, read
+    from its header, must be the HR size mod-cropped to a multiple of ``scale``, divided by
+    ``scale``. ``ValueError`` lists the names without a partner, or shared by two files of
+    one side, or names the LR file and both sizes."""
+    lr_dir = Path(lr_dir)
+    if not lr_dir.is_dir():
+        raise ValueError(f"--lr {lr_dir}: not a folder; expected a folder of LR images, one "
+                         "per HR image, named as it")
+    lr_paths = list_images(lr_dir.absolute())  # absolute: never a data set's name
+    for side, paths in (("HR", hr_paths), ("LR", lr_paths)):
+        twice = sorted(n for n, k in Counter(p.stem for p in paths).items() if k > 1)
+        if twice:
+            raise ValueError(f"--lr {lr_dir}: {side} images share a name ("
+                             f"{_names(twice)}: {paths[0].parent}); expected one per name")
+    hr_by, lr_by = {p.stem: p for p in hr_paths}, {p.stem: p for p in lr_paths}
+    alone = [(what, [n for n in mine if n not in other]) for what, mine, other in
+             (("no LR image for", hr_by, lr_by), ("no HR image for", lr_by, hr_by))]
+    if any(names for _, names in alone):
+        why = "; ".join(f"{what} {_names(names)}" for what, names in alone if names)
+        raise ValueError(f"--lr {lr_dir}: its images do not match the HR images of "
+                         f"{hr_paths[0].parent} by name: {why}; expected one LR image per "
+                         "HR image, of the same name (baby.png for baby.png)")
+    for name, hr in hr_by.items():
+        _check_lr_size(lr_by[name], _image_hw(lr_by[name]), hr, _image_hw(hr), scale)
+    return lr_by
+
+
+def _names(names: list[str], n: int = 10) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _image_hw(path: Path) -> tuple[int, int]:
+    """An image's ``(height, width)`` in px from its header (from the whole file where
+    Pillow cannot open it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:  # not for Pillow: the full reader reads it, or says why not
+        h, w = load_image(path).shape[-2:]
+        return h, w
+
+
+def _check_lr_size(lr_path: Path, lr_hw: tuple[int, int], hr_path: Path,
+                   hr_hw: tuple[int, int], scale: int) -> None:
+    """``ValueError`` naming the LR file and both sizes when the LR image is not exactly
+    the mod-cropped HR size / ``scale``."""
+    (h, w), (lh, lw) = hr_hw, lr_hw
+    want = (h // scale, w // scale)
+    if (lh, lw) != want:
+        raise ValueError(f"{lr_path}: LR image of {lh}x{lw} px, expected {want[0]}x{want[1]} "
+                         f"px: its HR image {hr_path} is {h}x{w} px, {want[0] * scale}x"
+                         f"{want[1] * scale} once mod-cropped to a multiple of {scale}, "
+                         f"divided by {scale}")
 
 
 def _image_row(name: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
@@ -319,6 +429,7 @@ def _sample_row(name: str, samples: torch.Tensor, hr: torch.Tensor, lr: torch.Te
 def evaluate_samples(
     g: torch.nn.Module, test_data: list[str], scale: int, out: Path, k: int = DEFAULT_K,
     device: str | torch.device = "cpu", lpips_kind: str | None = None, model: str = "",
+    lr_dir: str | Path | None = None,
 ) -> dict[str, dict]:
     """Draw ``k`` samples per test image from ``g`` (a generator with a noise input, in
     eval mode; ``draw_samples``), save them under ``out/eval/<set>/samples/<image>/<i>.png``
@@ -326,9 +437,14 @@ def evaluate_samples(
     (ours) mean and worst over the samples, the challenge's LR-PSNR mean and worst, PSNR-Y
     of the samples' mean image and the mean PSNR-Y, the diversity score (percent) and its
     LPIPS terms. Returns ``{set: means over the images}`` with ``n_samples`` and
-    ``lpips_kind``. ``ValueError`` when ``k < 1`` or ``g`` has no noise input."""
+    ``lpips_kind``. ``lr_dir``: the given LR images of a single test set (``eval_pairs``).
+    ``ValueError`` when ``k < 1``, ``g`` has no noise input, or ``lr_dir`` comes with
+    several test sets."""
     sample_seeds(k)  # validates k before any work
     _require_noise(g)
+    if lr_dir is not None and len(test_data) != 1:
+        raise ValueError(f"given LR images ({lr_dir}) are one test set's; got {len(test_data)} "
+                         "test sets")
     kind = lpips_kind or lpips.default_kind()
     metric = lpips.load(kind, device)
     op = BicubicDegradation(scale)
@@ -338,14 +454,11 @@ def evaluate_samples(
         name = dataset_name(data)
         where = runs.eval_dir(out, name)
         rows = []
-        for path in list_images(data, split="test"):
-            img = load_image(path)
-            check_eval_size(img, path, scale)
-            hr, lr = eval_pair(img.to(device), op)
+        for image, hr, lr in eval_pairs(data, op, "test", device, lr_dir):
             samples = draw_samples(g, lr, k)
             if rounding == "consistent":  # each sample as it is saved
                 samples = torch.stack([save_u8(x, lr, op, rounding) for x in samples])
-            rows.append(_sample_row(path.stem, samples, hr, lr, op, metric, where / runs.SAMPLES))
+            rows.append(_sample_row(image, samples, hr, lr, op, metric, where / runs.SAMPLES))
         table = pd.DataFrame(rows)
         runs.write_text(where / runs.SAMPLES_CSV, table.to_csv(index=False))
         per_set[name] = summary(table, data, scale, model) | {"n_samples": k,
@@ -353,12 +466,59 @@ def evaluate_samples(
     return per_set
 
 
-def load_upscaler(model: str, scale: int, device: str) -> tuple[Upscaler, int]:
-    """A baseline's name (``BASELINES``) or a run folder -> (LR -> SR function, its scale)."""
+def load_upscaler(model: str, scale: int | None, device: str | torch.device
+                  ) -> tuple[Upscaler, int, dict]:
+    """``--model`` -> (LR to SR function, its scale, what was read of it): a baseline's name
+    (``BASELINES``, at ``scale``, 4 when None; ``{}``), a run folder (``{}``) or a published
+    RRDBNet checkpoint file (``load_published``: ``{"layout", "nf", "nb", "gc"}``). A run
+    has its own scale and a checkpoint is x4: a ``scale`` given (not None) that differs is a
+    ``ValueError`` naming both."""
     if model in BASELINES:
-        return BASELINES[model](BicubicDegradation(scale)), scale
-    g = runs.load_generator(Path(model), device)
-    return g, g.scale
+        scale = 4 if scale is None else scale
+        return BASELINES[model](BicubicDegradation(scale)), scale, {}
+    path = Path(model)
+    if path.is_dir():
+        g = runs.load_generator(path, device)
+        if scale is not None and scale != g.scale:
+            raise ValueError(f"--scale {scale} disagrees with the run {path}, trained at "
+                             f"x{g.scale} (scale in its {runs.CONFIG}); drop --scale or pass "
+                             f"--scale {g.scale}")
+        return g, g.scale, {}
+    if scale is not None and scale != 4:  # refused before the file is read
+        raise ValueError(f"--scale {scale} disagrees with the checkpoint {path}: published "
+                         "RRDBNet checkpoints (ESRGAN's, BasicSR's) are loaded at x4 only; "
+                         "drop --scale or pass --scale 4")
+    g, about = load_published(path, device)
+    return g, 4, about
+
+
+def load_published(path: str | Path, device: str | torch.device = "cpu"
+                   ) -> tuple[torch.nn.Module, dict]:
+    """A published x4 RRDBNet checkpoint file (ESRGAN's or BasicSR's ``.pth``,
+    ``srlib.models.rrdbnet_from_published``) as a generator in eval mode on ``device``, and
+    what was read of it, ``{"layout", "nf", "nb", "gc"}``. Loaded as data only
+    (``weights_only``): a pickled object, which loading would run, is refused, not run.
+    ``FileNotFoundError`` or ``ValueError`` names the file and what was expected."""
+    from srlib.models import rrdbnet_from_published
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; expected a published RRDBNet "
+                                "checkpoint (.pth)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a foreign or damaged file
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        why = (f"it holds the Python object {found[1]}, which loading would run" if found
+               else f"{type(err).__name__}: {(str(err).strip() or 'no details').splitlines()[0]}")
+        raise ValueError(f"{path} is not a PyTorch state dict that loads as data ({why}); "
+                         "expected a published RRDBNet checkpoint, a dict of tensors as "
+                         "torch.save(model.state_dict(), path) writes it") from None
+    try:
+        g, about = rrdbnet_from_published(state)
+    except ValueError as err:
+        raise ValueError(f"{path} {err}") from None
+    return g.to(device), about
 
 
 def finite_or_null(x, name: str = "") -> tuple[object, list[str]]:
@@ -405,19 +565,38 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def main(argv: list[str] | None = None) -> int:
+MODELS = (f"one of {', '.join(BASELINES)} or the folder of a trained run, or a published x4 "
+          "RRDBNet checkpoint (a .pth file of ESRGAN's or BasicSR's)")
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m srlib.evaluate", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--model", required=True,
-                    help=f"a baseline ({', '.join(BASELINES)}) or the folder of a trained run")
+                    help=f"{MODELS}; of a checkpoint, nf, nb and gc are read from its shapes "
+                         "and BasicSR's params_ema is preferred to its params")
     ap.add_argument(
         "--data", default="default",
         help="'default', a name under data/ or $SRLIB_DATA, or a folder of HR images",
     )
-    ap.add_argument("--scale", type=int, default=4, help="for bicubic; a run has its own")
+    ap.add_argument("--scale", type=int, default=None,
+                    help="SR factor of a baseline (default: 4); a run has its own and a "
+                         "checkpoint is x4: a --scale that differs is refused")
     ap.add_argument("--split", default="test", help="split of the default data set")
+    ap.add_argument("--lr", default=None, metavar="DIR",
+                    help="take the LR images from DIR instead of LR = quantize(D(HR)): one "
+                         "per HR image, of the same name (any image suffix), exactly the "
+                         "mod-cropped HR size / scale, read as they are (no resampling); "
+                         "LR-PSNR then compares with them")
+    ap.add_argument("--twin", default=None, choices=list(runs.TWINS),
+                    help="measure the post-hoc twin instead (as the runner does for a trained "
+                         "variant): +P, the outputs projected onto the images consistent with "
+                         "their LR, P(SR, LR) = SR + D^+(LR - D SR); +B, the projection within "
+                         "[0, 1], saved with consistent rounding")
+    ap.add_argument("--save-sr", default=None, metavar="DIR",
+                    help="write each SR image as measured (8-bit PNG) to DIR/<set>/<image>.png")
     ap.add_argument("--lpips", default=None, metavar="KIND",
                     help=f"add LPIPS of this kind ({', '.join(lpips.KINDS)}, or 'default')")
     ap.add_argument("--device", default="cpu", help=f"one of {DEVICES} (default: cpu)")
@@ -429,37 +608,77 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true",
                     help="print one JSON object of the means (strict JSON: a mean that is not "
                          "finite, e.g. the PSNR of an exact reconstruction, is null)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _check_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The checks that need no image or model, before any work (``ap.error``: exit code 2,
+    on the first that fails); returns the device."""
     if args.samples < 0 or (args.samples and not args.out):
         ap.error(f"--samples {args.samples}: expected K >= 1 samples per image, with --out "
                  "naming where to save them (0, the default: none)")
-    if args.model not in BASELINES and not Path(args.model).is_dir():
-        ap.error(f"--model {args.model!r}: expected one of {', '.join(BASELINES)} or the "
-                 "folder of a trained run")
-    if args.scale < 1:
+    if args.twin and args.samples:
+        ap.error(f"--twin {args.twin} with --samples: the samples are measured as the "
+                 "generator draws them, without a twin; run them without --twin")
+    if args.model not in BASELINES and not Path(args.model).exists():
+        ap.error(f"--model {args.model!r}: no such file or folder; expected {MODELS}")
+    if args.scale is not None and args.scale < 1:
         ap.error(f"--scale must be an integer >= 1, got {args.scale}")
+    if args.lr is not None and not Path(args.lr).is_dir():
+        ap.error(f"--lr {args.lr!r}: not a folder; expected a folder of LR images, one per "
+                 "HR image, named as it")
     try:
         device = resolve_device(args.device)
-        if args.out:  # checked before evaluating: a bad name fails now, not after
-            runs.check_writable_folder(args.out)
+        for folder, flag in ((args.out, "--out"), (args.save_sr, "--save-sr")):
+            if folder is not None:  # checked before evaluating: a bad name fails now, not after
+                runs.check_writable_folder(folder, flag)
+        if args.save_sr is not None:
+            _check_not_inputs(Path(args.save_sr) / dataset_name(args.data), args)
     except ValueError as err:
         ap.error(str(err))
+    return device
+
+
+def _check_not_inputs(target: Path, args: argparse.Namespace) -> None:
+    """``ValueError`` when ``--save-sr``'s folder for the set is the folder of the HR or LR
+    images: the SR PNGs, named as they are, would overwrite them."""
+    inputs = [Path(args.lr)] if args.lr is not None else []
+    if args.data not in DEFAULT_NAMES:
+        with contextlib.suppress(FileNotFoundError):  # the evaluation says so, as without
+            inputs.append(resolve_dataset(args.data))
+    for folder in inputs:
+        if target.resolve() == folder.resolve():
+            raise ValueError(f"--save-sr {args.save_sr}: the SR images would go to {target}, "
+                             "the folder of the input images, and overwrite them; name "
+                             "another folder")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    device = _check_args(ap, args)
+    save = Path(args.save_sr) / dataset_name(args.data) if args.save_sr is not None else None
     try:
-        upscale, scale = load_upscaler(args.model, args.scale, device)
+        upscale, scale, about = load_upscaler(args.model, args.scale, device)
         kind = lpips.default_kind() if args.lpips == "default" else args.lpips
         metric = lpips.load(kind, device) if kind else None
-        table, _ = evaluate(upscale, args.data, scale, split=args.split, device=device,
-                            lpips_model=metric)
+        # a twin's images are what is measured (and saved); the model's own, without one
+        table, tables = evaluate(upscale, args.data, scale, split=args.split, device=device,
+                                 lpips_model=metric, save_dir=None if args.twin else save,
+                                 twins={args.twin: save} if args.twin else None,
+                                 lr_dir=args.lr)
+        table = tables[args.twin] if args.twin else table
         samples = evaluate_samples(upscale, [args.data], scale, Path(args.out), args.samples,
-                                   device, kind, args.model) if args.samples else {}
+                                   device, kind, args.model, args.lr) if args.samples else {}
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = summary(table, args.data, scale, args.model)
-    if kind:
-        result["lpips_kind"] = kind
-    if samples:
-        result["samples"] = next(iter(samples.values()))
+    model = f"{args.model} {args.twin}" if args.twin else args.model
+    result = summary(table, args.data, scale, model)
+    extras = {"lpips_kind": kind, "lr_dir": args.lr, "checkpoint": about,
+              "sr_dir": str(save) if save else None,
+              "samples": next(iter(samples.values()), None)}
+    result |= {k: v for k, v in extras.items() if v}  # those that apply
     if args.json:
         strict, nulls = finite_or_null(result)
         if nulls:
@@ -467,17 +686,28 @@ def main(argv: list[str] | None = None) -> int:
                   f"mean that is not finite: {', '.join(nulls)}", file=sys.stderr)
         print(json.dumps(strict, indent=1, allow_nan=False))
     else:
-        print(f"{args.model} x{scale} on {result['dataset']} ({len(table)} images)"
-              + (f"; lpips = {kind}" if kind else ""))
-        means = pd.DataFrame([{"image": "mean", **table.mean(numeric_only=True).to_dict()}])
-        fmt = {k: "{:.3e}".format for k in ("range_mse", "null_mse")}
-        full = pd.concat([table, means])
-        print(full.to_string(index=False, float_format="%.4f", formatters=fmt))
+        _print_table(table, result)
         for name, means in samples.items():
             print(f"{args.samples} samples per image on {name} (saved under {args.out}): "
                   + ", ".join(f"{k} = {v:.4g}" for k, v in means.items()
                               if isinstance(v, float)))
     return 0
+
+
+def _print_table(table: pd.DataFrame, result: dict) -> None:
+    """The per-image table and its mean, after a line saying what was measured."""
+    about = result.get("checkpoint")
+    print(f"{result['model']} x{result['scale']} on {result['dataset']} ({len(table)} images)"
+          + (f"; lpips = {result['lpips_kind']}" if "lpips_kind" in result else "")
+          + (f"; {about['layout']} checkpoint, nf={about['nf']} nb={about['nb']} "
+             f"gc={about['gc']}" if about else "")
+          + (f"; LR from {result['lr_dir']}" if "lr_dir" in result else ""))
+    means = pd.DataFrame([{"image": "mean", **table.mean(numeric_only=True).to_dict()}])
+    fmt = {k: "{:.3e}".format for k in ("range_mse", "null_mse")}
+    full = pd.concat([table, means])
+    print(full.to_string(index=False, float_format="%.4f", formatters=fmt))
+    if "sr_dir" in result:
+        print(f"SR images saved in {result['sr_dir']}/")
 
 
 if __name__ == "__main__":

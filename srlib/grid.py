@@ -43,8 +43,11 @@ from srlib import runs, tables
 from srlib.metrics import METRICS
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-TOP_LEVEL = ("name", "defaults", "seeds", "variants", "notebook_params", "hypotheses",
-             "answer", "critic", "slurm")
+TOP_LEVEL = ("name", "title", "introduction", "questions", "declared", "defaults", "seeds",
+             "variants", "notebook_params", "hypotheses", "answer", "critic", "slurm")
+# The page's own words, from the grid: its heading, the paragraphs under it, and the
+# questions the grid asks (Markdown); a grid without them gets a page about the grid alone.
+PROSE = ("title", "introduction", "questions")
 NOTEBOOK_STAGES = ("01_manifold", "03_artifacts", "04_report")
 # Config fields the runner sets for each run: a grid value would be silently overridden.
 RUNNER_SET = {"out": "the runner puts each run in <out>/runs/<variant>/seed<k>",
@@ -483,6 +486,13 @@ def load_grid(path: str | Path) -> dict:
     _check_values(grid, where)
     grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
     grid["hypotheses"] = _check_hypotheses(grid, where)
+    grid.update({key: text_of(grid, key, where) for key in PROSE})
+    # where the grid was committed before its runs: COMMIT:PATH (srlib.results.declaration)
+    declared = grid.setdefault("declared", None)
+    if declared is not None and not re.fullmatch(r"[0-9a-f]{7,40}:[^:\s]+", str(declared)):
+        raise ValueError(f"{where('declared')}: 'declared' must be COMMIT:PATH (the commit "
+                         f"that holds the grid as it was declared, e.g. 41c853c:configs/"
+                         f"study.yaml), got {declared!r}")
     grid["answer"] = _check_answer(grid, where)
     grid["critic"] = check_critic(grid.get("critic"), where("critic"))
     # the job settings of --executor slurm, checked here as given (defaults: at submission)
@@ -648,18 +658,29 @@ def answer_fields(text: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _check_answer(grid: dict, where: Callable[..., str]) -> str | None:
-    """The grid's ``answer`` (a string, or a list of strings, one paragraph each) as one
-    text; each field names a hypothesis of the grid and one of ``ANSWER_FIELDS``, or a
-    ``VARIANT@SET`` of the grid and a metric."""
-    raw = grid.get("answer")
+def text_of(grid: dict, key: str, where: Callable[..., str]) -> str | None:
+    """The grid's ``key`` as one Markdown text: a string, or a list of strings (one
+    paragraph each); None where the grid has no such key."""
+    raw = grid.get(key)
     if raw is None:
         return None
     if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
         raw = "\n\n".join(raw)
     if not isinstance(raw, str) or not raw.strip():
-        raise ValueError(f"{where('answer')}: 'answer' must be plain text (or a list of "
+        raise ValueError(f"{where(key)}: '{key}' must be plain text (or a list of "
                          f"paragraphs), got {_kind(raw)}")
+    if key == "title" and "\n" in raw.strip():
+        raise ValueError(f"{where(key)}: 'title' must be one line")
+    return raw.strip()
+
+
+def _check_answer(grid: dict, where: Callable[..., str]) -> str | None:
+    """The grid's ``answer`` (a string, or a list of strings, one paragraph each) as one
+    text; each field names a hypothesis of the grid and one of ``ANSWER_FIELDS``, or a
+    ``VARIANT@SET`` of the grid and a metric."""
+    raw = text_of(grid, "answer", where)
+    if raw is None:
+        return None
     ids = [h.id for h in grid["hypotheses"]]
     names = [*grid["variants"], *(projected_name(v, s) for v in grid["variants"]
                                   for s in twins_of(grid, v))]

@@ -57,6 +57,9 @@
   accepts, whether a fine-tune may change it): what ``build_generator`` takes,
   ``srlib.train.Config`` declares and checks, and ``srlib.runs.load_generator`` rebuilds
   a run's generator from.
+- ``rrdbnet_from_published``: a published x4 RRDBNet state dict (ESRGAN's or BasicSR's key
+  names, ``PUBLISHED_LAYOUTS``) as an ``RRDBNet`` with ESRGAN's own upsampler (``nearest``)
+  and no skip, nf, nb and gc read from its shapes.
 - ``VGGDiscriminator``: ESRGAN's VGG-style discriminator, its depth adapted to the patch.
 - ``UNetDiscriminator``: Real-ESRGAN's U-Net discriminator with spectral normalisation,
   a per-pixel realness map.
@@ -539,6 +542,154 @@ class RRDBNet(nn.Module):
             return out if consistent is None else consistent(self.op, out, lr)
 
 
+# ---- published RRDBNet checkpoints ------------------------------------------------------
+
+# The key layouts of published x4 RRDBNet state dicts: ``rdb``, conv k (1-5) of dense block
+# j (1-3) of trunk block i; ``trunk``, the trunk's prefix; then the conv after the trunk,
+# the two upsampling convs (each after nearest x2) and the HR conv. ``conv_first`` and
+# ``conv_last`` are named alike in both layouts and here.
+PUBLISHED_LAYOUTS: dict[str, dict[str, str]] = {
+    # xinntao/ESRGAN's RRDBNet_arch.py (RRDB_ESRGAN_x4.pth, RRDB_PSNR_x4.pth)
+    "ESRGAN": {"rdb": "RRDB_trunk.{i}.RDB{j}.conv{k}", "trunk": "RRDB_trunk",
+               "conv_body": "trunk_conv", "up1": "upconv1", "up2": "upconv2",
+               "conv_hr": "HRconv"},
+    # BasicSR's rrdbnet_arch.py (ESRGAN_SRx4_DF2KOST_official, RealESRGAN_x4plus, ...)
+    "BasicSR": {"rdb": "body.{i}.rdb{j}.conv{k}", "trunk": "body",
+                "conv_body": "conv_body", "up1": "conv_up1", "up2": "conv_up2",
+                "conv_hr": "conv_hr"},
+}
+# BasicSR saves a network as {wrapper: state dict}; with both, the moving average is the
+# one its own test scripts load.
+PUBLISHED_WRAPPERS = ("params_ema", "params")
+
+
+def rrdbnet_from_published(state: object) -> tuple[RRDBNet, dict]:
+    """A published x4 RRDBNet state dict as this project's ``RRDBNet`` (upsampler
+    ``nearest``, skip ``none``, no noise, no consistency: ESRGAN's network exactly), its
+    weights loaded, in eval mode; and what was read: ``{"layout", "nf", "nb", "gc"}``.
+
+    ``state``: a dict of tensors with the keys of one of ``PUBLISHED_LAYOUTS`` (ESRGAN's
+    or BasicSR's), or BasicSR's dict holding one under ``params_ema`` or ``params``
+    (``params_ema`` preferred); a ``module.`` prefix (DataParallel) is dropped. nf is
+    ``conv_first``'s output channels, nb the number of trunk blocks, gc the first dense
+    conv's output channels. ``ValueError`` (worded to follow the file's name) says what
+    does not fit: not a dict of tensors, keys of neither layout, keys missing or unknown
+    (a few named), a shape that differs, an input other than RGB (BasicSR's x2 and x1
+    models pixel-unshuffle their input: only x4 is supported)."""
+    state = _unwrapped(state)
+    name, layout = _layout_of(state)
+    nf, nb, gc = _published_sizes(state, layout)
+    g = RRDBNet(scale=4, upsampler="nearest", nf=nf, nb=nb, gc=gc, skip="none")
+    names = _published_names(layout, nb, _esrgan_upsampling(g))
+    missing = [k for k in names if k not in state]
+    foreign = [k for k in state if k not in names]
+    if missing or foreign:
+        why = [f"{what} {_listed(keys)}" for what, keys in
+               (("lacks", missing), ("has unknown keys", foreign)) if keys]
+        raise ValueError(f"{' and '.join(why)}; expected {_layout_words(name)}")
+    mine = g.state_dict()
+    for k, v in state.items():
+        if v.shape != mine[names[k]].shape:
+            raise ValueError(f"has {k} of shape {tuple(v.shape)}, expected "
+                             f"{tuple(mine[names[k]].shape)} for nf={nf}, nb={nb}, gc={gc} "
+                             "(read from conv_first and the first dense conv)")
+    g.load_state_dict({names[k]: v for k, v in state.items()})
+    return g.eval(), {"layout": name, "nf": nf, "nb": nb, "gc": gc}
+
+
+def _listed(items: list[str], n: int = 4) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _layout_words(name: str) -> str:
+    """``ESRGAN's layout (conv_first, RRDB_trunk.0.RDB1.conv1, ...)``: its parts' names."""
+    lay = PUBLISHED_LAYOUTS[name]
+    return (f"{name}'s layout (conv_first, {lay['rdb'].format(i=0, j=1, k=1)}, "
+            f"{lay['conv_body']}, {lay['up1']}, {lay['up2']}, {lay['conv_hr']}, conv_last)")
+
+
+def _unwrapped(state: object) -> dict[str, torch.Tensor]:
+    """The state dict of a published file's contents (module doc of
+    ``rrdbnet_from_published``), every entry checked to be a tensor."""
+    where = "holds"
+    if isinstance(state, dict):
+        wrapper = next((k for k in PUBLISHED_WRAPPERS if k in state), None)
+        if wrapper is not None:
+            state, where = state[wrapper], f"holds under {wrapper!r}"
+    if not isinstance(state, dict) or not state:
+        what = "an empty dict" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise ValueError(f"{where} {what}, not a state dict (parameter name -> tensor)")
+    bad = next((k for k, v in state.items()
+                if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise ValueError(f"{where} a dict whose entry {bad!r} is of type "
+                         f"{type(state[bad]).__name__}, not a state dict (parameter name -> "
+                         f"tensor; BasicSR's: under {' or '.join(PUBLISHED_WRAPPERS)})")
+    if all(k.startswith("module.") for k in state):  # saved from (Distributed)DataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _layout_of(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, str]]:
+    """The layout of ``PUBLISHED_LAYOUTS`` whose conv after the trunk ``state`` has."""
+    found = [n for n, lay in PUBLISHED_LAYOUTS.items() if f"{lay['conv_body']}.weight" in state]
+    if len(found) != 1:
+        raise ValueError(f"has keys of no RRDBNet layout known here ({_listed(list(state))}); "
+                         f"expected {' or '.join(map(_layout_words, PUBLISHED_LAYOUTS))}")
+    return found[0], PUBLISHED_LAYOUTS[found[0]]
+
+
+def _published_sizes(state: dict[str, torch.Tensor], layout: dict[str, str]
+                     ) -> tuple[int, int, int]:
+    """``(nf, nb, gc)`` read from the shapes and the trunk's keys."""
+    first, dense = "conv_first.weight", layout["rdb"].format(i=0, j=1, k=1) + ".weight"
+    for key in (first, dense):
+        if key not in state or state[key].dim() != 4:
+            found = f"has {key} of shape {tuple(state[key].shape)}" if key in state else \
+                f"lacks {key}"
+            raise ValueError(f"{found}; expected a conv weight (out, in, 3, 3) there")
+    nf, inputs = state[first].shape[:2]
+    if inputs != 3:  # BasicSR's x2 / x1: pixel-unshuffle by 2 / 4, then 12 / 48 channels
+        kind = {12: " (BasicSR's x2 RRDBNet)", 48: " (BasicSR's x1 RRDBNet)"}.get(inputs, "")
+        raise ValueError(f"has conv_first taking {inputs} input channels{kind}, expected 3 "
+                         "(RGB): only x4 RRDBNet checkpoints are supported")
+    prefix = layout["trunk"] + "."
+    blocks = {int(part) for k in state if k.startswith(prefix)
+              and (part := k[len(prefix):].split(".")[0]).isdigit()}
+    gaps = sorted(set(range(max(blocks) + 1)) - blocks)
+    if gaps:  # checked before building: a stray large index must not size the network
+        raise ValueError(f"lacks trunk blocks {_listed([str(i) for i in gaps])} of "
+                         f"{layout['trunk']}.0 to {layout['trunk']}.{max(blocks)}")
+    return int(nf), len(blocks), int(state[dense].shape[0])
+
+
+def _esrgan_upsampling(g: RRDBNet) -> list[str]:
+    """The names of ``g``'s two upsampling convs, once its upsampler is checked to be
+    ESRGAN's x4: (nearest x2, 3x3 conv, leaky ReLU 0.2) twice."""
+    mods = list(g.upsample)
+    ok = len(mods) == 6 and all(
+        isinstance(near, _Nearest) and near.r == 2 and isinstance(conv, nn.Conv2d)
+        and conv.kernel_size == (3, 3) and conv.padding == (1, 1)
+        and isinstance(act, nn.LeakyReLU) and act.negative_slope == 0.2
+        for near, conv, act in (mods[:3], mods[3:]))
+    if not ok:
+        raise ValueError("cannot be held exactly here: this project's RRDBNet upsampler "
+                         "'nearest' at x4 is not ESRGAN's (nearest x2, 3x3 conv, leaky ReLU "
+                         f"0.2, twice) but {g.upsample}")
+    return [f"upsample.{i}" for i, m in enumerate(mods) if isinstance(m, nn.Conv2d)]
+
+
+def _published_names(layout: dict[str, str], nb: int, up: list[str]) -> dict[str, str]:
+    """A layout's key -> this project's ``RRDBNet`` key, for every weight and bias of an x4
+    RRDBNet of ``nb`` trunk blocks; ``up``: the names of this project's upsampling convs."""
+    parts = {"conv_first": "conv_first", layout["conv_body"]: "conv_body",
+             layout["up1"]: up[0], layout["up2"]: up[1], layout["conv_hr"]: "conv_hr",
+             "conv_last": "conv_last"}
+    parts |= {layout["rdb"].format(i=i, j=j + 1, k=k + 1): f"body.{i}.blocks.{j}.convs.{k}"
+              for i in range(nb) for j in range(3) for k in range(5)}
+    return {f"{a}.{p}": f"{b}.{p}" for a, b in parts.items() for p in ("weight", "bias")}
+
+
 class VGGDiscriminator(nn.Module):
     """ESRGAN's VGG-style discriminator: (conv, BN, lrelu) pairs halving the size per
     stage, then two linear layers. Five stages at 128 px (the paper); fewer on smaller
@@ -628,3 +779,42 @@ def build_generator(preset: str, scale: int = 4, upsampler: str = "nearest",
         values["skip"] = default_skip(values["upsampler"])
     check_generator(**values)
     return RRDBNet(**values)
+
+
+# ---- the generator's size ---------------------------------------------------------------
+
+def conv_flops(model: nn.Module, lr: torch.Tensor, hr_only: bool = False) -> int:
+    """Forward FLOPs (2 x multiply-adds) of every (transposed) convolution for input ``lr``;
+    ``hr_only``: of those whose output is at HR size only."""
+    total = 0
+    hr_side = lr.shape[-1] * model.scale
+
+    def hook(m: nn.Module, inp, out) -> None:
+        nonlocal total
+        if hr_only and out.shape[-1] != hr_side:
+            return
+        k = m.weight[0].numel()  # (Cin / groups) x kh x kw for Conv2d
+        if isinstance(m, nn.ConvTranspose2d):  # each input pixel scatters Cout x kh x kw
+            total += 2 * inp[0].numel() * m.weight[0].numel()
+        else:
+            total += 2 * out.numel() * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.no_grad():
+        model(lr)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def generator_size(preset: str, scale: int = 4, upsampler: str = "nearest",
+                   **sizes: int) -> dict:
+    """The size of a preset's generator: ``params`` (trainable parameters) and
+    ``mflops_per_lr_pixel``, the forward MFLOPs of its convolutions (2 x multiply-adds)
+    per LR pixel, counted on a 48 x 48 LR input (the rate does not depend on the size).
+    ``sizes``: ``nf``, ``nb``, ``gc`` other than the preset's."""
+    g = build_generator(preset, scale=scale, upsampler=upsampler, **sizes)
+    lr = torch.zeros(1, 3, 48, 48)
+    return {"params": sum(p.numel() for p in g.parameters() if p.requires_grad),
+            "mflops_per_lr_pixel": conv_flops(g, lr) / lr[0, 0].numel() / 1e6}

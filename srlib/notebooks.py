@@ -17,7 +17,9 @@ it on to the kernels (``child_pids``), whose training then saves a checkpoint an
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
+import json
 import logging
 import os
 import re
@@ -29,6 +31,8 @@ import traceback
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+
+import jinja2
 
 from srlib import results, runs
 from srlib.grid import NOTEBOOK_STAGES, NOTEBOOKS
@@ -65,13 +69,14 @@ def execute(notebook: str, output: Path, params: dict,
     The kernel starts in the caller's working directory: papermill's ``cwd=`` would change
     the caller's own directory for the duration, and runs executing in parallel threads
     would then restore each other's (a race that once left the runner in notebooks/).
-    Every path passed is absolute, so no notebook depends on its directory. ``env``: the
-    kernel's environment is the caller's with these set; the kernel is then started here
-    and handed to papermill (``os.environ`` is the whole process's, so parallel runs must
-    not change it)."""
+    Every path passed is absolute, so no notebook depends on its directory. The kernel is
+    started here and handed to papermill; ``env``: its environment is the caller's with
+    these set (``os.environ`` is the whole process's, so parallel runs must not change
+    it)."""
     import jupytext
     import nbformat
     import papermill as pm
+    from jupyter_client.manager import KernelManager
 
     # papermill's own log lines (kernel start, parameters a notebook does not declare)
     # would interleave with the progress lines of parallel runs; a grid's parameters are
@@ -84,15 +89,15 @@ def execute(notebook: str, output: Path, params: dict,
     output.parent.mkdir(parents=True, exist_ok=True)
     src = output.with_name(output.stem + ".input.ipynb")
     nbformat.write(nb, src)
-    km = None
+    km = KernelManager(kernel_name="python3")
     try:
-        if env:
-            from jupyter_client.manager import KernelManager
-
-            km = KernelManager(kernel_name="python3")
-            km.start_kernel(env=os.environ | env)
+        # The kernel's log at ERROR: at WARNING it prints, for every notebook, that its
+        # local TCP sockets are unencrypted (the other transport, IPC, would put socket
+        # files in the caller's directory).
+        km.start_kernel(env=os.environ | (env or {}),
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
         pm.execute_notebook(str(src), str(output), parameters=params, progress_bar=False,
-                            kernel_name="python3", **({"km": km} if km else {}))
+                            kernel_name="python3", km=km)
     except BaseException:
         # the executed notebook shows where it failed; converting it must not replace
         # the notebook's own error with one of its own
@@ -102,9 +107,34 @@ def execute(notebook: str, output: Path, params: dict,
         raise
     finally:
         src.unlink(missing_ok=True)
-        if km is not None and km.has_kernel:  # papermill shuts down only kernels it started
+        if km.has_kernel:  # papermill shuts down only kernels it started
             km.shutdown_kernel(now=True)
     to_html(output, output.with_suffix(".html"), code=True)
+
+
+# nbconvert's lab template, less the three scripts it loads from a CDN (MathJax,
+# require.js, mermaid): the pages hold no TeX, widget or diagram, and a page read offline
+# must look as it does online. Its CSS is inline already.
+OFFLINE_TEMPLATE = "offline.html.j2"
+OFFLINE = jinja2.DictLoader({OFFLINE_TEMPLATE: (
+    "{%- extends 'lab/index.html.j2' -%}"
+    "{%- block html_head_js_requirejs -%}{%- endblock -%}"
+    "{%- block html_head_js_mathjax -%}{%- endblock -%}"
+    "{%- block html_head_js_mermaidjs -%}{%- endblock -%}")})
+
+
+def first_heading(nb) -> str | None:
+    """The text of a notebook's first heading, in a Markdown cell or in the Markdown a
+    cell displayed (a page whose heading comes from its grid), without Markdown's marks."""
+    for cell in nb.cells:
+        texts = [cell.source] if cell.cell_type == "markdown" else [
+            "".join(o.get("data", {}).get("text/markdown", ""))
+            for o in cell.get("outputs", [])]
+        for text in texts:
+            for line in text.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("# ").replace("`", "").strip()
+    return None
 
 
 def to_html(notebook: Path, html: Path, code: bool, title: str | None = None) -> None:
@@ -115,11 +145,10 @@ def to_html(notebook: Path, html: Path, code: bool, title: str | None = None) ->
 
     nb = nbformat.read(notebook, as_version=4)
     if title is None:
-        first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
-        title = next((ln.lstrip("# ").strip() for ln in first.splitlines()
-                      if ln.startswith("#")), notebook.stem)
+        title = first_heading(nb) or notebook.stem
     exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code,
-                            exclude_output_prompt=True)
+                            exclude_output_prompt=True, extra_loaders=[OFFLINE],
+                            template_file=OFFLINE_TEMPLATE)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     runs.write_text(html, body)
 
@@ -142,6 +171,47 @@ def interrupted(err: BaseException) -> bool:
 
 # ---- the report: its notebooks, then the page ------------------------------------------------
 
+# Each stage's inputs, hashed, as of its last success (``stage_key``): a rerun whose
+# inputs are all unchanged keeps the stage's outputs instead of executing it again.
+STAGE_KEYS = "stages.json"
+SRLIB = Path(__file__).resolve().parent
+
+
+def stage_key(out: Path, stem: str, params: dict, grid_path: Path) -> str:
+    """SHA-256 of everything a report stage reads: its notebook, its parameters, the
+    grid file, the library's code, the result tables and (for the page) the outputs of
+    the stages before it. The runs' own files enter through ``results.csv``, whose rows
+    change whenever a run does (its metrics, its training time)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    files = [NOTEBOOKS / f"{stem}.py", Path(grid_path), *sorted(SRLIB.glob("*.py"))]
+    if stem != "01_manifold":  # the manifold stage reads no result
+        files += [out / results.RESULTS, out / results.PER_IMAGE]
+    if stem == "04_report":
+        files += [out / n for outs in STAGE_OUTPUTS.values() for n in outs]
+    for f in files:
+        h.update(f.name.encode())
+        h.update(runs.file_hash(f).encode() if f.is_file() else b"absent")
+    return h.hexdigest()
+
+
+def _stage_outputs_exist(out: Path, stem: str) -> bool:
+    return all((out / n).is_file()
+               for n in (*STAGE_OUTPUTS.get(stem, ()), f"{stem}.ipynb"))
+
+
+def _read_stage_keys(out: Path) -> dict[str, str]:
+    try:
+        keys = json.loads((out / STAGE_KEYS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return keys if isinstance(keys, dict) else {}
+
+
+def _write_stage_keys(out: Path, keys: dict[str, str]) -> None:
+    runs.write_text(out / STAGE_KEYS, json.dumps(keys, indent=1))
+
+
 def report_stages(out: Path, grid: dict, grid_path: Path, trained: bool,
                   stages: dict[str, float], stop: Stop) -> int:
     """The report's notebooks over the result folder ``out`` (``03_artifacts`` only when a
@@ -154,15 +224,23 @@ def report_stages(out: Path, grid: dict, grid_path: Path, trained: bool,
                     "03_artifacts": {**common, "out": str(out / results.ARTIFACTS)},
                     "04_report": common}
     problems = []
+    done = _read_stage_keys(out)
     for stem in NOTEBOOK_STAGES:
         if stop.signum is not None:
             break
         if stem == "03_artifacts" and not trained:
             _remove_outputs(out, stem, notebook=True)
+            done.pop(stem, None)
             print(f"{stem}.py: skipped (no trained run has finished)", flush=True)
             continue
         # the runner's own paths last: nothing a grid says moves them out of ``out``
         params = {**grid["notebook_params"].get(stem, {}), **stage_params[stem]}
+        key = stage_key(out, stem, params, grid_path)
+        if done.get(stem) == key and _stage_outputs_exist(out, stem):
+            print(f"{stem}.py: unchanged inputs, kept", flush=True)
+            continue
+        done.pop(stem, None)
+        _write_stage_keys(out, done)  # a stage stopped half-way is not kept next time
         t0 = time.perf_counter()
         if stem == "04_report":
             results.record_stages(out, stages)  # the page shows the times so far
@@ -180,6 +258,8 @@ def report_stages(out: Path, grid: dict, grid_path: Path, trained: bool,
                   file=sys.stderr, flush=True)
             continue
         stages[stem] = time.perf_counter() - t0
+        done[stem] = key
+        _write_stage_keys(out, done)
         print(f"{stem}.py: done in {stages[stem]:.0f} s", flush=True)
     if stop.signum is not None:
         print(f"interrupted by {stop.name}: the report was not rebuilt; run the same command "

@@ -20,6 +20,7 @@ import argparse
 import html
 import math
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -753,37 +754,152 @@ def artifact_finding(artifacts: pd.DataFrame) -> str:
             + ".")
 
 
+# Set5 x4 PSNR-Y as the papers report it, for scale: SRCNN (Dong et al., TPAMI 2016,
+# Table 2: 30.48) and ESRGAN's PSNR-oriented RRDB network (Wang et al., ECCVW 2018,
+# RRDB_PSNR_x4.pth: 32.73).
+PUBLISHED_SET5_X4 = {"SRCNN": 30.48, "ESRGAN's RRDB_PSNR": 32.73}
+
+
+def pixel_network(grid: dict) -> str | None:
+    """The grid's first variant trained from scratch with the pixel loss alone."""
+    for v, spec in grid["variants"].items():
+        spec = {**grid["defaults"], **(spec or {})}
+        if spec.get("loss") == "pixel" and not spec.get("init_from"):
+            return v
+    return None
+
+
+def scale_lines(grid: dict, table: pd.DataFrame) -> list[str]:
+    """How large this grid's generator is and where its pixel network stands: its
+    parameters and FLOPs per LR pixel beside ESRGAN's generator, and its Set5 PSNR-Y
+    (mean over seeds) beside the grid's closed-form baselines and the published SRCNN and
+    RRDB_PSNR."""
+    from srlib.models import PRESETS, generator_size
+
+    v = pixel_network(grid)
+    if v is None:
+        return []
+    spec = {**grid["defaults"], **grid["variants"][v]}
+    preset, s = spec.get("preset", "quick"), int(spec.get("scale", 4))
+    size = generator_size(preset, s, spec.get("upsampler", "nearest"),
+                          **{k: spec[k] for k in ("nf", "nb", "gc") if k in spec})
+    paper = max(PRESETS, key=lambda p: PRESETS[p]["nb"])  # ESRGAN's own: 23 RRDB blocks
+    esrgan = generator_size(paper, 4)
+    lines = [f"The generator of {code(v)} (preset {code(preset)}): "
+             f"{size['params'] / 1e6:.2f} M parameters, {size['mflops_per_lr_pixel']:.2f} "
+             f"MFLOPs per LR pixel; ESRGAN's generator (preset {code(paper)}): "
+             f"{esrgan['params'] / 1e6:.2f} M and {esrgan['mflops_per_lr_pixel']:.1f}."]
+    done = table[(table.status == "done") & (table.dataset == "Set5")]
+    mean = done.groupby("variant").psnr_y.apply(lambda x: x.astype(float).mean())
+    if v in mean:
+        refs = [f"{code(b)} {mean[b]:.2f}" for b in rs.baseline_variants(grid) if b in mean]
+        if s == 4:
+            refs += [f"{k} {x:.2f} as published" for k, x in PUBLISHED_SET5_X4.items()]
+        lines.append(f"{code(v)} on Set5 x{s}: PSNR-Y {mean[v]:.2f} dB"
+                     + (f", beside {', '.join(refs)}" if refs else "") + ".")
+    return lines
+
+
+def page_title(grid: dict) -> str:
+    """The page's heading: the grid's ``title``, else one naming the grid."""
+    return grid.get("title") or f"The grid `{grid['name']}`: what its runs measured"
+
+
+def shipped(reports: str | Path, paths: list[Path]) -> set[Path]:
+    """Those of ``paths`` (files under ``reports``) that a reader of ``reports/index.html``
+    finds beside it: files that exist, less, where the page is kept in git, those that
+    git ignores (the committed study page is read from the repository, its runs are not
+    in it). Outside a repository, or where the page itself is ignored, every file that
+    exists."""
+    reports = Path(reports)
+    there = [p for p in paths if p.is_file()]
+    if not there:
+        return set()
+    names = ["index.html", *(p.relative_to(reports).as_posix() for p in there)]
+    try:
+        done = subprocess.run(["git", "-C", str(reports), "check-ignore", "--stdin"],
+                              input="\n".join(names), capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return set(there)
+    ignored = set(done.stdout.splitlines()) if done.returncode in (0, 1) else set()
+    if "index.html" in ignored:
+        return set(there)
+    return {p for p in there if p.relative_to(reports).as_posix() not in ignored}
+
+
 def run_links(results: pd.DataFrame, reports: str | Path) -> pd.DataFrame:
     """One row per run (variant x seed; not the projected twins, which share their
     variant's run): ``variant``, ``seed``, ``status`` and ``notebook``, an HTML link to
-    the run's executed notebook (relative to ``reports``) where it exists, else empty.
+    the run's executed notebook (relative to ``reports``) where a reader finds it beside
+    the page (``shipped``), else its path as text, or empty where it does not exist.
     Text is HTML-escaped; render with ``to_html(escape=False, index=False)``."""
     from srlib.runs import run_dir
 
     reports = Path(reports)
-    rows = []
     own = results[results["kind"] != "projected"] if "kind" in results else results
-    for _, r in own.drop_duplicates(["variant", "seed"]).iterrows():
-        page = run_dir(reports, r.variant, int(r.seed)) / "train.html"
+    own = own.drop_duplicates(["variant", "seed"])
+    pages = [run_dir(reports, r.variant, int(r.seed)) / "train.html"
+             for r in own.itertuples()]
+    linked = shipped(reports, pages)
+    rows = []
+    for r, page in zip(own.itertuples(), pages, strict=True):
         href = html.escape(page.relative_to(reports).as_posix(), quote=True)
+        cell = (f'<a href="{href}">{href}</a>' if page in linked
+                else f"<code>{href}</code> (not kept with this page)" if page.is_file()
+                else "")
         rows.append({"variant": html.escape(str(r.variant)), "seed": int(r.seed),
-                     "status": html.escape(str(r.status)),
-                     "notebook": f'<a href="{href}">{href}</a>' if page.is_file() else ""})
+                     "status": html.escape(str(r.status)), "notebook": cell})
     return pd.DataFrame(rows, columns=["variant", "seed", "status", "notebook"])
+
+
+RED = "- <span style='color:#b00020'>**{}**</span>"
+
+
+def declared_lines(dec: dict | None) -> list[str]:
+    """The provenance bullet of a grid's declaration (``srlib.results.declaration``)."""
+    if not dec:
+        return []
+    where = f"{code(dec['path'])} at commit {code(dec['commit'])}"
+    if "error" in dec:
+        return [RED.format(f"Declared as {dec['path']} at {dec['commit']}, which cannot be "
+                           f"checked: {dec['error']}.")]
+    if dec["changed"]:
+        return [RED.format(f"Declared as {dec['path']} at {dec['commit']} "
+                           f"({dec['date']}); changed since in: {', '.join(dec['changed'])}.")]
+    return [f"- declared: the grid as {where} ({dec['date']}); its seeds, defaults, "
+            "variants, hypotheses and critic are unchanged since (its prose may differ)"]
+
+
+def invocation_lines(invocations: list[dict]) -> list[str]:
+    """The provenance bullet of the runner invocations that wrote a result folder: the
+    wall time each spent on its runs, and their sum (what training the grid took)."""
+    if not invocations:
+        return []
+    total = sum(float(i.get("runs_seconds", 0)) for i in invocations)
+    each = "; ".join(f"{code(i.get('commit', '?'))} {i.get('date', '?')}: "
+                     f"{float(i.get('runs_seconds', 0)) / 60:.1f} min" for i in invocations)
+    return [f"- wall time of the runs, over the {len(invocations)} invocation(s) of the runner "
+            f"that wrote this folder: {total / 60:.0f} min ({each})"]
 
 
 def provenance_text(prov: dict) -> str:
     """Markdown bullets from ``provenance.json``: commit, grid, date, device, packages and
     the wall time of each stage (s)."""
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in prov.get("stage_seconds", {}).items())
+    commit = str(prov.get("commit", "?"))
     return "\n".join([
-        f"- commit {code(prov.get('commit', '?'))}, grid {code(prov.get('grid', '?'))}, "
+        f"- commit {code(commit)}, grid {code(prov.get('grid', '?'))}, "
         f"generated {prov.get('date', '?')}",
+        *([RED.format("Built from a tree with uncommitted changes: this page is not what "
+                      "any commit builds.")] if "uncommitted" in commit else []),
+        *declared_lines(prov.get("declared")),
         f"- device: {prov.get('device', '?')}; Python {prov.get('python', '?')} on "
         f"{prov.get('platform', '?')}",
         "- packages: " + ", ".join(f"{k} {v}" for k, v in prov.get("packages", {}).items()),
         f"- wall time per stage: {stages or 'not recorded'} (this page's own stage not "
         "included; a rebuild that skips finished runs records only its own)",
+        *invocation_lines(prov.get("invocations", [])),
         "- training time recorded by the runs, summed: "
         + (f"{prov['train_seconds_total'] / 60:.0f} min" if "train_seconds_total" in prov
            else "not recorded"),

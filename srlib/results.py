@@ -19,8 +19,10 @@ A result folder (``reports/`` for ``make report``, ``reports/study/`` for the st
 
 Statuses of a run (``run_status``): ``done``; ``failed`` (``error.txt``: its last line);
 ``stale`` (a fine-tune whose source was retrained after it); ``interrupted`` (started,
-resumable); ``not run``. The readers (``read_results``, ``read_per_image``,
-``read_provenance``) refuse a damaged file with a message that names it.
+resumable); ``not run`` (never started, or the runner's ``error.txt`` says why: its
+source failed, or its folder holds a run of another config). The readers
+(``read_results``, ``read_per_image``, ``read_provenance``) refuse a damaged file with a
+message that names it.
 """
 
 from __future__ import annotations
@@ -77,7 +79,10 @@ def run_status(run: str | Path) -> tuple[str, str]:
     """``(status, why)`` of a run folder (the statuses of the module doc)."""
     run = Path(run)
     if (run / runs.ERROR).is_file():
-        return "failed", runs.last_line((run / runs.ERROR).read_text())
+        text = (run / runs.ERROR).read_text()
+        if text.startswith(runs.NOT_RUN):
+            return "not run", runs.last_line(text[len(runs.NOT_RUN):])
+        return "failed", runs.last_line(text)
     if runs.is_finished(run):
         why = runs.is_stale(run)
         return ("stale", why) if why else ("done", "")
@@ -284,12 +289,15 @@ def write(out: Path, grid: dict, seeds: list[int]) -> pd.DataFrame:
 
 
 def provenance(out: Path, stages: dict[str, float], grid_path: Path,
-               results: pd.DataFrame) -> dict:
+               results: pd.DataFrame, grid: dict | None = None) -> dict:
     """Git commit, package versions, device, date, the wall time of each stage of this
     invocation, ``train_seconds_total`` (the training time the done runs of ``results``
     recorded, which a rebuild that skips them keeps), and the SHA-256 and row count of
     ``out/results.csv`` and ``out/per_image.csv`` (``read_results``, ``read_per_image``
-    check them). The grid's path is relative to
+    check them), ``invocations`` (each runner invocation that wrote the folder: commit,
+    date, wall seconds of its runs stage), and where ``grid`` says ``declared``, its
+    ``declaration``. The grid's
+    path is relative to
     the project when it lies inside it."""
     import importlib.metadata as md
 
@@ -298,7 +306,11 @@ def provenance(out: Path, stages: dict[str, float], grid_path: Path,
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, cwd=PROJECT, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # the result folder itself is left out: the runner has just rewritten the
+        # committed study's tables in it, which is what a rebuild is for
+        inside = not Path(project_path(out)).is_absolute()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", *([f":(exclude){project_path(out)}"] if inside else [])],
                                capture_output=True, text=True, cwd=PROJECT,
                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -312,18 +324,65 @@ def provenance(out: Path, stages: dict[str, float], grid_path: Path,
             packages[p] = "not installed"
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)"
+    commit += " (with uncommitted changes)" if dirty else ""
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # every invocation that wrote this folder, with the wall time of its runs: a rebuild
+    # that skips the finished runs keeps the time the first one spent training them
+    try:
+        before = (read_provenance(out) or {}).get("invocations", [])
+    except ValueError:
+        before = []
+    invocations = [*before, {"commit": commit, "date": date,
+                             "runs_seconds": round(stages.get("runs", 0.0), 1)}][-50:]
     return {
-        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        "commit": commit,
         "grid": project_path(grid_path),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": date,
         "python": platform.python_version(), "platform": platform.platform(),
         "device": device,
         "packages": packages, "stage_seconds": stages,
         "train_seconds_total": _train_seconds(results),
+        "invocations": invocations,
+        **({"declared": declaration(grid)} if grid and grid.get("declared") else {}),
         "results_sha256": runs.file_hash(out / RESULTS), "results_rows": len(results),
         **({"per_image_sha256": runs.file_hash(out / PER_IMAGE),
             "per_image_rows": _rows(out / PER_IMAGE)} if (out / PER_IMAGE).is_file() else {}),
     }
+
+
+def declaration(grid: dict) -> dict | None:
+    """Where a grid with ``declared: COMMIT:PATH`` was declared, and whether what decides
+    its results changed since: ``{"commit", "path", "date", "changed"}``, ``changed`` the
+    parts (seeds, defaults, variants, hypotheses, critic) that differ between that commit's
+    file and the grid now (empty: only prose or layout changed); ``{"commit", "path",
+    "error"}`` where git cannot show it. None without ``declared``."""
+    import tempfile
+
+    from srlib.grid import load_grid
+
+    if not grid.get("declared"):
+        return None
+    commit, path = grid["declared"].split(":", 1)
+    out = {"commit": commit, "path": path}
+    try:
+        shown = subprocess.run(["git", "show", f"{commit}:{path}"], capture_output=True,
+                               text=True, cwd=PROJECT, timeout=30)
+        date = subprocess.run(["git", "show", "-s", "--format=%cI", commit],
+                              capture_output=True, text=True, cwd=PROJECT, timeout=30)
+    except (OSError, subprocess.SubprocessError) as err:
+        return {**out, "error": f"git could not be run ({err})"}
+    if shown.returncode != 0:
+        return {**out, "error": f"git has no {path} at {commit}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        old_path = Path(tmp) / Path(path).name
+        old_path.write_text(shown.stdout)
+        try:
+            old = load_grid(old_path)
+        except ValueError as err:
+            return {**out, "error": f"the declared grid no longer loads ({err})"}
+    parts = ("seeds", "defaults", "variants", "hypotheses", "critic")
+    return {**out, "date": date.stdout.strip(),
+            "changed": [k for k in parts if old.get(k) != grid.get(k)]}
 
 
 def _rows(path: Path) -> int:

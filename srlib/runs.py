@@ -53,6 +53,10 @@ from srlib.models import GENERATOR_FIELDS, build_generator
 
 CONFIG, CHECKPOINT, LOSSES, SOURCE = "config.json", "checkpoint.pt", "losses.csv", "source.json"
 GENERATOR, METRICS, ERROR, TRACEBACK = "generator.pt", "metrics.json", "error.txt", "traceback.txt"
+# what the runner writes into error.txt when it does not run a run (its source failed, or
+# its folder holds another config): the run is `not run`, and a later invocation that
+# finds it valid again drops the file
+NOT_RUN = "not run: "
 VALIDATION, LOCK, PROJECTED = "validation.csv", ".lock", "projected"
 # A trained variant's post-hoc twins: suffix -> (the consistency of srlib.models.CONSISTENCY
 # applied to its raw outputs after training, from the same weights; the run's sub-folder

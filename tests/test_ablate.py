@@ -1,6 +1,7 @@
 """The runner end to end on a micro grid: papermill runs, results.csv, index.html."""
 
 import json
+import re
 from pathlib import Path
 
 import jupytext
@@ -53,8 +54,14 @@ def test_runner_builds_the_report(micro):
         assert json.loads((run / "metrics.json").read_text())["iters"] == 4
     html = (out / "index.html").read_text()
     assert "The answer" in html and "data:image/png;base64" in html
-    assert "proposal&#39;s failure" in html or "proposal's failure" in html
+    # a grid without prose of its own: the page is about this grid, not the project's study
+    assert "<title>The grid micro: what its runs measured</title>" in html
+    assert re.search(r"<h1[^>]*>The grid <code>micro</code>: what its runs measured", html)
+    assert "blog post" not in html and "Is the downsampled-space loss" not in html
     assert "import pandas" not in html and "from srlib" not in html  # no code cells
+    assert "Warning" not in html  # no library's warning printed into the page
+    # self-contained: nothing loaded from the network (no MathJax, require.js, mermaid)
+    assert not re.search(r"<(script|link|img)[^>]*(src|href)=[\"']?https?:", html)
     assert (out / "03_artifacts.html").is_file() and (out / "manifold.json").is_file()
     prov = json.loads((out / "provenance.json").read_text())
     own = done[done.kind == "trained"].drop_duplicates(["variant", "seed"])
@@ -130,21 +137,26 @@ def test_a_report_that_cannot_be_built_leaves_no_stale_page(micro, tmp_path, mon
     assert "The answer" not in page and "could not be built" in page
 
 
-def test_second_invocation_skips_finished_runs(micro, capsys):
+def test_second_invocation_skips_finished_runs(micro, capfd):
     cfg, out, _ = micro
     before = (out / "runs" / "down/pixelshuffle" / "seed0" / "metrics.json").stat().st_mtime
     assert main([str(cfg), "--out", str(out), "--only", "down/pixelshuffle"]) == 0
-    assert "finished earlier, skipped" in capsys.readouterr().out
+    printed = capfd.readouterr().out
+    assert "finished earlier, skipped" in printed
+    # nothing changed: every report stage is kept, the page is written again
+    for stem in ("01_manifold", "03_artifacts", "04_report"):
+        assert f"{stem}.py: unchanged inputs, kept" in printed
+    assert "report: " in printed
     after = (out / "runs" / "down/pixelshuffle" / "seed0" / "metrics.json").stat().st_mtime
     assert before == after
     # a closed-form baseline is evaluated once too, unless forced
     bic = out / "runs" / "bicubic" / "seed0" / "metrics.json"
     before = bic.stat().st_mtime_ns
     assert main([str(cfg), "--out", str(out), "--only", "bicubic"]) == 0
-    assert "bicubic seed 0: finished earlier, skipped" in capsys.readouterr().out
+    assert "bicubic seed 0: finished earlier, skipped" in capfd.readouterr().out
     assert bic.stat().st_mtime_ns == before
     assert main([str(cfg), "--out", str(out), "--only", "bicubic", "--force"]) == 0
-    assert "bicubic seed 0: done" in capsys.readouterr().out
+    assert "bicubic seed 0: done" in capfd.readouterr().out
     assert bic.stat().st_mtime_ns != before
 
 
@@ -186,7 +198,7 @@ def test_notebooks_parse_with_a_parameters_cell(path):
     compile("\n".join(c.source for c in nb.cells if c.cell_type == "code"), str(path), "exec")
 
 
-def test_changed_config_is_not_mixed_up_with_old_results(micro, tmp_path, capsys):
+def test_changed_config_is_not_mixed_up_with_old_results(micro, tmp_path, capfd):
     import shutil
 
     cfg, out, _ = micro
@@ -196,10 +208,23 @@ def test_changed_config_is_not_mixed_up_with_old_results(micro, tmp_path, capsys
     grid["variants"]["down/pixelshuffle"]["loss"] = "l1:down"
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(grid))
-    assert main([str(changed), "--out", str(copy), "--only", "down/pixelshuffle"]) == 0
-    assert "holds a run of another config" in capsys.readouterr().out
+    # refused: `not run`, naming the fields that differ; the page is built; exit 2
+    assert main([str(changed), "--out", str(copy), "--only", "down/pixelshuffle"]) == 2
+    printed = capfd.readouterr()
+    assert "holds a run of another config (loss: 'down' -> 'l1:down')" in printed.out
+    assert "error: down/pixelshuffle seed 0: NOT RUN" in printed.err
+    # the results changed, so the report's notebooks ran again: their kernels' log (the
+    # unencrypted-TCP warning of each) stays out of the terminal
+    assert "04_report.py: done" in printed.out
+    assert "[IPKernelApp]" not in printed.err and "encryption" not in printed.err
     row = pd.read_csv(copy / "results.csv", keep_default_na=False).set_index("variant")
-    assert row.loc["down/pixelshuffle", "status"] == "failed"
+    assert row.loc["down/pixelshuffle", "status"] == "not run"
+    assert "loss: 'down' -> 'l1:down'" in row.loc["down/pixelshuffle", "error"]
+    # the grid put back: the run is found valid again, and its error leaves the page
+    assert main([str(cfg), "--out", str(copy), "--only", "down/pixelshuffle"]) == 0
+    row = pd.read_csv(copy / "results.csv", keep_default_na=False).set_index("variant")
+    assert (row.loc["down/pixelshuffle", "status"], row.loc["down/pixelshuffle", "error"]) == (
+        "done", "")
     assert main([str(changed), "--out", str(copy), "--only", "down/pixelshuffle", "--force"]) == 0
     row = pd.read_csv(copy / "results.csv", keep_default_na=False).set_index("variant")
     assert row.loc["down/pixelshuffle", "status"] == "done"

@@ -127,7 +127,7 @@ def test_finetune_of_a_failed_source_is_not_run_and_not_reported_done(
     assert "ft seed 0: NOT RUN (its source src seed 0 failed)" in text
     assert (ft / runs.METRICS).stat().st_mtime == old_metrics  # not trained
     row = results(out).loc["ft"]
-    assert row.status == "failed" and "its source src seed 0 failed" in row.error
+    assert row.status == "not run" and "its source src seed 0 failed" in row.error
     assert "its source src seed 0 failed" in (ft / runs.ERROR).read_text()
 
 

@@ -44,6 +44,7 @@ from srlib.report import (
     page_findings,
     provenance_text,
     run_links,
+    shipped,
 )
 from srlib.resize import BicubicDegradation
 from srlib.results import columns
@@ -292,6 +293,27 @@ def test_run_links_link_only_existing_notebooks_and_escape_text(tmp_path):
     assert ("a&lt;b", 0) in t.index
     html = run_links(r, tmp_path).to_html(index=False, escape=False)
     assert html.count("<a href=") == 1
+
+
+def test_a_committed_page_links_no_file_that_git_leaves_out(tmp_path):
+    """The study's page is read from the repository: its runs are git-ignored, so the
+    page names their notebooks without linking them; a page that is itself ignored (the
+    default report) links every notebook that exists."""
+    import subprocess
+
+    r = _results()
+    repo, reports = tmp_path, tmp_path / "study"
+    page = run_dir(reports, "down/nearest", 1) / "train.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<html></html>")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("study/runs/\n")
+    cell = run_links(r, reports).set_index(["variant", "seed"]).loc[("down/nearest", 1)]
+    assert cell.notebook == ("<code>runs/down/nearest/seed1/train.html</code> "
+                             "(not kept with this page)")
+    assert shipped(reports, [page]) == set()
+    (repo / ".gitignore").write_text("study/\n")  # the page itself is not kept either
+    assert shipped(reports, [page, reports / "missing.html"]) == {page}
 
 
 def test_report_sentences_are_computed_from_the_files(tmp_path):

@@ -192,3 +192,38 @@ def test_dropped_pairs_say_whether_they_were_nan_or_infinite():
     v = verdict_table([_h("P1", "big", 1)], t, **FAST)
     note = v[v.dataset == "pooled"].note.iloc[0]
     assert "3 NaN pair(s) dropped" in note and "2 infinite pair(s) dropped" in note
+
+
+def test_the_declared_grid_is_checked_against_the_commit_it_names(tmp_path):
+    """configs/study-next.yaml says it was declared at a commit of this repository: what
+    decides its results is unchanged since (only prose was added); a grid that changed a
+    hypothesis since is said to have changed, in red on the page; an unknown commit too."""
+    import subprocess
+    from pathlib import Path
+
+    from srlib.results import declaration
+
+    root = Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "-C", str(root), "cat-file", "-e", "41c853c"]).returncode:
+        pytest.skip("a clone without the study's history")
+    grid = load_grid(root / "configs" / "study-next.yaml")
+    dec = declaration(grid)
+    assert dec["commit"] == "41c853c" and dec["changed"] == [] and dec["date"].startswith("20")
+    assert "are unchanged since" in rp.declared_lines(dec)[0]
+    raw = yaml.safe_load((root / "configs" / "study-next.yaml").read_text())
+    raw["hypotheses"][0]["direction"] = "greater"
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(raw))
+    changed = declaration(load_grid(tmp_path / "g.yaml"))
+    assert changed["changed"] == ["hypotheses"]
+    assert "changed since in: hypotheses" in rp.declared_lines(changed)[0]
+    assert "color:#b00020" in rp.declared_lines(changed)[0]
+    raw["declared"] = "0000000:configs/study-next.yaml"
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(raw))
+    assert "git has no" in declaration(load_grid(tmp_path / "g.yaml"))["error"]
+    raw["declared"] = "HEAD"
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"'declared' must be COMMIT:PATH"):
+        load_grid(tmp_path / "g.yaml")
+    # a page built from a tree with uncommitted changes says so, in red
+    text = rp.provenance_text({"commit": "abc1234 (with uncommitted changes)"})
+    assert "Built from a tree with uncommitted changes" in text and "#b00020" in text

@@ -283,3 +283,29 @@ def test_a_fine_tune_whose_seeds_its_source_lacks_is_refused_at_load(tmp_path):
     ok = _write(tmp_path, {"a": {"loss": "pixel", "seeds": [0]},
                            "t": {"loss": "down", "init_from": "a", "seeds": [0]}}, seeds=[0, 1])
     assert load_grid(ok)["variants"]["t"]["seeds"] == [0]
+
+
+def test_the_page_takes_its_title_introduction_and_questions_from_the_grid(tmp_path):
+    import nbformat
+
+    from srlib.notebooks import first_heading
+
+    bare = load_grid(_write(tmp_path, {"pinv": {"baseline": "pinv"}}))
+    assert (bare["title"], bare["introduction"], bare["questions"]) == (None, None, None)
+    assert rp.page_title(bare) == f"The grid `{bare['name']}`: what its runs measured"
+    g = load_grid(_write(tmp_path, {"pinv": {"baseline": "pinv"}}, title="My ablation",
+                         introduction=["First.", "Second."], questions="- **Q1**"))
+    assert rp.page_title(g) == "My ablation" and g["introduction"] == "First.\n\nSecond."
+    assert g["questions"] == "- **Q1**"
+    with pytest.raises(ValueError, match=r"'title' must be one line"):
+        load_grid(_write(tmp_path, {"pinv": {"baseline": "pinv"}}, title="a\nb"))
+    with pytest.raises(ValueError, match=r":\d+: 'questions' must be plain text"):
+        load_grid(_write(tmp_path, {"pinv": {"baseline": "pinv"}}, questions={"a": 1}))
+    # the page's <title> is the heading its first cell displays
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
+        nbformat.v4.new_output("display_data", {"text/markdown": "# The grid `x`\n\nIntro"})])])
+    assert first_heading(nb) == "The grid x"
+    # no shipped grid carries another grid's prose: the project's words are in its grids
+    for name in ("quick", "study-next"):
+        text = (Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml").read_text()
+        assert "title:" in text, name

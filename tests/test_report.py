@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import legend_clear_of_axes
 
@@ -525,3 +526,26 @@ def test_seed_means_text_of_an_every_hypothesis_is_empty():
     assert seed_means_text(row) == ""
     row = pd.Series({"n_seeds": 3, "seed_means": "1.0 / 2.5 / 3.25", "metric": "psnr_y"})
     assert seed_means_text(row) == "1.00 / 2.50 / 3.25"
+
+
+def test_the_scale_line_names_the_generator_size_and_the_published_set5_results():
+    from srlib.grid import load_grid
+    from srlib.models import build_generator, conv_flops, generator_size
+
+    g = load_grid(Path(__file__).resolve().parents[1] / "configs" / "pilot.yaml")
+    t = pd.DataFrame({"variant": ["pinv", "pixel/pixelshuffle", "pixel/pixelshuffle",
+                                  "bicubic"],
+                      "dataset": ["Set5"] * 4, "status": ["done"] * 4,
+                      "psnr_y": ["29.23", "30.60", "30.70", "28.42"]})
+    size, lines = generator_size("study", 4, "pixelshuffle"), rp.scale_lines(g, t)
+    net = build_generator("study", 4, "pixelshuffle")
+    assert size["params"] == sum(p.numel() for p in net.parameters())
+    assert f"{size['params'] / 1e6:.2f} M parameters" in lines[0]
+    assert "ESRGAN's generator (preset `esrgan`): 16.70 M" in lines[0]  # as the paper says
+    assert lines[1] == ("`pixel/pixelshuffle` on Set5 x4: PSNR-Y 30.65 dB, beside `pinv` "
+                        "29.23, SRCNN 30.48 as published, ESRGAN's RRDB_PSNR 32.73 as "
+                        "published.")  # bicubic is no variant of this grid
+    # a 48 x 48 LR input through one 3x3 conv of 3 -> 8 channels: 2 x 27 x 8 FLOPs a pixel
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    conv.scale = 1
+    assert conv_flops(conv, torch.zeros(1, 3, 48, 48)) == 2 * 27 * 8 * 48 * 48

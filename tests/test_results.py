@@ -73,6 +73,43 @@ def test_provenance_records_both_tables(tmp_path):
     assert prov["per_image_rows"] == 32 and prov["results_rows"] == 8
 
 
+def test_provenance_keeps_the_wall_time_of_every_invocation(tmp_path):
+    """A rebuild that skips the finished runs keeps the time the first invocation spent
+    training them; the page sums them."""
+    from srlib import report as rp
+
+    folder = _folder(tmp_path)
+    table = rs.read_results(folder)
+    runs.write_json(folder / rs.PROVENANCE,
+                    rs.provenance(folder, {"runs": 7200.04}, folder / "g.yaml", table))
+    prov = rs.provenance(folder, {"runs": 0.3}, folder / "g.yaml", table)
+    assert [i["runs_seconds"] for i in prov["invocations"]] == [7200.0, 0.3]
+    (line,) = rp.invocation_lines(prov["invocations"])
+    assert "over the 2 invocation(s) of the runner that wrote this folder: 120 min" in line
+
+
+def test_a_rebuild_that_rewrites_its_own_tables_is_from_a_clean_tree(tmp_path, monkeypatch):
+    """The runner rewrites the committed study's tables in its folder before it records
+    the commit: those changes are not "uncommitted changes"; a change elsewhere is."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "reports").mkdir(parents=True)
+    folder = _folder(repo / "reports")
+    (repo / "code.py").write_text("x = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    monkeypatch.setattr(rs, "PROJECT", repo)
+    (folder / rs.RESULTS).write_text((folder / rs.RESULTS).read_text() + "\n")
+    prov = rs.provenance(folder, {}, repo / "g.yaml", pd.DataFrame(columns=rs.columns()))
+    assert "uncommitted" not in prov["commit"] and len(prov["commit"]) >= 7
+    (repo / "code.py").write_text("x = 2\n")
+    prov = rs.provenance(folder, {}, repo / "g.yaml", pd.DataFrame(columns=rs.columns()))
+    assert prov["commit"].endswith("(with uncommitted changes)")
+
+
 def test_a_results_csv_without_its_status_column_is_refused(tmp_path, capsys):
     folder = _folder(tmp_path)
     pd.read_csv(folder / rs.RESULTS).drop(columns="status").to_csv(folder / rs.RESULTS,

@@ -134,7 +134,8 @@ def test_micro_grid_on_slurm_gives_the_local_numbers(cluster, fast_poll, tmp_pat
     assert "no training image is at least 4096x4096" in (broken / runs.TRACEBACK).read_text()
     # a fine-tune of a failed source: SLURM cancelled its job; the row says why, as locally
     for table in (local, on_slurm):
-        assert table.loc["ft-broken"].error.iloc[0] == "not run: its source broken seed 0 failed"
+        assert table.loc["ft-broken"].status.iloc[0] == "not run"
+        assert table.loc["ft-broken"].error.iloc[0] == "its source broken seed 0 failed"
     # the fine-tune waited for its source: afterok, and started after it ended
     src_job = slurm.recorded_job(runs.run_dir(tmp_path / "slurm", "pixel/pixelshuffle", 0))
     ft = runs.run_dir(tmp_path / "slurm", "ft", 0)
