@@ -641,6 +641,19 @@ def front_comparison(per_image: pd.DataFrame, fronts: dict[str, list[list[str]]]
         runs_ = f"{d_psnr.n_seeds} seed(s), {d_psnr.n_images} images"
         out.append(f"At {plain(lab)}, {code(va)} minus {code(vb)}: PSNR-Y "
                    f"{d_psnr.format()} dB, LPIPS {d_lpips.format('{:.3f}')} ({runs_}): {who}.")
+    fa, fb = ([v for v, _ in f if v in have] for f in (a, b))
+    if len(fa) > 1 and len(fb) > 1 and "lpips" in per_image:
+        try:
+            m = stats.matched_distortion(per_image, fa, fb)
+        except ValueError as err:
+            out.append(f"At equal PSNR-Y: not compared ({err}).")
+        else:
+            out.append(
+                f"At equal PSNR-Y ({m['level']:.2f} dB, the middle of the range both fronts "
+                f"span; each front interpolated), LPIPS of {plain(na)} minus {plain(nb)}: "
+                f"{stats.format_interval(m['mean'], m['low'], m['high'], '{:.3f}')} "
+                f"({m['n_seeds']} seed(s), {m['n_images']} images resampled; both fronts "
+                f"reach that PSNR-Y in {m['inside']:.0%} of the resamples).")
     return out
 
 

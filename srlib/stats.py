@@ -817,3 +817,74 @@ def verdict_table(hypotheses: Iterable[Hypothesis], per_image: pd.DataFrame, *,
             if not ok and v.at[i, "verdict"] != "inconclusive":
                 v.at[i, "adjusted"] = "inconclusive"
     return v
+
+
+# ---- two sweeps compared at equal distortion ----------------------------------------------
+
+def matched_distortion(per_image: pd.DataFrame, front_a: list[str], front_b: list[str], *,
+                       x: str = "psnr_y", y: str = "lpips", level: float | None = None,
+                       n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> dict:
+    """Two sweeps (each a list of variants, say a start and then growing adversarial
+    weights) compared at the same distortion: each sweep's front is the polyline of its
+    variants' means (``x``, ``y``) over every test image and seed, sorted by ``x``, and
+    ``y`` is read off each front at ``x = level`` by linear interpolation (default
+    ``level``: the middle of the ``x`` range both fronts span). Returns ``{"level",
+    "a", "b", "mean"}`` (``mean``: a minus b there), its ``low`` / ``high`` (percentile
+    interval of ``n_boot`` resamples of the test images and of the seeds, the same draw for
+    every variant, so shared images and a shared start stay paired; in each resample
+    ``x`` is shifted so that ``front_a[0]``, their start, keeps its mean), ``inside`` (the share
+    of resamples in which both fronts still reach ``level``; the others are left out), and
+    ``n_images`` / ``n_seeds``. Comparing two losses at the same weight compares them at
+    different distortions; this compares them where they cost the same."""
+    variants = list(dict.fromkeys([*front_a, *front_b]))
+    rows = per_image[per_image.variant.isin(variants)]
+    _check_columns(rows, ["variant", "seed", "dataset", "image", x, y])
+    if rows.empty:
+        raise ValueError(f"no per-image rows for the sweeps' variants {variants}")
+    images = sorted(set(zip(rows.dataset, rows.image, strict=True)))
+    seeds = sorted(rows.seed.dropna().unique())
+    ii = {k: n for n, k in enumerate(images)}
+    ss = {k: n for n, k in enumerate(seeds)}
+    cube = np.full((2, len(variants), len(images), max(1, len(seeds))), np.nan)
+    for r in rows.itertuples():
+        s = ss.get(r.seed, 0) if r.seed == r.seed else slice(None)  # a baseline: every seed
+        for m, col in enumerate((x, y)):
+            cube[m, variants.index(r.variant), ii[(r.dataset, r.image)], s] = getattr(r, col)
+    valid, filled = ~np.isnan(cube), np.nan_to_num(cube)
+
+    def fronts(wi: np.ndarray, ws: np.ndarray) -> np.ndarray:
+        """(B, 2, V) means of x and y for B weightings of images (B, I) and seeds (B, S)."""
+        num = np.einsum("bi,bs,mvis->bmv", wi, ws, filled)
+        return num / np.einsum("bi,bs,mvis->bmv", wi, ws, valid.astype(float))
+
+    def read(means: np.ndarray, front: list[str], at: float) -> float:
+        idx = [variants.index(v) for v in front]
+        px, py = means[0, idx], means[1, idx]
+        order = np.argsort(px)
+        px, py = px[order], py[order]
+        return float(np.interp(at, px, py)) if px[0] <= at <= px[-1] else np.nan
+
+    full = fronts(np.ones((1, len(images))), np.ones((1, cube.shape[-1])))[0]
+    spans = [full[0, [variants.index(v) for v in f]] for f in (front_a, front_b)]
+    lo, hi = max(s.min() for s in spans), min(s.max() for s in spans)
+    if lo > hi:
+        raise ValueError(f"the two sweeps span no common {x}: {spans[0].min():.3f} to "
+                         f"{spans[0].max():.3f} against {spans[1].min():.3f} to "
+                         f"{spans[1].max():.3f}")
+    level = (lo + hi) / 2 if level is None else level
+    a, b = read(full, front_a, level), read(full, front_b, level)
+    rng = np.random.default_rng(seed)
+    wi = _draw_counts(rng, len(images), n_boot)
+    ws = _draw_counts(rng, cube.shape[-1], n_boot)
+    boot = fronts(wi, ws)
+    # a resample of harder images moves every front left alike: x is read relative to
+    # the first variant of front_a (the sweeps' shared start), so that the level stays
+    # the same distance from it
+    ref = variants.index(front_a[0])
+    boot[:, 0, :] += (full[0, ref] - boot[:, 0, ref])[:, None]
+    diffs = np.array([read(m, front_a, level) - read(m, front_b, level) for m in boot])
+    ok = diffs[np.isfinite(diffs)]
+    low, high = (np.quantile(ok, [alpha / 2, 1 - alpha / 2]) if len(ok) else (np.nan,) * 2)
+    return {"level": float(level), "a": a, "b": b, "mean": a - b, "low": float(low),
+            "high": float(high), "inside": len(ok) / n_boot, "n_images": len(images),
+            "n_seeds": len(seeds)}

@@ -502,7 +502,8 @@ def test_the_fronts_say_where_one_sweep_dominates_the_other():
     fronts = {"down + w adv": [["d1", "1e-3"], ["d2", "1e-2"]],
               "pixel + w adv": [["p1", "1e-3"], ["p2", "1e-2"], ["missing", "1e-1"]]}
     lines = rp.front_comparison(t, fronts)
-    assert len(lines) == 2
+    assert len(lines) == 3  # each weight both sweeps have, then at equal PSNR-Y
+    assert lines[2].startswith("At equal PSNR-Y (") or "not compared" in lines[2]
     assert lines[0].startswith("At 1e-3, `d1` minus `p1`: PSNR-Y 0.50 [")
     assert lines[0].endswith("(3 seed(s), 12 images): down + w adv dominates.")
     assert "neither dominates" in lines[1]

@@ -526,3 +526,30 @@ def test_adjusted_verdicts_are_holm_across_hypotheses():
         assert r.adjusted == (r.verdict if rejected or r.verdict == "inconclusive"
                               else "inconclusive")
     assert pooled.loc[0, "adjusted"] == "supported"  # a 0.5 shift on 40 images, no noise
+
+
+def test_two_sweeps_are_compared_at_equal_distortion():
+    """Sweep a trades PSNR-Y for LPIPS better than sweep b: at PSNR-Y 29.0, a's front
+    reads 0.160 and b's 0.175 (interpolated between 29.2 and 28.8); the interval, over
+    images and seeds resampled, holds the truth and excludes 0."""
+    rng = np.random.default_rng(1)
+    fronts = {"start": (30.0, 0.200), "a1": (29.5, 0.180), "a2": (29.0, 0.160),
+              "a3": (28.5, 0.140), "b1": (29.6, 0.190), "b2": (29.2, 0.180),
+              "b3": (28.8, 0.170)}
+    img = rng.normal(0, 1.0, 20)  # images differ a lot, the same way for every variant
+    rows = [{"variant": v, "seed": s, "dataset": "S", "image": f"i{i}",
+             "psnr_y": p + img[i] + rng.normal(0, 0.02),
+             "lpips": q + 0.01 * img[i] + rng.normal(0, 0.002)}
+            for v, (p, q) in fronts.items() for s in range(3) for i in range(20)]
+    t = pd.DataFrame(rows)
+    r = stats.matched_distortion(t, ["start", "a1", "a2", "a3"], ["start", "b1", "b2", "b3"],
+                                 level=29.0, n_boot=500)
+    assert r["mean"] == pytest.approx(-0.015, abs=0.002)
+    assert r["low"] < -0.015 < r["high"] < 0 and r["inside"] > 0.9
+    assert (r["n_images"], r["n_seeds"]) == (20, 3)
+    # by default, the middle of the range both fronts span (28.8 to 30.0)
+    assert stats.matched_distortion(t, ["start", "a1", "a2", "a3"],
+                                    ["start", "b1", "b2", "b3"], n_boot=50)["level"] == \
+        pytest.approx(29.4, abs=0.05)
+    with pytest.raises(ValueError, match="span no common psnr_y"):
+        stats.matched_distortion(t, ["a3"], ["start"], n_boot=10)
