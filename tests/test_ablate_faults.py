@@ -307,7 +307,7 @@ def test_runs_that_do_not_exist_are_not_run_and_the_findings_survive_the_csv(tmp
      r"notebook_params.04_report.runs: the runner sets it"),
     ("variants:\n  a: {loss: down, seed: 3}\n", r"bad.yaml:2: .*'seed' cannot be set in a grid"),
     ("variants:\n  a: {loss: down\n  b: {}\n", r"bad.yaml:3:4: not valid YAML: expected ','"),
-    ("- a\n- b\n", r"bad.yaml:1: expected a mapping of name, defaults, .* got a list"),
+    ("- a\n- b\n", r"bad.yaml:1: expected a mapping of name, title, .* got a list"),
     ("just words\n", r"bad.yaml:1: expected a mapping .* got a string"),
     ("seeds: [0, 0]\nvariants:\n  a: {loss: down}\n", r"seeds must be distinct"),
     ("seeds: []\nvariants:\n  a: {loss: down}\n", r"seeds must be a non-empty list"),

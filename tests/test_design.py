@@ -195,7 +195,7 @@ def test_dropped_pairs_say_whether_they_were_nan_or_infinite():
 
 
 def test_the_declared_grid_is_checked_against_the_commit_it_names(tmp_path):
-    """configs/study-next.yaml says it was declared at a commit of this repository: what
+    """configs/study.yaml says it was declared at a commit of this repository: what
     decides its results is unchanged since (only prose was added); a grid that changed a
     hypothesis since is said to have changed, in red on the page; an unknown commit too."""
     import subprocess
@@ -206,11 +206,11 @@ def test_the_declared_grid_is_checked_against_the_commit_it_names(tmp_path):
     root = Path(__file__).resolve().parents[1]
     if subprocess.run(["git", "-C", str(root), "cat-file", "-e", "41c853c"]).returncode:
         pytest.skip("a clone without the study's history")
-    grid = load_grid(root / "configs" / "study-next.yaml")
+    grid = load_grid(root / "configs" / "study.yaml")
     dec = declaration(grid)
     assert dec["commit"] == "41c853c" and dec["changed"] == [] and dec["date"].startswith("20")
     assert "are unchanged since" in rp.declared_lines(dec)[0]
-    raw = yaml.safe_load((root / "configs" / "study-next.yaml").read_text())
+    raw = yaml.safe_load((root / "configs" / "study.yaml").read_text())
     raw["hypotheses"][0]["direction"] = "greater"
     (tmp_path / "g.yaml").write_text(yaml.safe_dump(raw))
     changed = declaration(load_grid(tmp_path / "g.yaml"))

@@ -176,7 +176,7 @@ def test_noise_floor_needs_a_variant_that_draws_samples(tmp_path):
 
 
 def test_families_of_the_page_facets():
-    g = load_grid(ROOT / "configs" / "study.yaml")
+    g = load_grid(ROOT / "configs" / "study-2nd.yaml")
     fam = {v: gr.family(g, v) for v in g["variants"]}
     assert set(fam.values()) == set(gr.FAMILIES)
     assert fam["pinv"] == "baselines" and fam["down/pixelshuffle"] == "down"
@@ -306,6 +306,6 @@ def test_the_page_takes_its_title_introduction_and_questions_from_the_grid(tmp_p
         nbformat.v4.new_output("display_data", {"text/markdown": "# The grid `x`\n\nIntro"})])])
     assert first_heading(nb) == "The grid x"
     # no shipped grid carries another grid's prose: the project's words are in its grids
-    for name in ("quick", "study-next"):
+    for name in ("quick", "study"):
         text = (Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml").read_text()
         assert "title:" in text, name
