@@ -30,7 +30,7 @@ test: lint
 report: setup
 	$(PY) -m srlib.ablate $(CONFIG)
 
-# The study (configs/study.yaml): train on Sun80, test on Set5, Set14, BSD68; about 2 hours
+# The study (configs/study.yaml): train on Sun80, test on Set5, Set14, BSD68; 2 h 9 min
 # on a 2-core CPU. SRLIB_DATA must name the folder holding those sets. Its page, tables
 # and provenance under reports/study/ are committed (the runs are not). STUDY_GRID runs
 # another grid into the same folder (a new edition's, before it replaces study.yaml).
