@@ -51,7 +51,6 @@ from srlib.notebooks import (
     train_run,
 )
 
-NOT_RUN = runs.NOT_RUN
 
 @dataclasses.dataclass
 class Outcome:
@@ -133,7 +132,7 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
         if why:
             # its old outputs, if any, no longer follow from its source: error.txt makes
             # the table show the reason instead of those numbers
-            _record(d, NOT_RUN + why)
+            _record(d, runs.NOT_RUN + why)
             return Outcome("not run", f"NOT RUN ({why})")
     note = ""
     if variant in plan.forced:
@@ -145,7 +144,7 @@ def run_one(plan: Plan, variant: str, seed: int, sources: dict[tuple[str, int], 
         if diff:
             msg = (f"{d} holds a run of another config ({'; '.join(diff)}); rerun with "
                    "--force to replace it, or put the grid back")
-            _record(d, NOT_RUN + msg)
+            _record(d, runs.NOT_RUN + msg)
             return Outcome("refused", f"NOT RUN ({msg})")
         stale = runs.is_stale(d) if src else None
         if stale:
@@ -259,7 +258,7 @@ def _drop_runner_error(d: Path) -> None:
     """A run found valid again loses the error.txt the runner wrote when it did not run
     it (its source had failed, or its config differed); a training error stays."""
     err = d / runs.ERROR
-    if err.is_file() and err.read_text().startswith(NOT_RUN):
+    if err.is_file() and err.read_text().startswith(runs.NOT_RUN):
         err.unlink()
         (d / runs.TRACEBACK).unlink(missing_ok=True)
 
@@ -454,7 +453,7 @@ def _slurm_one(plan: Plan, variant: str, seed: int, job: str | None, state: str 
         src = plan.grid["variants"][variant].get("init_from")
         src_outcome = sources[(src, seed)].result() if src else None
         if src_outcome is not None and not src_outcome.usable:
-            _record(d, f"{NOT_RUN}its source {src} seed {seed} {src_outcome.kind}")
+            _record(d, f"{runs.NOT_RUN}its source {src} seed {seed} {src_outcome.kind}")
         elif not (d / runs.ERROR).is_file():  # killed from outside: the log says more
             _record(d, f"{slurm.job_log(d, job)}\nslurm job {job} ended {state} before the "
                        "run finished")

@@ -823,9 +823,8 @@ def plot_key_figure(a: ArtifactInputs, chosen: list[tuple[str, str]], per_image:
         imgs = {"HR": hr, **key_srs(a, names[1:], image)}
         rows = per_image[(per_image.dataset == a.dataset) & (per_image.image == image)]
         for j, name in enumerate(names):
-            x = imgs[name].double()[None]
-            rng = op.pinv(op.down(x))[0]
-            parts = (imgs[name].double(), rng, 0.5 + 5 * (x[0] - rng))
+            rng, null = (p[0] for p in op.split(imgs[name].double()[None]))
+            parts = (imgs[name].double(), rng, 0.5 + 5 * null)
             for r, part in enumerate(parts):
                 ax = axes[3 * i + r, j]
                 crop = part[:, top:top + k, left:left + k].clamp(0, 1).permute(1, 2, 0)

@@ -228,18 +228,25 @@ def _check_eval_side(h: int, w: int, path: str | Path, scale: int) -> None:
 LPIPS_MIN_SIDE = 32  # srlib.lpips refuses smaller images
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """An image's ``(height, width)`` in px from its header, or from the whole file where
+    Pillow cannot open it (the full reader then reads it, or says what it is)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:  # not for Pillow
+        h, w = load_image(path).shape[-2:]
+        return h, w
+
+
 def check_test_images(data: str, scale: int, with_lpips: bool = True) -> None:
     """Every test image of ``data`` large enough to evaluate at ``scale`` (and, with LPIPS,
     at least ``LPIPS_MIN_SIDE`` px a side once mod-cropped), checked from the files'
     headers before anything trains; ``ValueError`` names the first file too small."""
-    from PIL import Image
-
     for path in list_images(data, "test"):
-        try:
-            with Image.open(path) as im:
-                w, h = im.size
-        except Exception:  # not for Pillow: the full reader says what it is
-            h, w = load_image(path).shape[-2:]
+        h, w = image_size(path)
         _check_eval_side(h, w, path, scale)
         side = min(h - h % scale, w - w % scale)
         if with_lpips and side < LPIPS_MIN_SIDE:

@@ -51,6 +51,7 @@ from srlib.data import (
     check_eval_size,
     dataset_name,
     eval_pair,
+    image_size,
     list_images,
     load_image,
     resolve_dataset,
@@ -204,25 +205,12 @@ def match_lr(hr_paths: list[Path], lr_dir: str | Path, scale: int) -> dict[str, 
                          f"{hr_paths[0].parent} by name: {why}; expected one LR image per "
                          "HR image, of the same name (baby.png for baby.png)")
     for name, hr in hr_by.items():
-        _check_lr_size(lr_by[name], _image_hw(lr_by[name]), hr, _image_hw(hr), scale)
+        _check_lr_size(lr_by[name], image_size(lr_by[name]), hr, image_size(hr), scale)
     return lr_by
 
 
 def _names(names: list[str], n: int = 10) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
-
-
-def _image_hw(path: Path) -> tuple[int, int]:
-    """An image's ``(height, width)`` in px from its header (from the whole file where
-    Pillow cannot open it)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except Exception:  # not for Pillow: the full reader reads it, or says why not
-        h, w = load_image(path).shape[-2:]
-        return h, w
 
 
 def _check_lr_size(lr_path: Path, lr_hw: tuple[int, int], hr_path: Path,

@@ -299,15 +299,6 @@ def _not_done(results: pd.DataFrame) -> list[str]:
 
 # ---- the answer, the verdict matrix and the hypothesis table -----------------------------
 
-# The study's five questions (DESIGN: what the report must establish); a hypothesis belongs
-# to the question of its id's prefix (H4-finetune: H4). Ids outside them are their own.
-QUESTIONS = {
-    "H1": "Is super-resolution ill-posed in a way the downsampled loss cannot see?",
-    "H2": "Does the downsampled loss fail as the proposal saw?",
-    "H3": "Does the upsampler matter under the downsampled loss?",
-    "H4": "Does an adversarial term fix it?",
-    "H5": "What goes beyond the proposal: consistency by construction, samples, mismatch?",
-}
 ONE_RUN = "1 run: covers test images only"
 VERDICT_COLOURS = {"supported": "#cde8cd", "contradicted": "#f3c9c4",
                    "inconclusive": "#eeeeee", "not reached": "#e3e3f3", "not tested": "#ffffff"}
@@ -315,7 +306,8 @@ VERDICT_COLOURS = {"supported": "#cde8cd", "contradicted": "#f3c9c4",
 
 def question_of(hid: str) -> str:
     """The question a hypothesis id answers: its prefix ``H<digits>`` (``H5a-esrgan``:
-    ``H5``), or the id itself."""
+    ``H5``), or the id itself. The question's words are the grid's (``questions:``, and
+    the statement of its first hypothesis), never a table of this module's."""
     m = re.match(r"H\d+", hid)
     return m.group(0) if m else hid
 
@@ -377,7 +369,7 @@ def _comparison(h: Hypothesis) -> str:
 
 
 def answer(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> list[str]:
-    """"The answer": one Markdown sentence per question (``QUESTIONS``; at most eight), from
+    """"The answer": one Markdown sentence per question (``question_of``; at most eight), from
     the pooled verdicts: the question's first hypothesis with its pooled interval, its
     verdict after the declared procedure (``stats.procedure``) and the runs behind it, then
     how the question's other hypotheses came out. A supported comparison on one run is said
@@ -392,8 +384,7 @@ def answer(hypotheses: list[Hypothesis], verdicts: pd.DataFrame) -> list[str]:
         verdict = lead.adjusted
         if verdict == "supported" and lead.n_seeds == 1:
             verdict = "supported on one run, not established"
-        text = (f"**{plain(q)}** {plain(QUESTIONS.get(q, ''))} "
-                f"{plain(claim(hs[0]))} ({plain(hs[0].id)}): **{verdict}**; "
+        text = (f"**{plain(q)}** {plain(claim(hs[0]))} ({plain(hs[0].id)}): **{verdict}**; "
                 f"{plain(_comparison(hs[0]))}: {cell_text(lead)}")
         if lead.verdict != "not tested":
             seeds = seed_means_text(lead)

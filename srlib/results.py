@@ -329,13 +329,9 @@ def provenance(out: Path, stages: dict[str, float], grid_path: Path,
     # every invocation that wrote this folder, with the wall time of its runs: a rebuild
     # that skips the finished runs keeps the time the first one spent training them
     try:
-        prev = read_provenance(out) or {}
+        before = (read_provenance(out) or {}).get("invocations", [])
     except ValueError:
-        prev = {}
-    before = prev.get("invocations") or (  # written before the list was kept: its own stage
-        [{"commit": prev["commit"], "date": prev.get("date", "?"),
-          "runs_seconds": round(float(prev["stage_seconds"]["runs"]), 1)}]
-        if "runs" in prev.get("stage_seconds", {}) and "commit" in prev else [])
+        before = []
     invocations = [*before, {"commit": commit, "date": date,
                              "runs_seconds": round(stages.get("runs", 0.0), 1)}][-50:]
     return {

@@ -86,12 +86,6 @@ def test_provenance_keeps_the_wall_time_of_every_invocation(tmp_path):
     assert [i["runs_seconds"] for i in prov["invocations"]] == [7200.0, 0.3]
     (line,) = rp.invocation_lines(prov["invocations"])
     assert "over the 2 invocation(s) of the runner that wrote this folder: 120 min" in line
-    # a provenance from before the list: its own runs stage is the first invocation
-    runs.write_json(folder / rs.PROVENANCE, {"commit": "41c853c", "date": "d",
-                                             "stage_seconds": {"runs": 6000.0}})
-    prov = rs.provenance(folder, {"runs": 1.0}, folder / "g.yaml", table)
-    assert [(i["commit"], i["runs_seconds"]) for i in prov["invocations"]][0] == (
-        "41c853c", 6000.0)
 
 
 def test_a_rebuild_that_rewrites_its_own_tables_is_from_a_clean_tree(tmp_path, monkeypatch):
