@@ -85,9 +85,12 @@ display(HTML(rp.verdict_matrix(g["hypotheses"], verdicts)))
 # %% [markdown]
 # ### One crop through the main methods
 #
-# The same crop of one test image through HR, the closed-form baselines, the pixel
-# network, the proposal's network and its control, and the best projected and best
-# adversarial variants, each with its PSNR-Y / LPIPS / LR-PSNR on that image.
+# The same crop of two test images (first seed) through HR, the closed-form baselines,
+# the variants the grid names (`key_variants`) and the best projected and best adversarial
+# variants, where the grid has them. Above each crop, that method's PSNR-Y, LPIPS (where
+# measured) and LR-PSNR on that image; under it, its range part `D^+ D x` (what the
+# downsampled loss constrains) and its null-space part `(I - D^+ D) x`, x5 around grey
+# (what it cannot see).
 
 # %%
 if (reports / "key_figure.png").is_file():
@@ -101,7 +104,7 @@ else:
 # Everything on this page is read from the result files of one run of the grid below
 # (`results.csv`, `per_image.csv`, `verdicts.csv`, `manifold.json`, `artifacts.csv`, the
 # runs' `losses.csv` and `validation.csv`, `provenance.json` and the saved figures); the
-# notebooks that wrote them are linked at the end. The hypotheses are the grid file's own:
+# notebooks that wrote them are listed at the end. The hypotheses are the grid file's own:
 # each names the two variants it compares, the metric and the direction it expects, and
 # its verdict follows from a 95% interval, not from a threshold written here.
 
