@@ -248,9 +248,13 @@ def _image_row(name: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
 # ---- a closed-form baseline as a run folder ----------------------------------------------
 
 def baseline_done(d: Path, config: dict) -> bool:
-    """Whether the baseline's folder ``d`` holds its evaluation of ``config`` already."""
+    """Whether the baseline's folder ``d`` holds its evaluation of ``config`` already; its
+    own path (``out``) aside, so that a result folder moved or copied whole keeps it."""
+    def same(c: dict) -> dict:
+        return {k: v for k, v in c.items() if k != "out"}
+
     return (runs.is_finished(d) and not (d / runs.ERROR).is_file()
-            and runs.read_json(d / runs.CONFIG) == config)
+            and same(runs.read_json(d / runs.CONFIG)) == same(config))
 
 
 def baseline_run(d: Path, config: dict) -> None:

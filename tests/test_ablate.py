@@ -155,6 +155,17 @@ def test_second_invocation_skips_finished_runs(micro, capfd):
     assert main([str(cfg), "--out", str(out), "--only", "bicubic"]) == 0
     assert "bicubic seed 0: finished earlier, skipped" in capfd.readouterr().out
     assert bic.stat().st_mtime_ns == before
+    # a result folder moved or copied whole keeps its baselines' evaluations
+    import shutil
+
+    from srlib.evaluate import baseline_done
+    from srlib.grid import baseline_config
+
+    moved = out.parent / "moved"
+    shutil.copytree(out / "runs" / "bicubic", moved / "runs" / "bicubic")
+    grid = load_grid(cfg)
+    assert baseline_done(moved / "runs" / "bicubic" / "seed0",
+                         baseline_config(grid, "bicubic", 0, moved))
     assert main([str(cfg), "--out", str(out), "--only", "bicubic", "--force"]) == 0
     assert "bicubic seed 0: done" in capfd.readouterr().out
     assert bic.stat().st_mtime_ns != before

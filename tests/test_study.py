@@ -142,3 +142,44 @@ def test_the_committed_verdicts_are_re_derived(verdicts):
     for c in ("mean", "low", "high", "p", "mean_mixed", "se_mixed", "df_mixed", "p_mixed"):
         pd.testing.assert_series_equal(committed[c].astype(float),
                                        verdicts[c].astype(float), rtol=1e-9, check_names=False)
+
+
+def test_every_per_run_range_the_readme_findings_quote():
+    """The findings' numbers that are not intervals: ranges over the runs of a variant on
+    Set5 (raw LR-PSNR, the share of values clipped, PSNR-Y), from the committed
+    ``results.csv``, and the sum of the runs' training times."""
+    import json
+
+    from srlib import results as rs
+
+    res = rs.read_results(STUDY)
+    set5 = res[(res.dataset == "Set5") & (res.status == "done")]
+
+    def span(variant: str, col: str, fmt: str, scale: float = 1.0) -> tuple[str, str]:
+        x = set5[set5.variant == variant][col].astype(float) * scale
+        return fmt.format(x.min()), fmt.format(x.max())
+
+    text = " ".join(_section((ROOT / "README.md").read_text(), "## The study",
+                             "Regenerate the first table with").split())
+    said = [
+        "Six seeds agree within 0.09 dB on Set5 ({} to {})".format(
+            *span("pixel/nearest", "psnr_y", "{:.2f}")),
+        "LR-PSNR before saving {} to {} dB on Set5".format(
+            *span("down/pixelshuffle", "lr_psnr_raw", "{:.1f}")),
+        "but {} to {}% of its values leave [0, 1]".format(
+            *span("down/pixelshuffle", "clipped", "{:.0f}", 100)),
+        "Their raw LR-PSNR on Set5 ends between {} and {} dB (pixel shuffle)".format(
+            *span("down/pixelshuffle", "lr_psnr_raw", "{:.1f}")),
+        "and {} and {} dB (nearest)".format(*span("down/nearest", "lr_psnr_raw", "{:.1f}")),
+        "The pixel network's own raw LR-PSNR is {} to {} dB".format(
+            *span("pixel/nearest", "lr_psnr_raw", "{:.1f}")),
+    ]
+    ft, pinv = (set5[set5.variant == v].psnr_y.astype(float).mean()
+                for v in ("ft-pixel/down", "pinv"))
+    said.append(f"({ft:.2f} dB on Set5 against {pinv:.2f})")
+    p = set5[set5.variant == "pixel/nearest"].psnr_y.astype(float)
+    assert p.max() - p.min() <= 0.09
+    prov = json.loads((STUDY / "provenance.json").read_text())
+    said.append(f"`train_seconds_total`: {prov['train_seconds_total'] / 60:.0f} min")
+    for phrase in said:
+        assert phrase in text, phrase
