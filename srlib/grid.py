@@ -487,12 +487,16 @@ def load_grid(path: str | Path) -> dict:
     grid["notebook_params"] = _check_notebook_params(grid.get("notebook_params"), where)
     grid["hypotheses"] = _check_hypotheses(grid, where)
     grid.update({key: text_of(grid, key, where) for key in PROSE})
-    # where the grid was committed before its runs: COMMIT:PATH (srlib.results.declaration)
+    # where the grid was committed before its runs: COMMIT:PATH, or a list of them, the
+    # first declaration then each extension that added runs (srlib.results.declaration)
     declared = grid.setdefault("declared", None)
-    if declared is not None and not re.fullmatch(r"[0-9a-f]{7,40}:[^:\s]+", str(declared)):
-        raise ValueError(f"{where('declared')}: 'declared' must be COMMIT:PATH (the commit "
-                         f"that holds the grid as it was declared, e.g. 41c853c:configs/"
-                         f"study.yaml), got {declared!r}")
+    entries = declared if isinstance(declared, list) else [declared]
+    if declared is not None and (not entries or not all(
+            isinstance(e, str) and re.fullmatch(r"[0-9a-f]{7,40}:[^:\s]+", e) for e in entries)):
+        raise ValueError(f"{where('declared')}: 'declared' must be COMMIT:PATH, or a list of "
+                         f"them oldest first (the commit that holds the grid as it was "
+                         f"declared, e.g. 41c853c:configs/study.yaml, then each that "
+                         f"extended it before the added runs ran), got {declared!r}")
     grid["answer"] = _check_answer(grid, where)
     grid["critic"] = check_critic(grid.get("critic"), where("critic"))
     # the job settings of --executor slurm, checked here as given (defaults: at submission)

@@ -861,18 +861,31 @@ RED = "- <span style='color:#b00020'>**{}**</span>"
 
 
 def declared_lines(dec: dict | None) -> list[str]:
-    """The provenance bullet of a grid's declaration (``srlib.results.declaration``)."""
+    """The provenance bullets of a grid's declaration (``srlib.results.declaration``): the
+    first declaration, each extension and what it added, in red what changed instead."""
     if not dec:
         return []
-    where = f"{code(dec['path'])} at commit {code(dec['commit'])}"
     if "error" in dec:
         return [RED.format(f"Declared as {dec['path']} at {dec['commit']}, which cannot be "
                            f"checked: {dec['error']}.")]
+    lines = [f"- declared: the grid as {code(dec['path'])} at commit {code(dec['commit'])} "
+             f"({dec['date']}), before its runs"]
+    for ext in dec.get("extensions", []):
+        what = f"at commit {ext['commit']} ({ext['date']})"
+        if ext["altered"]:
+            lines.append(RED.format(f"Extended {what}, which also changed what was declared "
+                                    f"before, in: {', '.join(ext['altered'])}."))
+        else:
+            lines.append(f"- extended {what.replace(ext['commit'], code(ext['commit']))}, "
+                         f"before the runs it added: {', '.join(map(code, ext['added']))}; "
+                         "nothing declared before it changed")
     if dec["changed"]:
-        return [RED.format(f"Declared as {dec['path']} at {dec['commit']} "
-                           f"({dec['date']}); changed since in: {', '.join(dec['changed'])}.")]
-    return [f"- declared: the grid as {where} ({dec['date']}); its seeds, defaults, "
-            "variants, hypotheses and critic are unchanged since (its prose may differ)"]
+        lines.append(RED.format(f"Changed since the last declaration in: "
+                                f"{', '.join(dec['changed'])}."))
+    else:
+        lines.append("- its seeds, defaults, variants, hypotheses and critic are unchanged "
+                     "since the last declaration (its prose may differ)")
+    return lines
 
 
 def invocation_lines(invocations: list[dict]) -> list[str]:

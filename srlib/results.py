@@ -350,39 +350,82 @@ def provenance(out: Path, stages: dict[str, float], grid_path: Path,
     }
 
 
-def declaration(grid: dict) -> dict | None:
-    """Where a grid with ``declared: COMMIT:PATH`` was declared, and whether what decides
-    its results changed since: ``{"commit", "path", "date", "changed"}``, ``changed`` the
-    parts (seeds, defaults, variants, hypotheses, critic) that differ between that commit's
-    file and the grid now (empty: only prose or layout changed); ``{"commit", "path",
-    "error"}`` where git cannot show it. None without ``declared``."""
+def _grid_at(commit: str, path: str) -> tuple[dict | None, str, str]:
+    """The grid file ``path`` as commit ``commit`` holds it, loaded, and that commit's
+    date: ``(grid, date, "")``, or ``(None, "", why)`` where git cannot show it."""
     import tempfile
 
     from srlib.grid import load_grid
 
-    if not grid.get("declared"):
-        return None
-    commit, path = grid["declared"].split(":", 1)
-    out = {"commit": commit, "path": path}
     try:
         shown = subprocess.run(["git", "show", f"{commit}:{path}"], capture_output=True,
                                text=True, cwd=PROJECT, timeout=30)
         date = subprocess.run(["git", "show", "-s", "--format=%cI", commit],
                               capture_output=True, text=True, cwd=PROJECT, timeout=30)
     except (OSError, subprocess.SubprocessError) as err:
-        return {**out, "error": f"git could not be run ({err})"}
+        return None, "", f"git could not be run ({err})"
     if shown.returncode != 0:
-        return {**out, "error": f"git has no {path} at {commit}"}
+        return None, "", f"git has no {path} at {commit}"
     with tempfile.TemporaryDirectory() as tmp:
         old_path = Path(tmp) / Path(path).name
         old_path.write_text(shown.stdout)
         try:
-            old = load_grid(old_path)
+            return load_grid(old_path), date.stdout.strip(), ""
         except ValueError as err:
-            return {**out, "error": f"the declared grid no longer loads ({err})"}
-    parts = ("seeds", "defaults", "variants", "hypotheses", "critic")
-    return {**out, "date": date.stdout.strip(),
-            "changed": [k for k in parts if old.get(k) != grid.get(k)]}
+            return None, "", f"the declared grid no longer loads ({err})"
+
+
+DECIDING = ("seeds", "defaults", "variants", "hypotheses", "critic")  # what results depend on
+
+
+def _altered(old: dict, new: dict) -> list[str]:
+    """What an extension of ``old`` into ``new`` altered rather than added: seeds, defaults
+    or critic changed; a variant or hypothesis of ``old`` removed or changed; a primary
+    hypothesis added (the primaries' order is fixed at the first declaration)."""
+    out = [k for k in ("seeds", "defaults", "critic") if old.get(k) != new.get(k)]
+    if any(new["variants"].get(k) != v for k, v in old["variants"].items()):
+        out.append("variants")
+    old_h = {h["id"]: h for h in old.get("hypotheses") or []}
+    new_h = {h["id"]: h for h in new.get("hypotheses") or []}
+    if any(new_h.get(k) != h for k, h in old_h.items()) or any(
+            h.get("primary") for k, h in new_h.items() if k not in old_h):
+        out.append("hypotheses")
+    return out
+
+
+def declaration(grid: dict) -> dict | None:
+    """Where a grid with ``declared:`` was declared, and whether what decides its results
+    changed since: ``{"commit", "path", "date", "changed", "extensions"}``.
+
+    ``declared`` is ``COMMIT:PATH`` or a list of them, oldest first: the first declaration,
+    then each commit that extended the grid before the runs it added ran. ``changed``: the
+    parts (``DECIDING``) that differ between the last of them and the grid now (empty:
+    only prose or layout changed). ``extensions``: one ``{"commit", "path", "date",
+    "added", "altered"}`` per later entry, ``added`` the variants and hypotheses it added,
+    ``altered`` what it changed instead of adding (``_altered``; empty for a clean
+    extension). ``{"commit", "path", "error"}`` where git cannot show one of them. None
+    without ``declared``."""
+    if not grid.get("declared"):
+        return None
+    entries = grid["declared"] if isinstance(grid["declared"], list) else [grid["declared"]]
+    loaded = []
+    for entry in entries:
+        commit, path = entry.split(":", 1)
+        old, date, why = _grid_at(commit, path)
+        if old is None:
+            return {"commit": commit, "path": path, "error": why}
+        loaded.append((commit, path, date, old))
+    extensions = []
+    for (_, _, _, prev), (commit, path, date, old) in zip(loaded[:-1], loaded[1:], strict=True):
+        added = [k for k in old["variants"] if k not in prev["variants"]]
+        ids = {h["id"] for h in prev.get("hypotheses") or []}
+        added += [h["id"] for h in old.get("hypotheses") or [] if h["id"] not in ids]
+        extensions.append({"commit": commit, "path": path, "date": date, "added": added,
+                           "altered": _altered(prev, old)})
+    commit, path, date, _ = loaded[0]
+    last = loaded[-1][3]
+    return {"commit": commit, "path": path, "date": date, "extensions": extensions,
+            "changed": [k for k in DECIDING if last.get(k) != grid.get(k)]}
 
 
 def _rows(path: Path) -> int:

@@ -194,6 +194,33 @@ def test_dropped_pairs_say_whether_they_were_nan_or_infinite():
     assert "3 NaN pair(s) dropped" in note and "2 infinite pair(s) dropped" in note
 
 
+def test_an_extension_may_add_runs_but_not_alter_what_was_declared():
+    """A grid extended after its declaration (``declared:`` a list) may add variants and
+    secondary hypotheses; changing a variant, a hypothesis, the seeds or defaults, or
+    adding a primary, is an alteration, in red on the page."""
+    from srlib.results import _altered
+
+    old = {"seeds": [0, 1], "defaults": {"preset": "study"}, "critic": None,
+           "variants": {"a": {"loss": "down"}},
+           "hypotheses": [{"id": "H1", "a": "a", "b": "pinv", "primary": 1}]}
+    added = {**old, "variants": {**old["variants"], "b": {"loss": "pixel"}},
+             "hypotheses": [*old["hypotheses"], {"id": "H2", "a": "b", "b": "pinv"}]}
+    assert _altered(old, added) == []
+    assert _altered(old, {**added, "seeds": [0]}) == ["seeds"]
+    assert _altered(old, {**added, "variants": {"a": {"loss": "pixel"}}}) == ["variants"]
+    assert _altered(old, {**added, "hypotheses": [{"id": "H2", "a": "b", "b": "pinv",
+                                                   "primary": 2}, *old["hypotheses"]]}
+                    ) == ["hypotheses"]
+    assert _altered(old, {**old, "hypotheses": []}) == ["hypotheses"]
+    dec = {"commit": "aaaaaaa", "path": "g.yaml", "date": "2026-12-07", "changed": [],
+           "extensions": [{"commit": "bbbbbbb", "path": "g.yaml", "date": "2026-12-08",
+                           "added": ["b", "H2"], "altered": []}]}
+    lines = rp.declared_lines(dec)
+    assert "`bbbbbbb`" in lines[1] and "`b`, `H2`" in lines[1] and "#b00020" not in lines[1]
+    dec["extensions"][0]["altered"] = ["variants"]
+    assert "#b00020" in rp.declared_lines(dec)[1] and "variants" in rp.declared_lines(dec)[1]
+
+
 def test_the_declared_grid_is_checked_against_the_commit_it_names(tmp_path):
     """configs/study.yaml says it was declared at a commit of this repository: what
     decides its results is unchanged since (only prose was added); a grid that changed a
@@ -209,14 +236,17 @@ def test_the_declared_grid_is_checked_against_the_commit_it_names(tmp_path):
     grid = load_grid(root / "configs" / "study.yaml")
     dec = declaration(grid)
     assert dec["commit"] == "41c853c" and dec["changed"] == [] and dec["date"].startswith("20")
-    assert "are unchanged since" in rp.declared_lines(dec)[0]
+    assert all(not e["altered"] and e["added"] for e in dec["extensions"])
+    lines = rp.declared_lines(dec)
+    assert "41c853c" in lines[0] and "unchanged since the last declaration" in lines[-1]
+    assert not any("#b00020" in line for line in lines)
     raw = yaml.safe_load((root / "configs" / "study.yaml").read_text())
     raw["hypotheses"][0]["direction"] = "greater"
     (tmp_path / "g.yaml").write_text(yaml.safe_dump(raw))
     changed = declaration(load_grid(tmp_path / "g.yaml"))
     assert changed["changed"] == ["hypotheses"]
-    assert "changed since in: hypotheses" in rp.declared_lines(changed)[0]
-    assert "color:#b00020" in rp.declared_lines(changed)[0]
+    assert "Changed since the last declaration in: hypotheses" in rp.declared_lines(changed)[-1]
+    assert "color:#b00020" in rp.declared_lines(changed)[-1]
     raw["declared"] = "0000000:configs/study-next.yaml"
     (tmp_path / "g.yaml").write_text(yaml.safe_dump(raw))
     assert "git has no" in declaration(load_grid(tmp_path / "g.yaml"))["error"]
@@ -224,6 +254,11 @@ def test_the_declared_grid_is_checked_against_the_commit_it_names(tmp_path):
     (tmp_path / "g.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError, match=r"'declared' must be COMMIT:PATH"):
         load_grid(tmp_path / "g.yaml")
+    for bad in ([], ["41c853c:configs/study.yaml", 3]):
+        raw["declared"] = bad
+        (tmp_path / "g.yaml").write_text(yaml.safe_dump(raw))
+        with pytest.raises(ValueError, match=r"'declared' must be COMMIT:PATH, or a list"):
+            load_grid(tmp_path / "g.yaml")
     # a page built from a tree with uncommitted changes says so, in red
     text = rp.provenance_text({"commit": "abc1234 (with uncommitted changes)"})
     assert "Built from a tree with uncommitted changes" in text and "#b00020" in text
