@@ -385,10 +385,10 @@ def _altered(old: dict, new: dict) -> list[str]:
     out = [k for k in ("seeds", "defaults", "critic") if old.get(k) != new.get(k)]
     if any(new["variants"].get(k) != v for k, v in old["variants"].items()):
         out.append("variants")
-    old_h = {h["id"]: h for h in old.get("hypotheses") or []}
-    new_h = {h["id"]: h for h in new.get("hypotheses") or []}
+    old_h = {h.id: h for h in old.get("hypotheses") or []}
+    new_h = {h.id: h for h in new.get("hypotheses") or []}
     if any(new_h.get(k) != h for k, h in old_h.items()) or any(
-            h.get("primary") for k, h in new_h.items() if k not in old_h):
+            h.primary for k, h in new_h.items() if k not in old_h):
         out.append("hypotheses")
     return out
 
@@ -418,8 +418,8 @@ def declaration(grid: dict) -> dict | None:
     extensions = []
     for (_, _, _, prev), (commit, path, date, old) in zip(loaded[:-1], loaded[1:], strict=True):
         added = [k for k in old["variants"] if k not in prev["variants"]]
-        ids = {h["id"] for h in prev.get("hypotheses") or []}
-        added += [h["id"] for h in old.get("hypotheses") or [] if h["id"] not in ids]
+        ids = {h.id for h in prev.get("hypotheses") or []}
+        added += [h.id for h in old.get("hypotheses") or [] if h.id not in ids]
         extensions.append({"commit": commit, "path": path, "date": date, "added": added,
                            "altered": _altered(prev, old)})
     commit, path, date, _ = loaded[0]

@@ -4,6 +4,8 @@ model's columns and ``report --power``."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -200,16 +202,18 @@ def test_an_extension_may_add_runs_but_not_alter_what_was_declared():
     adding a primary, is an alteration, in red on the page."""
     from srlib.results import _altered
 
+    h1 = Hypothesis("H1", "a beats pinv", "a", "pinv", "psnr_y", "greater", primary=1)
+    h2 = Hypothesis("H2", "b beats pinv", "b", "pinv", "psnr_y", "greater")
     old = {"seeds": [0, 1], "defaults": {"preset": "study"}, "critic": None,
-           "variants": {"a": {"loss": "down"}},
-           "hypotheses": [{"id": "H1", "a": "a", "b": "pinv", "primary": 1}]}
+           "variants": {"a": {"loss": "down"}}, "hypotheses": [h1]}
     added = {**old, "variants": {**old["variants"], "b": {"loss": "pixel"}},
-             "hypotheses": [*old["hypotheses"], {"id": "H2", "a": "b", "b": "pinv"}]}
+             "hypotheses": [h1, h2]}
     assert _altered(old, added) == []
     assert _altered(old, {**added, "seeds": [0]}) == ["seeds"]
     assert _altered(old, {**added, "variants": {"a": {"loss": "pixel"}}}) == ["variants"]
-    assert _altered(old, {**added, "hypotheses": [{"id": "H2", "a": "b", "b": "pinv",
-                                                   "primary": 2}, *old["hypotheses"]]}
+    assert _altered(old, {**added, "hypotheses": [h1, dataclasses.replace(h2, primary=2)]}
+                    ) == ["hypotheses"]
+    assert _altered(old, {**added, "hypotheses": [dataclasses.replace(h1, b="bicubic")]}
                     ) == ["hypotheses"]
     assert _altered(old, {**old, "hypotheses": []}) == ["hypotheses"]
     dec = {"commit": "aaaaaaa", "path": "g.yaml", "date": "2026-12-07", "changed": [],
