@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from srlib import runs
 from srlib.data import PatchSampler, list_images, load_image
 from srlib.evaluate import eval_pairs
-from srlib.metrics import psnr_rgb
+from srlib.metrics import lr_psnr
 from srlib.resize import BicubicDegradation
 from srlib.train import split_holdout
 
@@ -49,9 +49,10 @@ def row(run: Path, g: torch.nn.Module, label: str, batches: int) -> dict:
     op = BicubicDegradation(c["scale"])
     whole, inner, worst = [], [], None
     for name, _, lr in eval_pairs("Set5", op):
-        err = (op.down(g(lr[None]).float()) - lr[None])[0]  # (3, h, w)
-        whole.append(float(psnr_rgb(err[None] + lr[None], lr[None])))
-        inner.append(float(psnr_rgb(err[None] + lr[None], lr[None], crop=8)))
+        sr = g(lr[None]).float()
+        whole.append(float(lr_psnr(sr, lr[None], op)))
+        inner.append(float(lr_psnr(sr, lr[None], op, crop=8)))
+        err = (op.down(sr) - lr[None])[0]  # (3, h, w)
         low = F.avg_pool2d(err[None], 8)[0]
         if worst is None or whole[-1] < worst[1]:
             worst = (name, whole[-1], float(low.pow(2).mean() / err.pow(2).mean()),
